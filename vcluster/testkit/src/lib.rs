@@ -1,0 +1,245 @@
+//! `vcluster-testkit`: real components for tests and benchmarks, started as child processes.
+//!
+//! [`EtcdCluster`] runs one or more real etcd members on private loopback ports with
+//! temporary data directories, and can kill (SIGKILL) and restart members. A missing etcd
+//! binary is a loud failure, never a skipped test: install it with `scripts/setup` (or
+//! `apt-get install etcd-server`), or point `VCLUSTER_ETCD_BIN` at one.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Environment variable naming the etcd binary (default: `etcd` on `PATH`).
+pub const ETCD_BIN_ENV: &str = "VCLUSTER_ETCD_BIN";
+/// Environment variable with the client URLs of an etcd that the test run started itself
+/// (`.ci/run` does); tests that don't restart or compact etcd share it.
+pub const SHARED_ETCD_ENV: &str = "VCLUSTER_TEST_ETCD_ENDPOINTS";
+
+/// A free loopback port. Another process could take it before etcd binds it; the start-up
+/// check then fails loudly rather than talking to the wrong server.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+/// Real etcd members on loopback. Dropping it kills them and removes their data.
+pub struct EtcdCluster {
+    members: Vec<Member>,
+    dir: TempDir,
+    initial_cluster: String,
+}
+
+fn etcd_bin() -> String {
+    std::env::var(ETCD_BIN_ENV).unwrap_or_else(|_| "etcd".into())
+}
+
+impl EtcdCluster {
+    /// One member.
+    pub fn single() -> Self {
+        Self::start(1)
+    }
+
+    /// `n` members forming one cluster; returns once every member answers as healthy.
+    pub fn start(n: usize) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("vcluster-etcd-")
+            .tempdir()
+            .expect("create a temporary etcd data directory");
+        let members: Vec<Member> = (0..n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Self {
+            members,
+            dir,
+            initial_cluster,
+        };
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        for i in 0..n {
+            cluster.wait_healthy(i);
+        }
+        cluster
+    }
+
+    fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(&self.members[i].name)
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let data_dir = self.data_dir(i);
+        let log = std::fs::File::create(
+            self.dir
+                .path()
+                .join(format!("{}.log", self.members[i].name)),
+        )
+        .expect("create the etcd log file");
+        let m = &self.members[i];
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let child = Command::new(etcd_bin())
+            .args(["--name", &m.name, "--data-dir"])
+            .arg(&data_dir)
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args([
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "vcluster-test",
+            ])
+            .args(["--logger", "zap", "--log-outputs", "stderr"])
+            // Short heartbeats make elections after a killed member take well under a second.
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start etcd ({}): {e}. Install it with scripts/setup \
+                     (apt-get install etcd-server) or set {ETCD_BIN_ENV}",
+                    etcd_bin()
+                )
+            });
+        self.members[i].child = Some(child);
+    }
+
+    fn wait_healthy(&mut self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = self.members[i].client_port;
+        while Instant::now() < deadline {
+            if let Some(child) = self.members[i].child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "etcd member {i} exited during start-up ({status}); see {}",
+                    self.log_hint(i)
+                );
+            }
+            if healthy(port) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "etcd member {i} not healthy after 30 s; see {}",
+            self.log_hint(i)
+        );
+    }
+
+    fn log_hint(&self, i: usize) -> String {
+        let path = self
+            .dir
+            .path()
+            .join(format!("{}.log", self.members[i].name));
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        format!("{} (last lines: {:?})", path.display(), tail)
+    }
+
+    /// Client URLs of every member.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .collect()
+    }
+
+    /// Kills member `i` with SIGKILL.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `i` again on its data directory and waits until it is healthy.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+        self.wait_healthy(i);
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// Whether the member at `port` answers `/health` with `"health":"true"`.
+fn healthy(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.contains("\"health\":\"true\"")
+}
+
+/// The etcd a test may share: the one named by [`SHARED_ETCD_ENV`], or else a fresh one
+/// owned by the caller.
+pub enum SharedEtcd {
+    External(Vec<String>),
+    Owned(EtcdCluster),
+}
+
+impl SharedEtcd {
+    pub fn get() -> Self {
+        match std::env::var(SHARED_ETCD_ENV) {
+            Ok(urls) if !urls.trim().is_empty() => {
+                SharedEtcd::External(urls.split(',').map(|s| s.trim().to_owned()).collect())
+            }
+            _ => SharedEtcd::Owned(EtcdCluster::single()),
+        }
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        match self {
+            SharedEtcd::External(urls) => urls.clone(),
+            SharedEtcd::Owned(cluster) => cluster.endpoints(),
+        }
+    }
+}
