@@ -153,7 +153,15 @@ fn map_err(e: etcd_client::Error) -> Error {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
                 Error::Unavailable(Box::new(e))
             }
-            Code::Unknown if status.message().contains("leader") => Error::Unavailable(Box::new(e)),
+            // A broken connection surfaces as `Unknown` carrying a transport error; lost
+            // leadership as `Unknown` naming the leader.
+            Code::Unknown
+                if std::error::Error::source(status)
+                    .is_some_and(|s| s.is::<tonic::transport::Error>())
+                    || status.message().contains("leader") =>
+            {
+                Error::Unavailable(Box::new(e))
+            }
             _ => Error::backend(e),
         },
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
