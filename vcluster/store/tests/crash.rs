@@ -30,7 +30,10 @@ fn main() {
     let mut acked: HashMap<String, u64> = HashMap::new();
     for round in 0..3 {
         let acks = run_child_and_kill(&path, round, 200 + 150 * round);
-        println!("round {round}: {} writes acknowledged before SIGKILL", acks.len());
+        println!(
+            "round {round}: {} writes acknowledged before SIGKILL",
+            acks.len()
+        );
         acked.extend(acks);
         verify(&path, &acked);
     }
@@ -88,7 +91,11 @@ fn verify(path: &Path, acked: &HashMap<String, u64>) {
         }
         // The recovered store takes writes at the next revision.
         let kv = store
-            .create(Bytes::from(format!("after-{current}")), Bytes::from("v"), None)
+            .create(
+                Bytes::from(format!("after-{current}")),
+                Bytes::from("v"),
+                None,
+            )
             .await
             .expect("write after recovery");
         assert_eq!(kv.mod_revision, current + 1);

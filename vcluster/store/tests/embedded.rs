@@ -16,7 +16,10 @@ async fn reopening_keeps_the_revision_the_data_the_history_and_the_leases() {
         let store = open_embedded(dir.path());
         let acked = random_writer(store.clone(), b("k/"), 7, 300, 20, false).await;
         let lease = store.grant_lease(3600).await.expect("grant");
-        store.create(b("leased"), b("v"), Some(lease)).await.expect("create");
+        store
+            .create(b("leased"), b("v"), Some(lease))
+            .await
+            .expect("create");
         let mut watch = store.watch(b"k/", 0).await.expect("watch");
         drop(store);
         // Closing the store ends its watches rather than leaving them hanging.
@@ -41,7 +44,11 @@ async fn reopening_keeps_the_revision_the_data_the_history_and_the_leases() {
     let mut watch = store.watch(b"k/", 0).await.expect("watch");
     let events = collect_until(&mut watch, max_revision(&acked), Duration::from_secs(10)).await;
     check_history(&events, &acked, 0, &HashMap::new(), true);
-    let kv = store.get(b"leased").await.expect("get").expect("leased key kept");
+    let kv = store
+        .get(b"leased")
+        .await
+        .expect("get")
+        .expect("leased key kept");
     assert_eq!(kv.lease, Some(lease));
     let next = store.create(b("next"), b("v"), None).await.expect("create");
     assert_eq!(next.mod_revision, revision + 1);
@@ -53,13 +60,19 @@ async fn a_lease_that_expired_while_closed_is_revoked_on_reopen() {
     {
         let store = open_embedded(dir.path());
         let lease = store.grant_lease(1).await.expect("grant");
-        store.create(b("short"), b("v"), Some(lease)).await.expect("create");
+        store
+            .create(b("short"), b("v"), Some(lease))
+            .await
+            .expect("create");
     }
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let store = open_embedded(dir.path());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while store.get(b"short").await.expect("get").is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "the expired lease was never revoked");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the expired lease was never revoked"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -58,15 +58,29 @@ async fn survive(cluster: &mut EtcdCluster, disrupt: impl AsyncFnOnce(&mut EtcdC
     for w in writers {
         acked.extend(w.await.expect("writer"));
     }
-    assert!(acked.len() > 50, "too few writes ({}) to prove anything", acked.len());
+    assert!(
+        acked.len() > 50,
+        "too few writes ({}) to prove anything",
+        acked.len()
+    );
 
     // A fresh connection reads everything acknowledged.
     let reader = connect_etcd(cluster.endpoints()).await;
-    let stored = reader.range(RangeRequest::prefix("w/")).await.expect("range");
-    let stored: HashMap<Bytes, u64> =
-        stored.kvs.into_iter().map(|kv| (kv.key, kv.mod_revision)).collect();
+    let stored = reader
+        .range(RangeRequest::prefix("w/"))
+        .await
+        .expect("range");
+    let stored: HashMap<Bytes, u64> = stored
+        .kvs
+        .into_iter()
+        .map(|kv| (kv.key, kv.mod_revision))
+        .collect();
     for a in &acked {
-        assert_eq!(stored.get(&a.key), Some(&a.revision), "acknowledged write lost: {a:?}");
+        assert_eq!(
+            stored.get(&a.key),
+            Some(&a.revision),
+            "acknowledged write lost: {a:?}"
+        );
     }
     let events = collect_until(&mut watch, max_revision(&acked), Duration::from_secs(60)).await;
     // Writes whose acknowledgement was lost may appear too: not exact.
