@@ -75,7 +75,7 @@ async fn measure(name: &str, store: Arc<dyn Store>) -> Figures {
             }
         })
         .await;
-        eprintln!("{name}: {clients} writers: {:.0} puts/s", puts[i]);
+        eprintln!("{name}: {clients} writers: {:.0} creates/s", puts[i]);
     }
 
     // A fixed keyspace for reads: KEYS objects, and a prefix of 100 for ranges.
@@ -174,21 +174,27 @@ async fn watch_latency(store: &Arc<dyn Store>, run: &str) -> (f64, f64) {
     (pct(0.50), pct(0.99))
 }
 
-async fn raw_etcd_puts(endpoints: &[String], clients: usize) -> f64 {
+/// The raw `etcd-client` rate of plain puts (`cas: false`) or of the compare-and-swap
+/// create every Kubernetes create is (`cas: true`: a transaction that puts the key only if
+/// its create revision is 0, as kube-apiserver sends it).
+async fn raw_etcd(endpoints: &[String], clients: usize, cas: bool) -> f64 {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
     let client = etcd_client::Client::connect(endpoints, None)
         .await
         .expect("connect");
     let run = std::process::id();
     rate(clients, move |c, n| {
         let mut kv = client.kv_client();
+        let key = format!("/bench-raw/{run}/{cas}/{clients}/{c}/{n}");
         async move {
-            kv.put(
-                format!("/bench-raw/{run}/{clients}/{c}/{n}"),
-                VALUE.to_vec(),
-                None,
-            )
-            .await
-            .expect("raw put");
+            if cas {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key, VALUE.to_vec(), None)]);
+                kv.txn(txn).await.expect("raw txn");
+            } else {
+                kv.put(key, VALUE.to_vec(), None).await.expect("raw put");
+            }
         }
     })
     .await
@@ -208,11 +214,16 @@ async fn main() {
     }
     let etcd_cluster = EtcdCluster::single();
     let endpoints = etcd_cluster.endpoints();
-    let raw = [
-        raw_etcd_puts(&endpoints, 1).await,
-        raw_etcd_puts(&endpoints, 64).await,
-    ];
-    eprintln!("raw etcd-client: {:.0} / {:.0} puts/s", raw[0], raw[1]);
+    let mut raw = [0.0; 2];
+    let mut raw_cas = [0.0; 2];
+    for (i, clients) in CLIENTS.into_iter().enumerate() {
+        raw[i] = raw_etcd(&endpoints, clients, false).await;
+        raw_cas[i] = raw_etcd(&endpoints, clients, true).await;
+        eprintln!(
+            "raw etcd-client, {clients} writers: {:.0} puts/s, {:.0} CAS creates/s",
+            raw[i], raw_cas[i]
+        );
+    }
     let backend = Arc::new(
         Etcd::connect(EtcdOptions::new(endpoints))
             .await
@@ -222,36 +233,44 @@ async fn main() {
     let tenant: Arc<dyn Store> = Arc::new(Scoped::tenant(backend, "bench").expect("tenant"));
     let d = measure("etcd", tenant).await;
 
-    println!("| figure (2 cores, loopback) | embedded | etcd backend | raw etcd-client |");
-    println!("|---|---|---|---|");
-    for (i, c) in CLIENTS.into_iter().enumerate() {
-        println!(
-            "| durable puts/s, {c} writer{s} | {:.0} | {:.0} ({:.0}% of raw) | {:.0} |",
-            e.puts[i],
-            d.puts[i],
-            100.0 * d.puts[i] / raw[i],
-            raw[i],
-            s = if c == 1 { "" } else { "s" }
-        );
-    }
-    for (i, c) in CLIENTS.into_iter().enumerate() {
-        println!(
-            "| gets/s, {c} reader{} | {:.0} | {:.0} | |",
-            if c == 1 { "" } else { "s" },
-            e.gets[i],
-            d.gets[i]
-        );
-    }
-    for (i, c) in CLIENTS.into_iter().enumerate() {
-        println!(
-            "| 100-key prefix ranges/s, {c} reader{} | {:.0} | {:.0} | |",
-            if c == 1 { "" } else { "s" },
-            e.ranges[i],
-            d.ranges[i]
-        );
+    println!(
+        "| figure (2 cores, loopback) | embedded | etcd backend | raw etcd-client put | raw etcd-client CAS create |"
+    );
+    println!("|---|---|---|---|---|");
+    type PerClients = [f64; 2];
+    type Baseline = [Option<f64>; 2];
+    let rows: [(&str, PerClients, PerClients, Baseline, Baseline); 3] = [
+        (
+            "durable creates/s",
+            e.puts,
+            d.puts,
+            raw.map(Some),
+            raw_cas.map(Some),
+        ),
+        ("gets/s", e.gets, d.gets, [None; 2], [None; 2]),
+        (
+            "100-key prefix ranges/s",
+            e.ranges,
+            d.ranges,
+            [None; 2],
+            [None; 2],
+        ),
+    ];
+    let cell = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_default();
+    for (label, emb, etcd, put, cas) in rows {
+        for (i, c) in CLIENTS.into_iter().enumerate() {
+            println!(
+                "| {label}, {c} client{} | {:.0} | {:.0} | {} | {} |",
+                if c == 1 { "" } else { "s" },
+                emb[i],
+                etcd[i],
+                cell(put[i]),
+                cell(cas[i])
+            );
+        }
     }
     println!(
-        "| watch delivery p50 / p99 | {:.2} / {:.2} ms | {:.2} / {:.2} ms | |",
+        "| watch delivery p50 / p99 | {:.2} / {:.2} ms | {:.2} / {:.2} ms | | |",
         e.watch_p50_ms, e.watch_p99_ms, d.watch_p50_ms, d.watch_p99_ms
     );
     println!();
@@ -263,5 +282,10 @@ async fn main() {
         "etcd backend: {:.0}% / {:.0}% of raw etcd-client puts at 1 / 64 writers (target >= 90%)",
         100.0 * d.puts[0] / raw[0],
         100.0 * d.puts[1] / raw[1]
+    );
+    println!(
+        "etcd backend: {:.0}% / {:.0}% of raw etcd-client CAS creates at 1 / 64 writers",
+        100.0 * d.puts[0] / raw_cas[0],
+        100.0 * d.puts[1] / raw_cas[1]
     );
 }

@@ -3,6 +3,7 @@
 //! - `mvcc.rs`: the on-disk layout (every version of every key, keyed by revision) and the
 //!   operations on it.
 //! - `writer.rs`: the one writer thread, with group commit, lease expiry and compaction.
+//! - `wal.rs`: the write-ahead log that makes each batch durable with one sequential sync.
 //! - `hub.rs`: the bounded in-memory watch window and the watcher tasks.
 //!
 //! Reads run on the caller's thread against a redb read transaction (an MVCC snapshot that
@@ -10,12 +11,14 @@
 
 mod hub;
 mod mvcc;
+mod wal;
 mod writer;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,7 +26,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
 use self::hub::Hub;
-use self::mvcc::{KV, LEASES, META, META_COMPACTED, META_REVISION, REVS};
+use self::mvcc::{KV, LEASES, META, META_COMPACTED, META_REVISION, META_WAL_SEQ, REVS};
 use self::writer::{Request, WriterThread};
 use crate::{
     Backend, Counted, Error, Event, KeyValue, LeaseId, RangePage, RangeRequest, Result, Revision,
@@ -41,6 +44,10 @@ pub struct EmbeddedOptions {
     pub max_batch: usize,
     /// Events buffered per watcher before the watcher waits for its consumer.
     pub watch_buffer: usize,
+    /// Size of the write-ahead log; when it fills up, redb is checkpointed and it starts over.
+    pub wal_bytes: u64,
+    /// How often redb is checkpointed (made durable on its own) while writes come in.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for EmbeddedOptions {
@@ -50,12 +57,15 @@ impl Default for EmbeddedOptions {
             watch_window_bytes: 64 << 20,
             max_batch: 1024,
             watch_buffer: 1024,
+            wal_bytes: 64 << 20,
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }
 
-/// The embedded backend. Dropping the last handle stops the writer thread and closes the
-/// file; open watch streams then end with [`Error::Closed`].
+/// The embedded backend: the redb file at the path it is opened with, and its write-ahead
+/// log beside it (`<path>-wal`). Dropping the last handle checkpoints, stops the writer
+/// thread and closes the file; open watch streams then end with [`Error::Closed`].
 pub struct Embedded {
     shared: Arc<Shared>,
     requests: Option<mpsc::Sender<Request>>,
@@ -73,11 +83,24 @@ pub(crate) struct Shared {
 impl Embedded {
     /// Opens (or creates) the store in the file at `path`.
     pub fn open(path: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self> {
-        let db = Database::create(path.as_ref())?;
-        let (revision, expiries) = {
+        let path = path.as_ref();
+        let db = Database::create(path)?;
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let (mut wal, records) = wal::Wal::open(Path::new(&wal_path), options.wal_bytes)?;
+        let (revision, seq, expiries) = {
+            // Recovery: redb holds everything up to its last checkpoint; the log holds the
+            // batches after it. Apply those and checkpoint, so the log can start over.
             let txn = db.begin_write()?;
-            let writer = mvcc::Writer::open(&txn)?; // creates the tables of a new file
-            let revision = writer.finish()?;
+            let mut writer = mvcc::Writer::open(&txn)?; // creates the tables of a new file
+            let mut seq = writer.meta(META_WAL_SEQ)?;
+            for (record_seq, redo) in records {
+                if record_seq > seq {
+                    writer.replay(&redo)?;
+                    seq = record_seq;
+                }
+            }
+            let (revision, _) = writer.finish(seq)?;
             let mut expiries = Vec::new();
             {
                 let leases = txn.open_table(LEASES)?;
@@ -87,8 +110,9 @@ impl Embedded {
                 }
             }
             txn.commit()?;
-            (revision, expiries)
+            (revision, seq, expiries)
         };
+        wal.reset();
         let shared = Arc::new(Shared {
             db,
             hub: Hub::new(
@@ -99,7 +123,7 @@ impl Embedded {
             revision: AtomicU64::new(revision),
         });
         let (tx, rx) = mpsc::channel();
-        let thread = WriterThread::new(shared.clone(), rx, options.max_batch, expiries);
+        let thread = WriterThread::new(shared.clone(), rx, &options, wal, seq, expiries);
         let writer = thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || thread.run())

@@ -27,6 +27,8 @@ pub(super) const LEASE_KEYS: TableDefinition<'_, (u64, &[u8]), ()> =
 pub(super) const META_REVISION: &str = "revision";
 pub(super) const META_COMPACTED: &str = "compacted";
 pub(super) const META_NEXT_LEASE: &str = "next_lease";
+/// The write-ahead log sequence number of the last batch applied.
+pub(super) const META_WAL_SEQ: &str = "wal_seq";
 
 const TAG_PUT: u8 = 0;
 const TAG_TOMBSTONE: u8 = 1;
@@ -223,6 +225,8 @@ pub(super) struct Writer<'txn> {
     lease_keys: Table<'txn, (u64, &'static [u8]), ()>,
     /// The revision of the last write applied in this transaction.
     pub(super) revision: Revision,
+    /// Every change made to the tables, for the write-ahead log (see `redo`).
+    redo: Vec<u8>,
 }
 
 /// The changes committed at one revision.
@@ -246,12 +250,120 @@ impl<'txn> Writer<'txn> {
             lease_keys: txn.open_table(LEASE_KEYS)?,
             meta,
             revision,
+            redo: Vec::new(),
         })
     }
 
-    pub(super) fn finish(mut self) -> Result<Revision> {
-        self.meta.insert(META_REVISION, self.revision)?;
-        Ok(self.revision)
+    /// Whether this transaction changed anything yet.
+    pub(super) fn has_changes(&self) -> bool {
+        !self.redo.is_empty()
+    }
+
+    /// Records the revision and the log sequence number of this batch; returns the revision
+    /// and the changes made, to be logged.
+    pub(super) fn finish(mut self, wal_seq: u64) -> Result<(Revision, Vec<u8>)> {
+        self.set_meta(META_REVISION, self.revision)?;
+        self.set_meta(META_WAL_SEQ, wal_seq)?;
+        Ok((self.revision, self.redo))
+    }
+
+    /// Applies changes logged by an earlier [`Writer::finish`] again (crash recovery).
+    pub(super) fn replay(&mut self, mut redo: &[u8]) -> Result<()> {
+        use redo::*;
+        while let Some(tag) = take_u8(&mut redo) {
+            let bad = || Error::backend(Corrupt(0));
+            match tag {
+                KV_INSERT => {
+                    let (key, rev, row) = (
+                        take_bytes(&mut redo),
+                        take_u64(&mut redo),
+                        take_bytes(&mut redo),
+                    );
+                    self.kv.insert(
+                        (key.ok_or_else(bad)?, rev.ok_or_else(bad)?),
+                        row.ok_or_else(bad)?,
+                    )?;
+                }
+                KV_REMOVE => {
+                    let (key, rev) = (take_bytes(&mut redo), take_u64(&mut redo));
+                    self.kv
+                        .remove((key.ok_or_else(bad)?, rev.ok_or_else(bad)?))?;
+                }
+                REVS_INSERT => {
+                    let (rev, keys) = (take_u64(&mut redo), take_bytes(&mut redo));
+                    self.revs
+                        .insert(rev.ok_or_else(bad)?, keys.ok_or_else(bad)?)?;
+                }
+                REVS_REMOVE => {
+                    self.revs.remove(take_u64(&mut redo).ok_or_else(bad)?)?;
+                }
+                META_SET => {
+                    let name = take_bytes(&mut redo).ok_or_else(bad)?;
+                    let name = std::str::from_utf8(name).map_err(|_| bad())?;
+                    self.meta
+                        .insert(name, take_u64(&mut redo).ok_or_else(bad)?)?;
+                }
+                LEASE_INSERT => {
+                    let (id, ttl, exp) = (
+                        take_u64(&mut redo),
+                        take_u64(&mut redo),
+                        take_u64(&mut redo),
+                    );
+                    self.leases.insert(
+                        id.ok_or_else(bad)?,
+                        (ttl.ok_or_else(bad)?, exp.ok_or_else(bad)?),
+                    )?;
+                }
+                LEASE_REMOVE => {
+                    self.leases.remove(take_u64(&mut redo).ok_or_else(bad)?)?;
+                }
+                LEASE_KEY_INSERT | LEASE_KEY_REMOVE => {
+                    let (id, key) = (take_u64(&mut redo), take_bytes(&mut redo));
+                    let row = (id.ok_or_else(bad)?, key.ok_or_else(bad)?);
+                    if tag == LEASE_KEY_INSERT {
+                        self.lease_keys.insert(row, ())?;
+                    } else {
+                        self.lease_keys.remove(row)?;
+                    }
+                }
+                _ => return Err(bad()),
+            }
+        }
+        self.revision = self.meta(META_REVISION)?.max(1);
+        Ok(())
+    }
+
+    fn set_meta(&mut self, name: &str, value: u64) -> Result<()> {
+        self.meta.insert(name, value)?;
+        redo::meta_set(&mut self.redo, name, value);
+        Ok(())
+    }
+
+    fn kv_insert(&mut self, key: &[u8], rev: Revision, row: &[u8]) -> Result<()> {
+        self.kv.insert((key, rev), row)?;
+        redo::kv(&mut self.redo, redo::KV_INSERT, key, rev, Some(row));
+        Ok(())
+    }
+
+    fn kv_remove(&mut self, key: &[u8], rev: Revision) -> Result<()> {
+        self.kv.remove((key, rev))?;
+        redo::kv(&mut self.redo, redo::KV_REMOVE, key, rev, None);
+        Ok(())
+    }
+
+    fn lease_key(&mut self, insert: bool, lease: LeaseId, key: &[u8]) -> Result<()> {
+        if insert {
+            self.lease_keys.insert((lease, key), ())?;
+        } else {
+            self.lease_keys.remove((lease, key))?;
+        }
+        let tag = if insert {
+            redo::LEASE_KEY_INSERT
+        } else {
+            redo::LEASE_KEY_REMOVE
+        };
+        redo::lease_key(&mut self.redo, tag, lease, key);
+        Ok(())
     }
 
     pub(super) fn meta(&self, name: &str) -> Result<u64> {
@@ -318,14 +430,14 @@ impl<'txn> Writer<'txn> {
         let old_lease = prev.as_ref().and_then(|p| p.lease);
         if old_lease != lease {
             if let Some(old) = old_lease {
-                self.lease_keys.remove((old, &key[..]))?;
+                self.lease_key(false, old, key)?;
             }
             if let Some(new) = lease {
-                self.lease_keys.insert((new, &key[..]), ())?;
+                self.lease_key(true, new, key)?;
             }
         }
         let row = encode_put(create_revision, version, lease, value);
-        self.kv.insert((&key[..], revision), &row[..])?;
+        self.kv_insert(key, revision, &row)?;
         events.push(Event {
             kind: EventKind::Put,
             kv: KeyValue {
@@ -351,9 +463,9 @@ impl<'txn> Writer<'txn> {
             return Ok(None);
         };
         if let Some(lease) = prev.lease {
-            self.lease_keys.remove((lease, &key[..]))?;
+            self.lease_key(false, lease, key)?;
         }
-        self.kv.insert((&key[..], revision), &[TAG_TOMBSTONE][..])?;
+        self.kv_insert(key, revision, &[TAG_TOMBSTONE])?;
         events.push(Event {
             kind: EventKind::Delete,
             kv: tombstone_kv(key.clone(), revision),
@@ -368,7 +480,9 @@ impl<'txn> Writer<'txn> {
             return Ok(None);
         }
         let keys: Vec<Bytes> = events.iter().map(|e| e.kv.key.clone()).collect();
-        self.revs.insert(revision, &encode_keys(&keys)[..])?;
+        let keys = encode_keys(&keys);
+        self.revs.insert(revision, &keys[..])?;
+        redo::revs(&mut self.redo, redo::REVS_INSERT, revision, Some(&keys));
         self.revision = revision;
         Ok(Some(Written { revision, events }))
     }
@@ -376,8 +490,14 @@ impl<'txn> Writer<'txn> {
     /// Grants a lease expiring at `expires_ms` (unix milliseconds).
     pub(super) fn grant_lease(&mut self, ttl_seconds: u64, expires_ms: u64) -> Result<LeaseId> {
         let id = self.meta(META_NEXT_LEASE)?.max(1);
-        self.meta.insert(META_NEXT_LEASE, id + 1)?;
+        self.set_meta(META_NEXT_LEASE, id + 1)?;
         self.leases.insert(id, (ttl_seconds, expires_ms))?;
+        redo::lease(
+            &mut self.redo,
+            redo::LEASE_INSERT,
+            id,
+            Some((ttl_seconds, expires_ms)),
+        );
         Ok(id)
     }
 
@@ -391,6 +511,7 @@ impl<'txn> Writer<'txn> {
         if self.leases.remove(lease)?.is_none() {
             return Ok((Err(Error::LeaseNotFound(lease)), None));
         }
+        redo::lease(&mut self.redo, redo::LEASE_REMOVE, lease, None);
         let mut keys = Vec::new();
         for row in self
             .lease_keys
@@ -430,7 +551,7 @@ impl<'txn> Writer<'txn> {
                     older.push(row?.0.value().1);
                 }
                 for old in older {
-                    self.kv.remove((&key[..], old))?;
+                    self.kv_remove(&key, old)?;
                 }
                 // A deletion that is the key's last version up to `end` leaves nothing to
                 // read at `end`: absence says the same.
@@ -444,12 +565,94 @@ impl<'txn> Writer<'txn> {
                     .next()
                     .is_some();
                 if tombstone && !superseded {
-                    self.kv.remove((&key[..], rev))?;
+                    self.kv_remove(&key, rev)?;
                 }
             }
             self.revs.remove(rev)?;
+            redo::revs(&mut self.redo, redo::REVS_REMOVE, rev, None);
         }
-        self.meta.insert(META_COMPACTED, end)?;
+        self.set_meta(META_COMPACTED, end)?;
         Ok(end == target)
+    }
+}
+
+/// The encoding of table changes in the write-ahead log: a tag, then the row's fields
+/// (integers little-endian, byte strings length-prefixed).
+mod redo {
+    pub(super) const KV_INSERT: u8 = 1;
+    pub(super) const KV_REMOVE: u8 = 2;
+    pub(super) const REVS_INSERT: u8 = 3;
+    pub(super) const REVS_REMOVE: u8 = 4;
+    pub(super) const META_SET: u8 = 5;
+    pub(super) const LEASE_INSERT: u8 = 6;
+    pub(super) const LEASE_REMOVE: u8 = 7;
+    pub(super) const LEASE_KEY_INSERT: u8 = 8;
+    pub(super) const LEASE_KEY_REMOVE: u8 = 9;
+
+    fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+        let len = u32::try_from(bytes.len()).expect("rows are far shorter than 4 GiB");
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+
+    pub(super) fn kv(out: &mut Vec<u8>, tag: u8, key: &[u8], rev: u64, row: Option<&[u8]>) {
+        out.push(tag);
+        put_bytes(out, key);
+        out.extend_from_slice(&rev.to_le_bytes());
+        if let Some(row) = row {
+            put_bytes(out, row);
+        }
+    }
+
+    pub(super) fn revs(out: &mut Vec<u8>, tag: u8, rev: u64, keys: Option<&[u8]>) {
+        out.push(tag);
+        out.extend_from_slice(&rev.to_le_bytes());
+        if let Some(keys) = keys {
+            put_bytes(out, keys);
+        }
+    }
+
+    pub(super) fn meta_set(out: &mut Vec<u8>, name: &str, value: u64) {
+        out.push(META_SET);
+        put_bytes(out, name.as_bytes());
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+
+    pub(super) fn lease(out: &mut Vec<u8>, tag: u8, id: u64, row: Option<(u64, u64)>) {
+        out.push(tag);
+        out.extend_from_slice(&id.to_le_bytes());
+        if let Some((ttl, expires)) = row {
+            out.extend_from_slice(&ttl.to_le_bytes());
+            out.extend_from_slice(&expires.to_le_bytes());
+        }
+    }
+
+    pub(super) fn lease_key(out: &mut Vec<u8>, tag: u8, id: u64, key: &[u8]) {
+        out.push(tag);
+        out.extend_from_slice(&id.to_le_bytes());
+        put_bytes(out, key);
+    }
+
+    pub(super) fn take_u8(input: &mut &[u8]) -> Option<u8> {
+        let (first, rest) = input.split_first()?;
+        *input = rest;
+        Some(*first)
+    }
+
+    pub(super) fn take_u64(input: &mut &[u8]) -> Option<u64> {
+        let (word, rest) = input.split_first_chunk::<8>()?;
+        *input = rest;
+        Some(u64::from_le_bytes(*word))
+    }
+
+    pub(super) fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let (len, rest) = input.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at(len);
+        *input = rest;
+        Some(bytes)
     }
 }

@@ -6,6 +6,11 @@
 //! fsync, and nothing is acknowledged or visible to watchers before it is durable. A storage
 //! failure aborts the whole batch: every request in it fails and nothing of it is applied.
 //!
+//! A batch is made durable by appending its changes to the write-ahead log (`wal.rs`) and
+//! syncing that; redb itself commits without a sync, except at checkpoints (every
+//! `checkpoint_interval`, when the log is full, and at shutdown), after which the log starts
+//! over. This is etcd's own split between its WAL and its bbolt backend.
+//!
 //! The same thread expires leases (it sleeps until the nearest expiry) and compacts in
 //! bounded steps between batches, so no other thread ever writes.
 
@@ -14,13 +19,14 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::Durability;
 use tokio::sync::oneshot;
 
 use super::Shared;
 use super::mvcc::{Applied, Writer, Written};
+use super::wal::Wal;
 use crate::{Error, LeaseId, Result, Revision, Txn, TxnOutcome};
 
 /// Revisions compacted per write transaction, so writers never wait long behind compaction.
@@ -80,6 +86,14 @@ pub(super) struct WriterThread {
     expiries: BinaryHeap<Reverse<(u64, LeaseId)>>,
     /// Compaction targets still being worked through, with who waits for them.
     compactions: Vec<(Revision, oneshot::Sender<Result<()>>)>,
+    wal: Wal,
+    /// The sequence number of the last batch applied.
+    seq: u64,
+    last_checkpoint: Instant,
+    checkpoint_interval: Duration,
+    /// Set when redb refused a batch the log already holds: memory and the log disagree,
+    /// so no further write is accepted (a reopen recovers from the log).
+    poisoned: Option<String>,
 }
 
 /// The pending work of one batch, before commit.
@@ -94,38 +108,65 @@ impl WriterThread {
     pub(super) fn new(
         shared: Arc<Shared>,
         requests: Receiver<Request>,
-        max_batch: usize,
+        options: &super::EmbeddedOptions,
+        wal: Wal,
+        seq: u64,
         expiries: Vec<(u64, LeaseId)>,
     ) -> Self {
         Self {
             shared,
             requests,
-            max_batch: max_batch.max(1),
+            max_batch: options.max_batch.max(1),
             expiries: expiries.into_iter().map(Reverse).collect(),
             compactions: Vec::new(),
+            wal,
+            seq,
+            last_checkpoint: Instant::now(),
+            checkpoint_interval: options.checkpoint_interval,
+            poisoned: None,
         }
+    }
+
+    /// How long until the log should be checkpointed, if it holds anything.
+    fn checkpoint_in(&self) -> Option<Duration> {
+        (!self.wal.is_empty()).then(|| {
+            self.checkpoint_interval
+                .saturating_sub(self.last_checkpoint.elapsed())
+        })
     }
 
     pub(super) fn run(mut self) {
         loop {
             let wait = if self.compactions.is_empty() {
-                self.expiries
+                let expiry = self
+                    .expiries
                     .peek()
-                    .map(|Reverse((at, _))| Duration::from_millis(at.saturating_sub(now_ms())))
+                    .map(|Reverse((at, _))| Duration::from_millis(at.saturating_sub(now_ms())));
+                match (expiry, self.checkpoint_in()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             } else {
                 Some(Duration::ZERO)
             };
             let first = match wait {
-                None => self.requests.recv().ok(),
-                Some(wait) => match self.requests.recv_timeout(wait) {
-                    Ok(request) => Some(request),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                },
+                None => self
+                    .requests
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
+                Some(wait) => self.requests.recv_timeout(wait),
             };
-            if first.is_none() && wait.is_none() {
-                return; // every sender is gone: the store was dropped
-            }
+            let first = match first {
+                Ok(request) => Some(request),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Every handle is gone: leave a checkpointed file and an empty log.
+                    if !self.wal.is_empty() {
+                        self.commit(Vec::new(), Vec::new(), now_ms(), true);
+                    }
+                    return;
+                }
+            };
             let mut requests: Vec<Request> = first.into_iter().collect();
             while requests.len() < self.max_batch {
                 match self.requests.try_recv() {
@@ -141,21 +182,26 @@ impl WriterThread {
                 self.expiries.pop();
                 due.push(lease);
             }
-            if requests.is_empty() && due.is_empty() && self.compactions.is_empty() {
+            let checkpoint = self.wal.is_full() || self.checkpoint_in() == Some(Duration::ZERO);
+            if requests.is_empty() && due.is_empty() && self.compactions.is_empty() && !checkpoint {
                 continue;
             }
-            self.commit(requests, due, now);
+            self.commit(requests, due, now, checkpoint);
         }
     }
 
-    fn commit(&mut self, requests: Vec<Request>, due: Vec<LeaseId>, now: u64) {
+    fn commit(&mut self, requests: Vec<Request>, due: Vec<LeaseId>, now: u64, checkpoint: bool) {
         let mut batch = Batch {
             replies: Vec::with_capacity(requests.len()),
             written: Vec::new(),
             expiries: Vec::new(),
             compaction_done: false,
         };
-        match self.apply(requests, due, now, &mut batch) {
+        let applied = match &self.poisoned {
+            Some(cause) => Err(Error::backend(CommitFailed(cause.clone()))),
+            None => self.apply(requests, due, now, checkpoint, &mut batch),
+        };
+        match applied {
             Ok(revision) => {
                 self.shared.revision.store(revision, Ordering::Release);
                 self.shared.hub.publish(batch.written, revision);
@@ -180,17 +226,23 @@ impl WriterThread {
         }
     }
 
-    /// Applies one batch in one write transaction and commits it; the revision after it.
+    /// Applies one batch in one write transaction, makes it durable (in the log, or by a
+    /// checkpoint) and commits it; the revision after it.
     fn apply(
         &mut self,
         requests: Vec<Request>,
         due: Vec<LeaseId>,
         now: u64,
+        checkpoint: bool,
         batch: &mut Batch,
     ) -> Result<Revision> {
         let mut txn = self.shared.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(Error::backend)?;
+        let durability = if checkpoint {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        txn.set_durability(durability).map_err(Error::backend)?;
         let mut writer = Writer::open(&txn)?;
         let keep = |batch: &mut Batch, applied: Option<Written>| {
             batch.written.extend(applied);
@@ -238,8 +290,27 @@ impl WriterThread {
         if let Some(target) = self.compactions.iter().map(|(t, _)| *t).max() {
             batch.compaction_done = writer.compact_step(target, COMPACTION_STEP)?;
         }
-        let revision = writer.finish()?;
-        txn.commit()?;
+        if !checkpoint && !writer.has_changes() {
+            // Only refused requests and failed compares: nothing to log or commit.
+            return Ok(writer.revision);
+        }
+        let seq = self.seq + 1;
+        let (revision, redo) = writer.finish(seq)?;
+        if !checkpoint {
+            // Durable from here on: a crash before the commit below is recovered from the log.
+            self.wal.append(seq, &redo)?;
+        }
+        self.seq = seq;
+        if let Err(e) = txn.commit() {
+            if !checkpoint {
+                self.poisoned = Some(format!("redb refused a logged batch: {e}"));
+            }
+            return Err(e.into());
+        }
+        if checkpoint {
+            self.wal.reset();
+            self.last_checkpoint = Instant::now();
+        }
         Ok(revision)
     }
 }

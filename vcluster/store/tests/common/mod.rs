@@ -28,10 +28,13 @@ pub fn unique_prefix(tag: &str) -> Bytes {
 }
 
 /// An embedded store in a fresh directory, with a small watch window so that watches from
-/// older revisions exercise the replay from disk.
+/// older revisions exercise the replay from disk, and a small write-ahead log checkpointed
+/// often, so that tests cross checkpoints and the log's wrap-around.
 pub fn open_embedded(dir: &std::path::Path) -> Arc<Embedded> {
     let options = EmbeddedOptions {
         watch_window_revisions: 64,
+        wal_bytes: 256 << 10,
+        checkpoint_interval: Duration::from_millis(50),
         ..EmbeddedOptions::default()
     };
     Arc::new(Embedded::open(dir.join("store.redb"), options).expect("open the embedded store"))
