@@ -11,7 +11,8 @@ use bytes::Bytes;
 use common::*;
 use futures::StreamExt;
 use vcluster_store::{
-    Compare, Condition, Error, EventKind, Op, RangeRequest, Scoped, Store, Txn, TxnOutcome,
+    CompactionPolicy, Compactor, Compare, Condition, Error, EventKind, Op, RangeRequest, Scoped,
+    Store, Txn, TxnOutcome,
 };
 
 /// `shared` tests may run beside others on one etcd (each in its own prefix); `alone` tests
@@ -49,6 +50,7 @@ conformance!(
     alone: [
         every_write_is_one_revision,
         compaction_discards_history,
+        the_compactor_applies_its_policy,
         leases_expire_and_revoke,
     ]
 );
@@ -626,4 +628,46 @@ async fn leases_expire_and_revoke(f: Fixture) {
         s.create(b("z"), b("v"), Some(second)).await,
         Err(Error::LeaseNotFound(_))
     ));
+}
+
+async fn the_compactor_applies_its_policy(f: Fixture) {
+    let s = &f.store;
+    let mut revisions = Vec::new();
+    for i in 0..20 {
+        revisions.push(
+            s.create(b(&format!("c/{i}")), b("v"), None)
+                .await
+                .expect("create")
+                .mod_revision,
+        );
+    }
+    let policy = CompactionPolicy {
+        keep_revisions: Some(5),
+        keep_for: None,
+    };
+    let task =
+        tokio::spawn(Compactor::new(policy).run(f.backend.clone(), Duration::from_millis(50)));
+    let oldest_kept = revisions[19] - 4;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match s.get_at(b"c/0", Some(oldest_kept - 1)).await {
+            Err(Error::Compacted { compacted, .. }) => {
+                assert_eq!(
+                    compacted, oldest_kept,
+                    "compacted past what the policy keeps"
+                );
+                break;
+            }
+            Ok(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the compactor never ran"
+            ),
+            Err(e) => panic!("{e:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    // The five newest revisions stay readable.
+    let kv = s.get_at(b"c/15", Some(oldest_kept)).await.expect("kept");
+    assert_eq!(kv.map(|kv| kv.mod_revision), Some(revisions[15]));
 }
