@@ -1,0 +1,12 @@
+//! `vcluster-core`: the object model of the tenant API server, with no IO.
+//!
+//! - [`registry`]: the one table of built-in resources that discovery, routing and storage
+//!   keys are derived from. Start here.
+//! - [`object`]: what create and update do to an object's metadata.
+//! - [`selector`]: label and field selectors.
+//! - [`status`]: API errors and their `metav1.Status` bodies.
+
+pub mod object;
+pub mod registry;
+pub mod selector;
+pub mod status;

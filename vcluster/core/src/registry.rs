@@ -1,0 +1,275 @@
+//! The one table of resources. Discovery, routing, storage keys and (later) OpenAPI are all
+//! derived from it, so a resource is added in exactly one place.
+
+/// The verbs a resource (or subresource) answers, as discovery lists them.
+pub const CRUD: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+/// What a `status`-like subresource answers.
+pub const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
+const CREATE_ONLY: &[&str] = &["create"];
+
+/// A subresource and the kind its requests and responses carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subresource {
+    pub name: &'static str,
+    /// Group, version and kind of the subresource's object, where it is not the parent's
+    /// (`deployments/scale` is an `autoscaling/v1` `Scale`).
+    pub kind: Option<(&'static str, &'static str, &'static str)>,
+    pub verbs: &'static [&'static str],
+}
+
+const STATUS: Subresource = Subresource {
+    name: "status",
+    kind: None,
+    verbs: GET_PATCH_UPDATE,
+};
+const SCALE: Subresource = Subresource {
+    name: "scale",
+    kind: Some(("autoscaling", "v1", "Scale")),
+    verbs: GET_PATCH_UPDATE,
+};
+
+/// One resource of the API: what discovery says of it and how it is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResourceType {
+    /// `""` for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub verbs: &'static [&'static str],
+    pub subresources: &'static [Subresource],
+}
+
+impl ResourceType {
+    /// `apps/v1`, or `v1` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `deployments.apps`, or `pods` for the core group: how messages name the resource.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_owned()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    pub fn subresource(&self, name: &str) -> Option<&'static Subresource> {
+        self.subresources.iter().find(|s| s.name == name)
+    }
+
+    /// Whether the main endpoint keeps the stored status (types with a status subresource).
+    pub fn has_status(&self) -> bool {
+        self.subresource("status").is_some()
+    }
+}
+
+macro_rules! resources {
+    ($( $group:literal $version:literal $kind:literal $plural:literal $singular:literal
+        $scope:ident [$($short:literal),*] [$($cat:literal),*] $verbs:expr, [$($sub:expr),*]; )*) => {
+        /// Every built-in resource served, in discovery order.
+        pub static BUILTINS: &[ResourceType] = &[$(ResourceType {
+            group: $group,
+            version: $version,
+            kind: $kind,
+            plural: $plural,
+            singular: $singular,
+            namespaced: resources!(@scope $scope),
+            short_names: &[$($short),*],
+            categories: &[$($cat),*],
+            verbs: $verbs,
+            subresources: &[$($sub),*],
+        }),*];
+    };
+    (@scope namespaced) => { true };
+    (@scope cluster) => { false };
+}
+
+const BINDING: Subresource = Subresource {
+    name: "binding",
+    kind: Some(("", "v1", "Binding")),
+    verbs: CREATE_ONLY,
+};
+const EVICTION: Subresource = Subresource {
+    name: "eviction",
+    kind: Some(("policy", "v1", "Eviction")),
+    verbs: CREATE_ONLY,
+};
+const FINALIZE: Subresource = Subresource {
+    name: "finalize",
+    kind: None,
+    verbs: &["update"],
+};
+const TOKEN: Subresource = Subresource {
+    name: "token",
+    kind: Some(("authentication.k8s.io", "v1", "TokenRequest")),
+    verbs: CREATE_ONLY,
+};
+
+resources! {
+    "" "v1" "Namespace" "namespaces" "namespace" cluster ["ns"] [] CRUD, [STATUS, FINALIZE];
+    "" "v1" "Pod" "pods" "pod" namespaced ["po"] ["all"] CRUD, [STATUS, BINDING, EVICTION];
+    "" "v1" "Service" "services" "service" namespaced ["svc"] ["all"] CRUD, [STATUS];
+    "" "v1" "Endpoints" "endpoints" "endpoints" namespaced ["ep"] [] CRUD, [];
+    "" "v1" "ConfigMap" "configmaps" "configmap" namespaced ["cm"] [] CRUD, [];
+    "" "v1" "Secret" "secrets" "secret" namespaced [] [] CRUD, [];
+    "" "v1" "ServiceAccount" "serviceaccounts" "serviceaccount" namespaced ["sa"] [] CRUD, [TOKEN];
+    "" "v1" "Event" "events" "event" namespaced ["ev"] [] CRUD, [];
+    "" "v1" "Node" "nodes" "node" cluster ["no"] [] CRUD, [STATUS];
+    "" "v1" "PersistentVolumeClaim" "persistentvolumeclaims" "persistentvolumeclaim" namespaced ["pvc"] [] CRUD, [STATUS];
+    "" "v1" "PersistentVolume" "persistentvolumes" "persistentvolume" cluster ["pv"] [] CRUD, [STATUS];
+    "" "v1" "ResourceQuota" "resourcequotas" "resourcequota" namespaced ["quota"] [] CRUD, [STATUS];
+    "" "v1" "LimitRange" "limitranges" "limitrange" namespaced ["limits"] [] CRUD, [];
+    "" "v1" "PodTemplate" "podtemplates" "podtemplate" namespaced [] [] CRUD, [];
+    "" "v1" "ReplicationController" "replicationcontrollers" "replicationcontroller" namespaced ["rc"] ["all"] CRUD, [STATUS, SCALE];
+    "apps" "v1" "Deployment" "deployments" "deployment" namespaced ["deploy"] ["all"] CRUD, [STATUS, SCALE];
+    "apps" "v1" "ReplicaSet" "replicasets" "replicaset" namespaced ["rs"] ["all"] CRUD, [STATUS, SCALE];
+    "apps" "v1" "StatefulSet" "statefulsets" "statefulset" namespaced ["sts"] ["all"] CRUD, [STATUS, SCALE];
+    "apps" "v1" "DaemonSet" "daemonsets" "daemonset" namespaced ["ds"] ["all"] CRUD, [STATUS];
+    "apps" "v1" "ControllerRevision" "controllerrevisions" "controllerrevision" namespaced [] [] CRUD, [];
+    "batch" "v1" "Job" "jobs" "job" namespaced [] ["all"] CRUD, [STATUS];
+    "batch" "v1" "CronJob" "cronjobs" "cronjob" namespaced ["cj"] ["all"] CRUD, [STATUS];
+    "autoscaling" "v1" "HorizontalPodAutoscaler" "horizontalpodautoscalers" "horizontalpodautoscaler" namespaced ["hpa"] ["all"] CRUD, [STATUS];
+    "autoscaling" "v2" "HorizontalPodAutoscaler" "horizontalpodautoscalers" "horizontalpodautoscaler" namespaced ["hpa"] ["all"] CRUD, [STATUS];
+    "networking.k8s.io" "v1" "Ingress" "ingresses" "ingress" namespaced ["ing"] [] CRUD, [STATUS];
+    "networking.k8s.io" "v1" "IngressClass" "ingressclasses" "ingressclass" cluster [] [] CRUD, [];
+    "networking.k8s.io" "v1" "NetworkPolicy" "networkpolicies" "networkpolicy" namespaced ["netpol"] [] CRUD, [];
+    "policy" "v1" "PodDisruptionBudget" "poddisruptionbudgets" "poddisruptionbudget" namespaced ["pdb"] [] CRUD, [STATUS];
+    "storage.k8s.io" "v1" "StorageClass" "storageclasses" "storageclass" cluster ["sc"] [] CRUD, [];
+    "storage.k8s.io" "v1" "CSIDriver" "csidrivers" "csidriver" cluster [] [] CRUD, [];
+    "storage.k8s.io" "v1" "CSINode" "csinodes" "csinode" cluster [] [] CRUD, [];
+    "storage.k8s.io" "v1" "VolumeAttachment" "volumeattachments" "volumeattachment" cluster [] [] CRUD, [STATUS];
+    "coordination.k8s.io" "v1" "Lease" "leases" "lease" namespaced [] [] CRUD, [];
+    "discovery.k8s.io" "v1" "EndpointSlice" "endpointslices" "endpointslice" namespaced [] [] CRUD, [];
+    "events.k8s.io" "v1" "Event" "events" "event" namespaced ["ev"] [] CRUD, [];
+    "scheduling.k8s.io" "v1" "PriorityClass" "priorityclasses" "priorityclass" cluster ["pc"] [] CRUD, [];
+    "node.k8s.io" "v1" "RuntimeClass" "runtimeclasses" "runtimeclass" cluster [] [] CRUD, [];
+    "admissionregistration.k8s.io" "v1" "MutatingWebhookConfiguration" "mutatingwebhookconfigurations" "mutatingwebhookconfiguration" cluster [] ["api-extensions"] CRUD, [];
+    "admissionregistration.k8s.io" "v1" "ValidatingWebhookConfiguration" "validatingwebhookconfigurations" "validatingwebhookconfiguration" cluster [] ["api-extensions"] CRUD, [];
+    "rbac.authorization.k8s.io" "v1" "Role" "roles" "role" namespaced [] [] CRUD, [];
+    "rbac.authorization.k8s.io" "v1" "RoleBinding" "rolebindings" "rolebinding" namespaced [] [] CRUD, [];
+    "rbac.authorization.k8s.io" "v1" "ClusterRole" "clusterroles" "clusterrole" cluster [] [] CRUD, [];
+    "rbac.authorization.k8s.io" "v1" "ClusterRoleBinding" "clusterrolebindings" "clusterrolebinding" cluster [] [] CRUD, [];
+}
+
+/// Where a resource's objects are stored in a tenant's keyspace. Both versions of a
+/// resource that has two (autoscaling v1 and v2) share the storage of the group's objects,
+/// as upstream does; the stored form is the served one until conversion exists.
+pub fn storage_prefix(rt: &ResourceType, namespace: Option<&str>) -> String {
+    let group = if rt.group.is_empty() {
+        "core"
+    } else {
+        rt.group
+    };
+    match namespace {
+        Some(ns) => format!("/{group}/{}/{ns}/", rt.plural),
+        None => format!("/{group}/{}/", rt.plural),
+    }
+}
+
+/// The key of one object.
+pub fn storage_key(rt: &ResourceType, namespace: Option<&str>, name: &str) -> String {
+    format!("{}{name}", storage_prefix(rt, namespace))
+}
+
+/// The resource served at `group/version` under `plural`.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
+    BUILTINS
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The groups served, each with its versions in preference order, in discovery order.
+pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for rt in BUILTINS.iter().filter(|r| !r.group.is_empty()) {
+        match out.iter_mut().find(|(g, _)| *g == rt.group) {
+            Some((_, versions)) if !versions.contains(&rt.version) => versions.push(rt.version),
+            Some(_) => {}
+            None => out.push((rt.group, vec![rt.version])),
+        }
+    }
+    // Preferred first: v2 before v1 (kube's version order for the versions we serve).
+    for (_, versions) in &mut out {
+        versions.sort_by(|a, b| b.cmp(a));
+    }
+    out
+}
+
+/// The resources of one group-version.
+pub fn resources(group: &str, version: &str) -> impl Iterator<Item = &'static ResourceType> {
+    let (group, version) = (group.to_owned(), version.to_owned());
+    BUILTINS
+        .iter()
+        .filter(move |r| r.group == group && r.version == version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_resource_is_unique_and_listable_and_watchable() {
+        for (i, a) in BUILTINS.iter().enumerate() {
+            assert!(
+                a.verbs.contains(&"list") && a.verbs.contains(&"watch"),
+                "{} lacks list/watch (the garbage collector needs both)",
+                a.qualified()
+            );
+            for b in &BUILTINS[i + 1..] {
+                assert!(
+                    (a.group, a.version, a.plural) != (b.group, b.version, b.plural),
+                    "{} twice",
+                    a.qualified()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn keys_of_namespaced_and_cluster_scoped_objects() {
+        let deploy = find("apps", "v1", "deployments").expect("deployments");
+        assert_eq!(
+            storage_key(deploy, Some("ns1"), "web"),
+            "/apps/deployments/ns1/web"
+        );
+        let ns = find("", "v1", "namespaces").expect("namespaces");
+        assert_eq!(storage_key(ns, None, "default"), "/core/namespaces/default");
+        // A namespace's prefix never covers a namespace whose name extends it.
+        assert!(
+            !storage_key(deploy, Some("ab"), "x").starts_with(&storage_prefix(deploy, Some("a")))
+        );
+    }
+
+    #[test]
+    fn autoscaling_prefers_v2() {
+        let groups = groups();
+        let autoscaling = groups
+            .iter()
+            .find(|(g, _)| *g == "autoscaling")
+            .expect("autoscaling");
+        assert_eq!(autoscaling.1, vec!["v2", "v1"]);
+    }
+}

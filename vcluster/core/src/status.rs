@@ -1,0 +1,181 @@
+//! API errors and the `metav1.Status` bodies that carry them, in kube-apiserver's wording.
+
+use serde_json::{Value, json};
+
+use crate::registry::ResourceType;
+
+/// One reason an object is invalid: `field` is the JSON path (`metadata.name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueNotSupported`, ...
+    pub reason: &'static str,
+    pub field: String,
+    pub message: String,
+}
+
+impl Cause {
+    pub fn invalid(field: impl Into<String>, value: &str, detail: &str) -> Self {
+        Self {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {value:?}: {detail}"),
+        }
+    }
+
+    pub fn required(field: impl Into<String>, detail: &str) -> Self {
+        Self {
+            reason: "FieldValueRequired",
+            field: field.into(),
+            message: format!("Required value: {detail}"),
+        }
+    }
+
+    fn render(&self) -> String {
+        format!("{}: {}", self.field, self.message)
+    }
+}
+
+/// A failed API request: an HTTP status code and the Status body for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code} {reason}: {message}")]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+fn details(rt: &ResourceType, name: &str) -> Value {
+    json!({"name": name, "group": rt.group, "kind": rt.plural})
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn not_found(rt: &ResourceType, name: &str) -> Self {
+        Self {
+            details: Some(details(rt, name)),
+            ..Self::new(
+                404,
+                "NotFound",
+                format!("{} {name:?} not found", rt.qualified()),
+            )
+        }
+    }
+
+    pub fn already_exists(rt: &ResourceType, name: &str) -> Self {
+        Self {
+            details: Some(details(rt, name)),
+            ..Self::new(
+                409,
+                "AlreadyExists",
+                format!("{} {name:?} already exists", rt.qualified()),
+            )
+        }
+    }
+
+    pub fn conflict(rt: &ResourceType, name: &str) -> Self {
+        let message = format!(
+            "Operation cannot be fulfilled on {} {name:?}: the object has been modified; \
+             please apply your changes to the latest version and try again",
+            rt.qualified()
+        );
+        Self {
+            details: Some(details(rt, name)),
+            ..Self::new(409, "Conflict", message)
+        }
+    }
+
+    /// 422: `Kind.group "name" is invalid: <causes>`.
+    pub fn invalid(rt: &ResourceType, name: &str, causes: Vec<Cause>) -> Self {
+        let kind = if rt.group.is_empty() {
+            rt.kind.to_owned()
+        } else {
+            format!("{}.{}", rt.kind, rt.group)
+        };
+        let rendered: Vec<String> = causes.iter().map(Cause::render).collect();
+        let list = match rendered.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+            .collect();
+        Self {
+            details: Some(
+                json!({"name": name, "group": rt.group, "kind": rt.kind, "causes": causes}),
+            ),
+            ..Self::new(
+                422,
+                "Invalid",
+                format!("{kind} {name:?} is invalid: {list}"),
+            )
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+
+    /// 410 for a watch or read from a compacted revision.
+    pub fn expired(message: impl Into<String>) -> Self {
+        Self::new(410, "Expired", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "InternalError", message)
+    }
+
+    /// The `metav1.Status` body.
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(details) = &self.details {
+            status["details"] = details.clone();
+        }
+        status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::find;
+
+    #[test]
+    fn messages_read_like_kube_apiservers() {
+        let deploy = find("apps", "v1", "deployments").expect("deployments");
+        assert_eq!(
+            ApiError::not_found(deploy, "web").message,
+            r#"deployments.apps "web" not found"#
+        );
+        let cm = find("", "v1", "configmaps").expect("configmaps");
+        let e = ApiError::invalid(
+            cm,
+            "Bad",
+            vec![Cause::invalid("metadata.name", "Bad", "must be lowercase")],
+        );
+        assert_eq!(
+            e.message,
+            r#"ConfigMap "Bad" is invalid: metadata.name: Invalid value: "Bad": must be lowercase"#
+        );
+        let status = e.to_status();
+        assert_eq!(status["code"], 422);
+        assert_eq!(status["details"]["causes"][0]["field"], "metadata.name");
+    }
+}
