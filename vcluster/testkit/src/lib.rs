@@ -243,3 +243,130 @@ impl SharedEtcd {
         }
     }
 }
+
+/// The real Kubernetes clients `scripts/clients` installs into `.tools/`.
+pub mod clients {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output};
+
+    /// The workspace root (where `.tools/` is).
+    pub fn workspace() -> PathBuf {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        here.ancestors()
+            .nth(2)
+            .expect("vcluster/testkit is two levels below the workspace root")
+            .to_path_buf()
+    }
+
+    fn tool(path: &str) -> PathBuf {
+        let path = workspace().join(".tools").join(path);
+        assert!(
+            path.exists(),
+            "{} is missing: run scripts/clients (scripts/test does)",
+            path.display()
+        );
+        path
+    }
+
+    /// The kubectl versions the tests drive: the oldest supported and the newest.
+    pub const KUBECTL_VERSIONS: &[&str] = &["v33", "v36"];
+
+    /// kubectl of one version (`v33` is 1.33, `v36` is 1.36).
+    pub fn kubectl_bin(version: &str) -> PathBuf {
+        tool(&format!("{version}/kubectl/kubectl"))
+    }
+
+    /// helm shipped beside that kubectl (`v33`: helm 3.18; `v36`: helm 4.2).
+    pub fn helm_bin(version: &str) -> PathBuf {
+        tool(&format!("{version}/helm/helm"))
+    }
+
+    /// The Python interpreter of the virtualenv with the Kubernetes client.
+    pub fn python_bin() -> PathBuf {
+        tool("venv/bin/python")
+    }
+
+    /// A kubectl bound to one kubeconfig, with its own cache directory.
+    pub struct Kubectl {
+        pub bin: PathBuf,
+        pub kubeconfig: PathBuf,
+        cache: tempfile::TempDir,
+    }
+
+    /// The outcome of one kubectl run.
+    pub struct Run {
+        pub ok: bool,
+        pub stdout: String,
+        pub stderr: String,
+    }
+
+    impl Run {
+        fn from(output: Output) -> Self {
+            Self {
+                ok: output.status.success(),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }
+        }
+    }
+
+    impl Kubectl {
+        pub fn new(version: &str, kubeconfig: impl Into<PathBuf>) -> Self {
+            Self {
+                bin: kubectl_bin(version),
+                kubeconfig: kubeconfig.into(),
+                cache: tempfile::tempdir().expect("kubectl cache directory"),
+            }
+        }
+
+        pub fn command(&self, args: &[&str]) -> Command {
+            let mut cmd = Command::new(&self.bin);
+            cmd.arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .arg("--cache-dir")
+                .arg(self.cache.path())
+                .args(args);
+            cmd
+        }
+
+        /// Runs kubectl, feeding `stdin` if given.
+        pub fn run_with(&self, args: &[&str], stdin: Option<&str>) -> Run {
+            use std::io::Write;
+            use std::process::Stdio;
+            let mut cmd = self.command(args);
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = cmd.spawn().expect("start kubectl");
+            if let Some(input) = stdin {
+                child
+                    .stdin
+                    .take()
+                    .expect("piped stdin")
+                    .write_all(input.as_bytes())
+                    .expect("write to kubectl");
+            } else {
+                drop(child.stdin.take());
+            }
+            Run::from(child.wait_with_output().expect("kubectl ran"))
+        }
+
+        pub fn run(&self, args: &[&str]) -> Run {
+            self.run_with(args, None)
+        }
+
+        /// Runs kubectl and returns its stdout, failing the test if it fails.
+        pub fn ok(&self, args: &[&str]) -> String {
+            let run = self.run(args);
+            assert!(run.ok, "kubectl {args:?} failed: {}", run.stderr);
+            run.stdout
+        }
+
+        /// Runs kubectl expecting it to fail; returns its stderr.
+        pub fn fails(&self, args: &[&str]) -> String {
+            let run = self.run(args);
+            assert!(!run.ok, "kubectl {args:?} succeeded: {}", run.stdout);
+            run.stderr
+        }
+    }
+}

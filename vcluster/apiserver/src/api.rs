@@ -1,0 +1,295 @@
+//! Request dispatch: which tenant, who is asking, and which endpoint answers.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use rustls::pki_types::CertificateDer;
+use serde_json::{Value, json};
+use vcluster_core::registry::{self, ResourceType};
+use vcluster_core::status::ApiError;
+
+use crate::http::{Body, error, full, ok, text};
+use crate::router::{Route, route};
+use crate::tenant::{Tenant, Tenants};
+use crate::{resources, tls};
+
+/// The Kubernetes version this server answers as.
+pub const KUBE_VERSION: (&str, &str) = ("1", "34");
+
+/// What the TLS handshake established about a connection.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// The SNI host name the client asked for.
+    pub server_name: Option<String>,
+    /// The client certificate chain, leaf first (not yet checked against any CA).
+    pub client_chain: Vec<CertificateDer<'static>>,
+}
+
+/// Who made a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+pub(crate) async fn handle(
+    tenants: &Tenants,
+    conn: &Connection,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let (tenant, path) = match pick_tenant(tenants, conn, &path) {
+        Ok(found) => found,
+        Err(e) => return error(&e),
+    };
+    let span = tracing::debug_span!("request", tenant = %tenant.name, method = %req.method(), path = %path);
+    let _enter = span.enter();
+    let route = route(&path);
+    match route {
+        Route::Health => return text(StatusCode::OK, "ok"),
+        Route::Version => return ok(&version()),
+        _ => {}
+    }
+    let Some(user) = authenticate(&tenant, conn, req.headers()) else {
+        return error(&ApiError::new(401, "Unauthorized", "Unauthorized"));
+    };
+    tracing::debug!(user = %user.name, "authenticated");
+    match route {
+        Route::Api => ok(&api_versions(req.headers())),
+        Route::Apis => ok(&api_group_list()),
+        Route::Group(group) => match api_group(&group) {
+            Some(g) => ok(&g),
+            None => error(&not_found()),
+        },
+        Route::GroupVersion { group, version } => match resource_list(&group, &version) {
+            Some(list) => ok(&list),
+            None => error(&not_found()),
+        },
+        Route::OpenApiV2 => openapi_v2(),
+        Route::OpenApiV3 => error(&not_found()),
+        Route::Resource(target) => resources::handle(&tenant, target, req).await,
+        Route::NotFound | Route::Health | Route::Version => error(&not_found()),
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+}
+
+/// The tenant a request addresses: the `/clusters/<name>` prefix, else the SNI host name,
+/// else the default tenant. A prefix naming another tenant than the SNI did is refused.
+fn pick_tenant(
+    tenants: &Tenants,
+    conn: &Connection,
+    path: &str,
+) -> Result<(Arc<Tenant>, String), ApiError> {
+    let by_sni = conn
+        .server_name
+        .as_deref()
+        .and_then(|host| tenants.by_host(host));
+    if let Some(rest) = path.strip_prefix("/clusters/") {
+        let (name, rest) = rest.split_once('/').unwrap_or((rest, ""));
+        let tenant = tenants.get(name).ok_or_else(not_found)?;
+        if by_sni.as_ref().is_some_and(|t| t.name != tenant.name) {
+            return Err(not_found());
+        }
+        return Ok((tenant, format!("/{rest}")));
+    }
+    let tenant = by_sni
+        .or_else(|| tenants.default_tenant())
+        .ok_or_else(not_found)?;
+    Ok((tenant, path.to_owned()))
+}
+
+/// A bearer token or a client certificate of this tenant; anything else is anonymous and
+/// refused. A credential of another tenant never verifies here: tokens are compared with
+/// this tenant's, and certificates are checked against this tenant's CA.
+fn authenticate(tenant: &Tenant, conn: &Connection, headers: &http::HeaderMap) -> Option<User> {
+    if let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let token = auth.strip_prefix("Bearer ")?.trim();
+        return tenant.identity.is_admin_token(token).then(|| User {
+            name: "admin".into(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+        });
+    }
+    if !conn.client_chain.is_empty()
+        && tls::verify_client_chain(&conn.client_chain, tenant.identity.ca_cert_der())
+    {
+        let (name, mut groups) = tls::subject(&conn.client_chain[0])?;
+        groups.push("system:authenticated".into());
+        return Some(User { name, groups });
+    }
+    None
+}
+
+fn version() -> Value {
+    let (major, minor) = KUBE_VERSION;
+    json!({
+        "major": major,
+        "minor": minor,
+        "gitVersion": format!("v{major}.{minor}.0+vcluster"),
+        "gitCommit": "vcluster",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "none",
+        "compiler": "rustc",
+        "platform": "linux/amd64",
+    })
+}
+
+fn api_versions(headers: &http::HeaderMap) -> Value {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
+    })
+}
+
+fn group_json(group: &str, versions: &[&str]) -> Value {
+    let gv = |v: &str| json!({"groupVersion": format!("{group}/{v}"), "version": v});
+    json!({
+        "name": group,
+        "versions": versions.iter().map(|v| gv(v)).collect::<Vec<_>>(),
+        "preferredVersion": gv(versions[0]),
+    })
+}
+
+fn api_group_list() -> Value {
+    let groups: Vec<Value> = registry::groups()
+        .iter()
+        .map(|(g, vs)| group_json(g, vs))
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn api_group(group: &str) -> Option<Value> {
+    let groups = registry::groups();
+    let (g, versions) = groups.iter().find(|(g, _)| *g == group)?;
+    let mut out = group_json(g, versions);
+    out["kind"] = json!("APIGroup");
+    out["apiVersion"] = json!("v1");
+    Some(out)
+}
+
+fn resource_entries(rt: &ResourceType) -> Vec<Value> {
+    let mut out = vec![json!({
+        "name": rt.plural,
+        "singularName": rt.singular,
+        "namespaced": rt.namespaced,
+        "kind": rt.kind,
+        "verbs": rt.verbs,
+        "shortNames": rt.short_names,
+        "categories": rt.categories,
+    })];
+    for sub in rt.subresources {
+        let mut entry = json!({
+            "name": format!("{}/{}", rt.plural, sub.name),
+            "singularName": "",
+            "namespaced": rt.namespaced,
+            "kind": rt.kind,
+            "verbs": sub.verbs,
+        });
+        if let Some((group, version, kind)) = sub.kind {
+            entry["group"] = json!(group);
+            entry["version"] = json!(version);
+            entry["kind"] = json!(kind);
+        }
+        out.push(entry);
+    }
+    out
+}
+
+fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let resources: Vec<Value> = registry::resources(group, version)
+        .flat_map(resource_entries)
+        .collect();
+    if resources.is_empty() {
+        return None;
+    }
+    let group_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
+}
+
+/// `/openapi/v2` as kubectl fetches it: protobuf. An empty body is a valid, empty
+/// document: kubectl's apply, create and replace then skip client-side validation.
+/// A real document (from the k8s-openapi schemas) is still to come.
+fn openapi_v2() -> Response<Body> {
+    let mut response = Response::new(full(bytes::Bytes::new()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_lists_every_group_version_with_subresources() {
+        let list = api_group_list();
+        let groups = list["groups"].as_array().expect("groups");
+        assert!(
+            groups
+                .iter()
+                .any(|g| g["name"] == "apps" && g["preferredVersion"]["version"] == "v1")
+        );
+        for group in groups {
+            for v in group["versions"].as_array().expect("versions") {
+                let (g, version) = (
+                    group["name"].as_str().expect("name"),
+                    v["version"].as_str().expect("v"),
+                );
+                assert!(
+                    resource_list(g, version).is_some(),
+                    "{g}/{version} advertised but empty"
+                );
+            }
+        }
+        let apps = resource_list("apps", "v1").expect("apps/v1");
+        let scale = apps["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .expect("deployments/scale");
+        assert_eq!(
+            (scale["group"].as_str(), scale["kind"].as_str()),
+            (Some("autoscaling"), Some("Scale"))
+        );
+        let core = resource_list("", "v1").expect("v1");
+        let pods = core["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .find(|r| r["name"] == "pods")
+            .expect("pods");
+        assert_eq!(pods["name"], "pods");
+        assert_eq!(pods["singularName"], "pod");
+        assert!(
+            pods["verbs"]
+                .as_array()
+                .expect("verbs")
+                .contains(&json!("watch"))
+        );
+    }
+}

@@ -1,0 +1,207 @@
+//! The watch cache: one per tenant and resource, created when first watched, fed by one
+//! store watch. Every client watch of that resource is served from it, so a thousand
+//! watchers cost one store watch.
+//!
+//! It holds the current objects and a bounded window of recent events. A client watch
+//! from a revision inside the window gets every event after it; from before the window it
+//! gets 410 Expired (in the stream, as kube-apiserver sends it) and re-lists.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::watch;
+use vcluster_core::object::with_resource_version;
+use vcluster_store::{EventKind, RangeRequest, Store};
+
+/// Events kept per cache for watchers that start in the past.
+const WINDOW: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, with the object before it (for selectors that an object enters or leaves).
+pub struct CacheEvent {
+    pub revision: u64,
+    pub kind: EventType,
+    pub key: Bytes,
+    pub object: Arc<Value>,
+    pub prev: Option<Arc<Value>>,
+}
+
+struct State {
+    objects: BTreeMap<Bytes, Arc<Value>>,
+    events: VecDeque<Arc<CacheEvent>>,
+    /// Events cover the revisions after `start`.
+    start: u64,
+    /// The revision of the last event applied (or the start).
+    revision: u64,
+}
+
+pub struct WatchCache {
+    state: RwLock<State>,
+    head: watch::Sender<u64>,
+    alive: AtomicBool,
+}
+
+/// Where a watcher goes next.
+pub enum Next {
+    Events(Vec<Arc<CacheEvent>>),
+    /// The watcher's revision is older than the window.
+    Expired {
+        oldest: u64,
+    },
+}
+
+fn decode(kv: &vcluster_store::KeyValue) -> Option<Arc<Value>> {
+    match serde_json::from_slice::<Value>(&kv.value) {
+        Ok(v) => Some(Arc::new(with_resource_version(v, kv.mod_revision))),
+        Err(e) => {
+            tracing::error!(key = ?kv.key, error = %e, "watch cache: stored object is not JSON; skipped");
+            None
+        }
+    }
+}
+
+impl WatchCache {
+    /// Loads the objects under `prefix` as of revision `start` (the latest if 0) and follows
+    /// the store from there.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        prefix: Bytes,
+        start: u64,
+    ) -> Result<Arc<Self>, vcluster_store::Error> {
+        let request = RangeRequest {
+            revision: (start > 0).then_some(start),
+            ..RangeRequest::prefix(prefix.clone())
+        };
+        let page = store.range(request).await?;
+        let objects = page
+            .kvs
+            .iter()
+            .filter_map(|kv| Some((kv.key.clone(), decode(kv)?)))
+            .collect();
+        let revision = page.revision;
+        let cache = Arc::new(Self {
+            state: RwLock::new(State {
+                objects,
+                events: VecDeque::new(),
+                start: revision,
+                revision,
+            }),
+            head: watch::Sender::new(revision),
+            alive: AtomicBool::new(true),
+        });
+        let mut stream = store.watch(&prefix, revision).await?;
+        let weak = Arc::downgrade(&cache);
+        tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                let Some(cache) = weak.upgrade() else { return };
+                match item {
+                    Ok(event) => cache.apply(event),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "watch cache: store watch ended; the cache will be rebuilt");
+                        cache.alive.store(false, Ordering::Release);
+                        return;
+                    }
+                }
+            }
+            if let Some(cache) = weak.upgrade() {
+                cache.alive.store(false, Ordering::Release);
+            }
+        });
+        Ok(cache)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    fn apply(&self, event: vcluster_store::Event) {
+        let revision = event.revision();
+        let key = event.kv.key.clone();
+        let prev = event.prev.as_ref().and_then(decode);
+        let cached = match event.kind {
+            EventKind::Put => decode(&event.kv).map(|object| {
+                let kind = if prev.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
+                (kind, object)
+            }),
+            // A deleted object is sent as it was last, at the deletion's revision.
+            EventKind::Delete => prev.as_ref().map(|p| {
+                let object = with_resource_version((**p).clone(), revision);
+                (EventType::Deleted, Arc::new(object))
+            }),
+        };
+        {
+            let mut state = self.state.write().expect("cache lock");
+            if let Some((kind, object)) = cached {
+                match kind {
+                    EventType::Deleted => state.objects.remove(&key),
+                    _ => state.objects.insert(key.clone(), object.clone()),
+                };
+                state.events.push_back(Arc::new(CacheEvent {
+                    revision,
+                    kind,
+                    key,
+                    object,
+                    prev,
+                }));
+                if state.events.len() > WINDOW
+                    && let Some(old) = state.events.pop_front()
+                {
+                    state.start = old.revision;
+                }
+            }
+            state.revision = revision;
+        }
+        self.head.send_replace(revision);
+    }
+
+    /// The current objects (in key order) and the revision they are at.
+    pub fn snapshot(&self) -> (Vec<(Bytes, Arc<Value>)>, u64) {
+        let state = self.state.read().expect("cache lock");
+        let objects = state
+            .objects
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        (objects, state.revision)
+    }
+
+    /// Events after `after`, or `Expired` if the window no longer reaches back to it.
+    pub fn after(&self, after: u64) -> Next {
+        let state = self.state.read().expect("cache lock");
+        if after < state.start {
+            return Next::Expired {
+                oldest: state.start,
+            };
+        }
+        let from = state.events.partition_point(|e| e.revision <= after);
+        Next::Events(state.events.range(from..).cloned().collect())
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}

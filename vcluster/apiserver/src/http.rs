@@ -1,0 +1,84 @@
+//! HTTP plumbing: the response body type, JSON and Status responses, bounded request bodies
+//! and query parameters.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::Value;
+use vcluster_core::status::ApiError;
+
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
+
+/// The largest request body accepted (kube-apiserver's limit is 3 MiB for most requests).
+pub(crate) const MAX_BODY: usize = 3 << 20;
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+pub(crate) fn json(code: StatusCode, value: &Value) -> Response<Body> {
+    let bytes = serde_json::to_vec(value).expect("a JSON value serializes");
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+pub(crate) fn ok(value: &Value) -> Response<Body> {
+    json(StatusCode::OK, value)
+}
+
+/// A failure as a `metav1.Status` response.
+pub(crate) fn error(e: &ApiError) -> Response<Body> {
+    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json(code, &e.to_status())
+}
+
+pub(crate) fn text(code: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Reads a request body of at most [`MAX_BODY`] bytes; more is a 413.
+pub(crate) async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than the limit of {MAX_BODY} bytes"),
+        )),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "reading the request body failed: {e}"
+        ))),
+    }
+}
+
+/// The query parameters (the last value of a repeated one wins).
+pub(crate) fn query(uri: &http::Uri) -> HashMap<String, String> {
+    uri.query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// The media type of a request body, without parameters, lowercased.
+pub(crate) fn content_type(headers: &http::HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}

@@ -1,0 +1,678 @@
+//! CRUD on resources: get, list, create, update, patch, delete, deletecollection, and the
+//! `status` subresource. Watches are in `watch.rs`.
+//!
+//! Every read and write goes through the tenant's scoped store; a write is a
+//! compare-and-swap on the revision the object was read at, retried when the client sent no
+//! resourceVersion (an unconditional update) and refused with 409 when it did.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use vcluster_core::object::{self, UpdateScope, meta_str, with_resource_version};
+use vcluster_core::registry::{self, ResourceType};
+use vcluster_core::selector::{FieldSelector, LabelSelector};
+use vcluster_core::status::ApiError;
+use vcluster_store::{KeyValue, RangeRequest};
+
+use crate::http::{Body, content_type, error, json as respond, ok, query, read_body};
+use crate::router::Target;
+use crate::tenant::{Tenant, fresh};
+use crate::watch;
+
+/// How often a write retries after losing a compare-and-swap it may retry.
+const RETRIES: usize = 16;
+
+type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+pub(crate) async fn handle(
+    tenant: &Tenant,
+    target: Target,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    match dispatch(tenant, target, req).await {
+        Ok(response) => response,
+        Err(e) => {
+            if e.code >= 500 {
+                tracing::error!(error = %e, "request failed");
+            }
+            error(&e)
+        }
+    }
+}
+
+async fn dispatch(
+    tenant: &Tenant,
+    target: Target,
+    req: Request<Incoming>,
+) -> Result<Response<Body>> {
+    let params = query(req.uri());
+    let method = req.method().clone();
+    let headers = req.headers().clone();
+    let sub = target.subresource.as_deref();
+    let collection = target.name.is_none();
+    match (method, collection, sub) {
+        (Method::GET, true, None) if is_true(params.get("watch")) => {
+            watch::handle(tenant, &target, &params).await
+        }
+        (Method::GET, true, None) => list(tenant, &target, &params).await.map(|v| ok(&v)),
+        (Method::GET, false, None | Some("status")) => get(tenant, &target).await.map(|v| ok(&v)),
+        (Method::POST, true, None) => {
+            let body = decode_body(&headers, read_body(req.into_body()).await?)?;
+            create(tenant, &target, body, &params)
+                .await
+                .map(|v| respond(StatusCode::CREATED, &v))
+        }
+        (Method::PUT, false, None | Some("status")) => {
+            let body = decode_body(&headers, read_body(req.into_body()).await?)?;
+            let scope = scope(sub);
+            let change = |_: &Value| Ok(body.clone());
+            update(
+                tenant,
+                &target,
+                scope,
+                &params,
+                has_resource_version(&body),
+                change,
+            )
+            .await
+            .map(|v| ok(&v))
+        }
+        (Method::PATCH, false, None | Some("status")) => {
+            let kind = content_type(&headers);
+            let patch = read_body(req.into_body()).await?;
+            patch_object(tenant, &target, &kind, &patch, &params)
+                .await
+                .map(|v| ok(&v))
+        }
+        (Method::DELETE, false, None) => {
+            let body = read_body(req.into_body()).await?;
+            delete(tenant, &target, &body, &params)
+                .await
+                .map(|v| ok(&v))
+        }
+        (Method::DELETE, true, None) => delete_collection(tenant, &target, &params)
+            .await
+            .map(|v| ok(&v)),
+        (method, _, _) => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("{method} is not supported on this path"),
+        )),
+    }
+}
+
+fn is_true(value: Option<&String>) -> bool {
+    matches!(value.map(String::as_str), Some("true" | "1"))
+}
+
+fn scope(sub: Option<&str>) -> UpdateScope {
+    if sub == Some("status") {
+        UpdateScope::Status
+    } else {
+        UpdateScope::Main
+    }
+}
+
+fn has_resource_version(body: &Value) -> bool {
+    meta_str(body, "resourceVersion").is_some_and(|rv| !rv.is_empty())
+}
+
+fn dry_run(params: &HashMap<String, String>) -> bool {
+    params.get("dryRun").is_some_and(|v| v == "All")
+}
+
+/// Decodes a create or update body. JSON only for now; protobuf bodies (kubectl ≥ 1.32's
+/// typed commands, helm ≥ 3.17's release secrets) are refused with 415 until the decoder
+/// exists.
+fn decode_body(headers: &http::HeaderMap, body: Bytes) -> Result<Value> {
+    match content_type(headers).as_str() {
+        "application/json" | "" => serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+        other => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json (got {other:?})"
+            ),
+        )),
+    }
+}
+
+fn key(target: &Target, name: &str) -> Bytes {
+    Bytes::from(registry::storage_key(
+        target.rt,
+        target.namespace.as_deref(),
+        name,
+    ))
+}
+
+fn store_error(e: vcluster_store::Error) -> ApiError {
+    match e {
+        vcluster_store::Error::Compacted {
+            requested,
+            compacted,
+        } => ApiError::expired(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
+        vcluster_store::Error::FutureRevision { requested, current } => ApiError::new(
+            504,
+            "Timeout",
+            format!("Too large resource version: {requested}, current: {current}"),
+        ),
+        e => ApiError::internal(format!("storage error: {e}")),
+    }
+}
+
+/// A stored object as served.
+fn served(kv: &KeyValue) -> Result<Value> {
+    let object: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("a stored object is not JSON: {e}")))?;
+    Ok(with_resource_version(object, kv.mod_revision))
+}
+
+fn encode(object: &Value) -> Bytes {
+    let mut stored = object.clone();
+    if let Some(meta) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    Bytes::from(serde_json::to_vec(&stored).expect("a JSON value serializes"))
+}
+
+async fn read(tenant: &Tenant, target: &Target, name: &str) -> Result<(KeyValue, Value)> {
+    let kv = tenant
+        .store
+        .get(&key(target, name))
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(target.rt, name))?;
+    let object = served(&kv)?;
+    Ok((kv, object))
+}
+
+async fn get(tenant: &Tenant, target: &Target) -> Result<Value> {
+    let name = target.name.as_deref().expect("a named target");
+    Ok(read(tenant, target, name).await?.1)
+}
+
+/// The fields every resource can be selected by, and those of some types.
+pub(crate) fn selectable_fields(rt: &ResourceType) -> Vec<&'static str> {
+    let mut fields = vec!["metadata.name", "metadata.namespace"];
+    match (rt.group, rt.kind) {
+        ("", "Pod") => fields.extend([
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ]),
+        ("", "Event") => fields.extend([
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ]),
+        ("", "Secret") => fields.push("type"),
+        ("", "Namespace") => fields.push("status.phase"),
+        ("", "Node") => fields.push("spec.unschedulable"),
+        ("batch", "Job") => fields.push("status.successful"),
+        _ => {}
+    }
+    fields
+}
+
+pub(crate) struct Selectors {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Selectors {
+    pub(crate) fn parse(rt: &ResourceType, params: &HashMap<String, String>) -> Result<Self> {
+        let labels =
+            LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
+                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let fields = FieldSelector::parse(
+            params.get("fieldSelector").map_or("", String::as_str),
+            &selectable_fields(rt),
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(Self { labels, fields })
+    }
+
+    pub(crate) fn matches(&self, object: &Value) -> bool {
+        self.labels.matches_object(object) && self.fields.matches_object(object)
+    }
+}
+
+/// A continue token: the revision of the first page and the last key returned.
+fn encode_continue(revision: u64, key: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let token = json!({"v": 1, "rv": revision, "start": b64.encode(key)});
+    b64.encode(token.to_string())
+}
+
+fn decode_continue(token: &str, prefix: &str) -> Result<(u64, Bytes)> {
+    let bad = || ApiError::bad_request("continue key is not valid");
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let raw = b64.decode(token).map_err(|_| bad())?;
+    let value: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = value["rv"].as_u64().ok_or_else(bad)?;
+    let start = b64
+        .decode(value["start"].as_str().ok_or_else(bad)?)
+        .map_err(|_| bad())?;
+    if !start.starts_with(prefix.as_bytes()) {
+        return Err(bad());
+    }
+    Ok((rv, Bytes::from(start)))
+}
+
+pub(crate) fn parse_revision(params: &HashMap<String, String>) -> Result<Option<u64>> {
+    match params.get("resourceVersion").map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(rv) => rv
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))),
+    }
+}
+
+async fn list(tenant: &Tenant, target: &Target, params: &HashMap<String, String>) -> Result<Value> {
+    let rt = target.rt;
+    let selectors = Selectors::parse(rt, params)?;
+    let prefix = registry::storage_prefix(rt, target.namespace.as_deref());
+    let limit = match params.get("limit").map(String::as_str) {
+        None | Some("") | Some("0") => None,
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        ),
+    };
+    let requested = parse_revision(params)?;
+    let (mut after, mut revision) = match params.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            if requested.is_some_and(|rv| rv != 0) {
+                return Err(ApiError::bad_request(
+                    "specifying resource version is not allowed when using continue",
+                ));
+            }
+            let (rv, start) = decode_continue(token, &prefix)?;
+            (Some(start), Some(rv))
+        }
+        None => {
+            let exact = params
+                .get("resourceVersionMatch")
+                .is_some_and(|m| m == "Exact");
+            (None, requested.filter(|rv| exact && *rv > 0))
+        }
+    };
+    let chunk = limit.map_or(1000, |l| l.clamp(1, 1000));
+    let mut items = Vec::new();
+    let mut next = None;
+    'pages: loop {
+        let page = tenant
+            .store
+            .range(RangeRequest {
+                prefix: Bytes::from(prefix.clone()),
+                start_after: after.clone(),
+                limit: Some(chunk),
+                revision,
+            })
+            .await
+            .map_err(store_error)?;
+        revision = Some(page.revision);
+        let count = page.kvs.len();
+        for (i, kv) in page.kvs.iter().enumerate() {
+            let object = served(kv)?;
+            if selectors.matches(&object) {
+                items.push(object);
+            }
+            if limit.is_some_and(|l| items.len() >= l) {
+                if i + 1 < count || page.more {
+                    next = Some(encode_continue(page.revision, &kv.key));
+                }
+                break 'pages;
+            }
+        }
+        match page.kvs.last() {
+            Some(last) if page.more => after = Some(last.key.clone()),
+            _ => break,
+        }
+    }
+    let mut metadata = json!({"resourceVersion": revision.unwrap_or(0).to_string()});
+    if let Some(token) = next {
+        metadata["continue"] = json!(token);
+    }
+    Ok(json!({
+        "kind": rt.list_kind(),
+        "apiVersion": rt.api_version(),
+        "metadata": metadata,
+        "items": items,
+    }))
+}
+
+async fn namespace_exists(tenant: &Tenant, namespace: &str) -> Result<()> {
+    let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are built in");
+    let key = Bytes::from(registry::storage_key(namespaces, None, namespace));
+    match tenant.store.get(&key).await.map_err(store_error)? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(namespaces, namespace)),
+    }
+}
+
+async fn create(
+    tenant: &Tenant,
+    target: &Target,
+    body: Value,
+    params: &HashMap<String, String>,
+) -> Result<Value> {
+    if let Some(ns) = &target.namespace {
+        namespace_exists(tenant, ns).await?;
+    }
+    let generated = meta_str(&body, "name").is_none_or(str::is_empty);
+    for _ in 0..RETRIES {
+        let object = object::prepare_create(
+            target.rt,
+            body.clone(),
+            target.namespace.as_deref(),
+            &fresh(),
+        )?;
+        let name = meta_str(&object, "name")
+            .expect("prepared objects are named")
+            .to_owned();
+        let key = key(target, &name);
+        if dry_run(params) {
+            if tenant.store.get(&key).await.map_err(store_error)?.is_some() {
+                return Err(ApiError::already_exists(target.rt, &name));
+            }
+            return Ok(object);
+        }
+        match tenant.store.create(key, encode(&object), None).await {
+            Ok(kv) => return Ok(with_resource_version(object, kv.mod_revision)),
+            // A generated name that collided: draw another.
+            Err(vcluster_store::Error::AlreadyExists { .. }) if generated => continue,
+            Err(vcluster_store::Error::AlreadyExists { .. }) => {
+                return Err(ApiError::already_exists(target.rt, &name));
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    Err(ApiError::new(
+        500,
+        "AlreadyExists",
+        "no free generated name was found",
+    ))
+}
+
+/// Reads, changes (with `change`, given the object as served) and writes back one object.
+/// `conditional` says the client sent a resourceVersion: a lost race is then a 409; without
+/// one, the change is applied again to the newer object.
+async fn update(
+    tenant: &Tenant,
+    target: &Target,
+    scope: UpdateScope,
+    params: &HashMap<String, String>,
+    conditional: bool,
+    change: impl Fn(&Value) -> Result<Value>,
+) -> Result<Value> {
+    let name = target.name.as_deref().expect("a named target");
+    for _ in 0..RETRIES {
+        let (kv, current) = read(tenant, target, name).await?;
+        let changed = change(&current)?;
+        let object = object::prepare_update(
+            target.rt,
+            &current,
+            changed,
+            target.namespace.as_deref(),
+            name,
+            scope,
+        )?;
+        if dry_run(params) {
+            return Ok(with_resource_version(object, kv.mod_revision));
+        }
+        // The last finalizer removed from an object being deleted: it goes now.
+        if finalized(&object) {
+            return match tenant
+                .store
+                .delete(key(target, name), Some(kv.mod_revision))
+                .await
+            {
+                Ok(deleted) => Ok(with_resource_version(object, deleted.revision)),
+                Err(vcluster_store::Error::Conflict { .. }) if !conditional => continue,
+                Err(vcluster_store::Error::Conflict { .. }) => {
+                    Err(ApiError::conflict(target.rt, name))
+                }
+                Err(vcluster_store::Error::NotFound { .. }) => {
+                    Err(ApiError::not_found(target.rt, name))
+                }
+                Err(e) => Err(store_error(e)),
+            };
+        }
+        match tenant
+            .store
+            .update(
+                key(target, name),
+                encode(&object),
+                Some(kv.mod_revision),
+                None,
+            )
+            .await
+        {
+            Ok(kv) => return Ok(with_resource_version(object, kv.mod_revision)),
+            Err(vcluster_store::Error::Conflict { .. }) if !conditional => continue,
+            Err(vcluster_store::Error::Conflict { .. }) => {
+                return Err(ApiError::conflict(target.rt, name));
+            }
+            Err(vcluster_store::Error::NotFound { .. }) => {
+                return Err(ApiError::not_found(target.rt, name));
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    Err(ApiError::conflict(target.rt, name))
+}
+
+fn finalized(object: &Value) -> bool {
+    let deleting = object
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null());
+    let finalizers = object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    deleting && !finalizers
+}
+
+async fn patch_object(
+    tenant: &Tenant,
+    target: &Target,
+    kind: &str,
+    patch: &[u8],
+    params: &HashMap<String, String>,
+) -> Result<Value> {
+    let patch: Value = serde_json::from_slice(patch)
+        .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
+    let apply: fn(&mut Value, &Value) -> Result<()> = match kind {
+        "application/merge-patch+json" => |doc, patch| {
+            json_patch::merge(doc, patch);
+            Ok(())
+        },
+        "application/json-patch+json" => |doc, patch| {
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?;
+            json_patch::patch(doc, &ops).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the JSON patch could not be applied: {e}"),
+                )
+            })
+        },
+        other => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the patch type {other:?} is not supported yet; use application/merge-patch+json or application/json-patch+json"
+                ),
+            ));
+        }
+    };
+    // A patch that sets metadata.resourceVersion is conditional on it.
+    let conditional = patch
+        .pointer("/metadata/resourceVersion")
+        .is_some_and(|v| !v.is_null());
+    let scope = scope(target.subresource.as_deref());
+    update(tenant, target, scope, params, conditional, |current| {
+        let mut doc = current.clone();
+        apply(&mut doc, &patch)?;
+        Ok(doc)
+    })
+    .await
+}
+
+/// `DeleteOptions` from the body (JSON, with or without TypeMeta) or the query.
+fn delete_options(body: &[u8], params: &HashMap<String, String>) -> Result<Value> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        let mut options = json!({});
+        if let Some(p) = params.get("propagationPolicy") {
+            options["propagationPolicy"] = json!(p);
+        }
+        if let Some(d) = params.get("dryRun") {
+            options["dryRun"] = json!([d]);
+        }
+        return Ok(options);
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the DeleteOptions are not valid JSON: {e}")))
+}
+
+async fn delete(
+    tenant: &Tenant,
+    target: &Target,
+    body: &[u8],
+    params: &HashMap<String, String>,
+) -> Result<Value> {
+    let rt = target.rt;
+    let name = target.name.as_deref().expect("a named target");
+    let options = delete_options(body, params)?;
+    let dry = options["dryRun"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|v| v == "All"));
+    for _ in 0..RETRIES {
+        let (kv, current) = read(tenant, target, name).await?;
+        if let Some(uid) = options
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            && Some(uid) != meta_str(&current, "uid")
+        {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} {name:?}: Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    rt.qualified(),
+                    meta_str(&current, "uid").unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(rv) = options
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            && rv != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict(rt, name));
+        }
+        let has_finalizers = current
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        if has_finalizers {
+            // Deletion waits for the finalizers' owners; the object is marked.
+            if current
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|v| !v.is_null())
+                || dry
+            {
+                return Ok(current);
+            }
+            let mut marked = current.clone();
+            marked["metadata"]["deletionTimestamp"] = json!(fresh().now);
+            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            match tenant
+                .store
+                .update(
+                    key(target, name),
+                    encode(&marked),
+                    Some(kv.mod_revision),
+                    None,
+                )
+                .await
+            {
+                Ok(kv) => return Ok(with_resource_version(marked, kv.mod_revision)),
+                Err(vcluster_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        if dry {
+            return Ok(current);
+        }
+        match tenant
+            .store
+            .delete(key(target, name), Some(kv.mod_revision))
+            .await
+        {
+            Ok(_) => {
+                return Ok(json!({
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": {"name": name, "group": rt.group, "kind": rt.plural, "uid": meta_str(&current, "uid")},
+                }));
+            }
+            Err(vcluster_store::Error::Conflict { .. }) => continue,
+            Err(vcluster_store::Error::NotFound { .. }) => {
+                return Err(ApiError::not_found(rt, name));
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    Err(ApiError::conflict(rt, name))
+}
+
+async fn delete_collection(
+    tenant: &Tenant,
+    target: &Target,
+    params: &HashMap<String, String>,
+) -> Result<Value> {
+    let mut listed = list(tenant, target, params).await?;
+    let items = listed["items"].as_array().cloned().unwrap_or_default();
+    let mut deleted = Vec::new();
+    for item in items {
+        let name = meta_str(&item, "name").unwrap_or_default().to_owned();
+        let one = Target {
+            name: Some(name),
+            namespace: meta_str(&item, "namespace").map(str::to_owned),
+            ..target.clone()
+        };
+        match delete(tenant, &one, b"", params).await {
+            Ok(_) => deleted.push(item),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    listed["items"] = Value::Array(deleted);
+    Ok(listed)
+}

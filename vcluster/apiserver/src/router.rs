@@ -1,0 +1,159 @@
+//! URL grammar: which endpoint a path names.
+
+use vcluster_core::registry::{self, ResourceType};
+
+/// A request for a resource: a collection, one object, or one object's subresource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub rt: &'static ResourceType,
+    /// The namespace from the URL (for namespaced resources; `None` for a list or watch
+    /// across all namespaces).
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    Version,
+    Health,
+    Api,
+    Apis,
+    Group(String),
+    GroupVersion { group: String, version: String },
+    OpenApiV2,
+    OpenApiV3,
+    Resource(Target),
+    NotFound,
+}
+
+/// Subresources of a namespace, which the `namespaces/<name>/<x>` form could be confused with.
+const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
+
+pub(crate) fn route(path: &str) -> Route {
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    match segments.as_slice() {
+        ["version"] => Route::Version,
+        ["healthz" | "livez" | "readyz", ..] => Route::Health,
+        ["api"] => Route::Api,
+        ["apis"] => Route::Apis,
+        ["openapi", "v2"] => Route::OpenApiV2,
+        ["openapi", "v3", ..] => Route::OpenApiV3,
+        ["api", "v1"] => Route::GroupVersion {
+            group: String::new(),
+            version: "v1".into(),
+        },
+        ["apis", group] => Route::Group((*group).into()),
+        ["apis", group, version] => Route::GroupVersion {
+            group: (*group).into(),
+            version: (*version).into(),
+        },
+        ["api", "v1", rest @ ..] => resource("", "v1", rest),
+        ["apis", group, version, rest @ ..] => resource(group, version, rest),
+        _ => Route::NotFound,
+    }
+}
+
+fn resource(group: &str, version: &str, rest: &[&str]) -> Route {
+    let (namespace, rest): (Option<&str>, &[&str]) = match rest {
+        ["namespaces", ns, next, ..] if !NAMESPACE_SUBRESOURCES.contains(next) => {
+            (Some(ns), &rest[2..])
+        }
+        _ => (None, rest),
+    };
+    let (plural, name, subresource) = match rest {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some(*name), None),
+        [plural, name, sub] => (*plural, Some(*name), Some(*sub)),
+        _ => return Route::NotFound,
+    };
+    let Some(rt) = registry::find(group, version, plural) else {
+        return Route::NotFound;
+    };
+    if namespace.is_some() && !rt.namespaced {
+        return Route::NotFound;
+    }
+    if rt.namespaced && namespace.is_none() && name.is_some() {
+        return Route::NotFound;
+    }
+    if let Some(sub) = subresource
+        && rt.subresource(sub).is_none()
+    {
+        return Route::NotFound;
+    }
+    Route::Resource(Target {
+        rt,
+        namespace: namespace.map(str::to_owned),
+        name: name.map(str::to_owned),
+        subresource: subresource.map(str::to_owned),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(path: &str) -> Target {
+        match route(path) {
+            Route::Resource(t) => t,
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn namespaced_cluster_scoped_and_subresource_paths() {
+        let t = target("/apis/apps/v1/namespaces/ns1/deployments/web/scale");
+        assert_eq!(
+            (
+                t.rt.plural,
+                t.namespace.as_deref(),
+                t.name.as_deref(),
+                t.subresource.as_deref()
+            ),
+            ("deployments", Some("ns1"), Some("web"), Some("scale"))
+        );
+        let t = target("/api/v1/pods");
+        assert_eq!((t.rt.plural, t.namespace, t.name), ("pods", None, None));
+        let t = target("/api/v1/namespaces/foo");
+        assert_eq!(
+            (t.rt.plural, t.name.as_deref()),
+            ("namespaces", Some("foo"))
+        );
+        let t = target("/api/v1/namespaces/foo/status");
+        assert_eq!(
+            (t.rt.plural, t.name.as_deref(), t.subresource.as_deref()),
+            ("namespaces", Some("foo"), Some("status"))
+        );
+        let t = target("/api/v1/namespaces/foo/configmaps");
+        assert_eq!(
+            (t.rt.plural, t.namespace.as_deref()),
+            ("configmaps", Some("foo"))
+        );
+        assert_eq!(route("/api/v1/namespaces/foo/widgets"), Route::NotFound);
+        assert_eq!(
+            route("/api/v1/namespaces/foo/nodes/n1"),
+            Route::NotFound,
+            "nodes are cluster-scoped"
+        );
+        assert_eq!(
+            route("/api/v1/pods/p1"),
+            Route::NotFound,
+            "a namespaced object needs its namespace"
+        );
+        assert_eq!(
+            route("/api/v1/namespaces/foo/configmaps/c/status"),
+            Route::NotFound
+        );
+        assert_eq!(
+            route("/apis/apps/v1"),
+            Route::GroupVersion {
+                group: "apps".into(),
+                version: "v1".into()
+            }
+        );
+    }
+}

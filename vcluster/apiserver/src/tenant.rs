@@ -1,0 +1,215 @@
+//! Tenants: many in one process. A tenant is its store prefix (a [`Scoped`] view), its
+//! identity (CA, serving certificate, admin token) and its watch caches, created lazily.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use serde_json::json;
+use tokio::sync::Mutex;
+use vcluster_core::object::{Fresh, prepare_create};
+use vcluster_core::registry::{self, ResourceType};
+use vcluster_store::{Backend, Scoped, Store};
+
+use crate::cache::WatchCache;
+use crate::identity::{self, Identity, StoredIdentity};
+
+/// Where identities are kept: outside every tenant's prefix (`/tenants/<name>/`), so no
+/// tenant's store view can reach any identity.
+const IDENTITIES: &str = "/vcluster/identities/";
+
+/// The namespaces every cluster starts with.
+pub const BOOTSTRAP_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("store")]
+    Store(#[from] vcluster_store::Error),
+    #[error("identity")]
+    Identity(#[from] identity::Error),
+    #[error("the stored identity of tenant {0} is unreadable")]
+    Corrupt(String, #[source] serde_json::Error),
+}
+
+pub struct Tenant {
+    pub name: String,
+    /// The tenant's keys: everything it owns, and nothing else.
+    pub store: Arc<dyn Store>,
+    pub identity: Identity,
+    caches: Mutex<HashMap<(&'static str, &'static str), Arc<WatchCache>>>,
+}
+
+impl Tenant {
+    /// The watch cache of a resource, created on first use starting at `start` (the
+    /// revision the first watcher asks for, so it is served without a gap).
+    pub async fn cache(
+        &self,
+        rt: &'static ResourceType,
+        start: u64,
+    ) -> Result<Arc<WatchCache>, vcluster_store::Error> {
+        let mut caches = self.caches.lock().await;
+        let key = (rt.group, rt.plural);
+        if let Some(cache) = caches.get(&key)
+            && cache.is_alive()
+        {
+            return Ok(cache.clone());
+        }
+        let prefix = registry::storage_prefix(rt, None);
+        let cache = WatchCache::start(self.store.clone(), Bytes::from(prefix), start).await?;
+        caches.insert(key, cache.clone());
+        Ok(cache)
+    }
+}
+
+/// Every tenant of this process.
+pub struct Tenants {
+    backend: Arc<dyn Backend>,
+    tenants: RwLock<HashMap<String, Arc<Tenant>>>,
+    default: RwLock<Option<String>>,
+    /// Tenant `t` answers to the host name `t.<domain>`.
+    domain: String,
+    /// Names every serving certificate carries besides the tenant's own (127.0.0.1, ...).
+    names: Vec<String>,
+    creating: Mutex<()>,
+}
+
+impl std::fmt::Debug for Tenants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenants")
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Fresh identifiers and the current time, for objects the server creates.
+pub(crate) fn fresh() -> Fresh {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    let suffix = (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    Fresh {
+        now: jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
+        uid: uuid::Uuid::new_v4().to_string(),
+        suffix,
+    }
+}
+
+impl Tenants {
+    pub fn new(backend: Arc<dyn Backend>, domain: impl Into<String>, names: Vec<String>) -> Self {
+        Self {
+            backend,
+            tenants: RwLock::new(HashMap::new()),
+            default: RwLock::new(None),
+            domain: domain.into(),
+            names,
+            creating: Mutex::new(()),
+        }
+    }
+
+    /// The host name tenant `name` answers to.
+    pub fn host(&self, name: &str) -> String {
+        format!("{name}.{}", self.domain)
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.tenants
+            .read()
+            .expect("tenants lock")
+            .get(name)
+            .cloned()
+    }
+
+    pub fn by_host(&self, host: &str) -> Option<Arc<Tenant>> {
+        let name = host.strip_suffix(&self.domain)?.strip_suffix('.')?;
+        self.get(name)
+    }
+
+    pub fn default_tenant(&self) -> Option<Arc<Tenant>> {
+        let name = self.default.read().expect("default lock").clone()?;
+        self.get(&name)
+    }
+
+    /// The tenant served to connections that name none (no SNI, no path prefix).
+    pub fn set_default(&self, name: &str) {
+        *self.default.write().expect("default lock") = Some(name.to_owned());
+    }
+
+    /// Opens every tenant the store knows.
+    pub async fn load_all(&self) -> Result<Vec<Arc<Tenant>>, Error> {
+        let page = self
+            .backend
+            .range(vcluster_store::RangeRequest::prefix(IDENTITIES))
+            .await?;
+        let mut out = Vec::new();
+        for kv in page.kvs {
+            let name = String::from_utf8_lossy(&kv.key[IDENTITIES.len()..]).into_owned();
+            out.push(self.open_or_create(&name).await?);
+        }
+        Ok(out)
+    }
+
+    /// Opens a tenant, creating it (identity and bootstrap objects) if it is new.
+    pub async fn open_or_create(&self, name: &str) -> Result<Arc<Tenant>, Error> {
+        if let Some(t) = self.get(name) {
+            return Ok(t);
+        }
+        let _one_at_a_time = self.creating.lock().await;
+        if let Some(t) = self.get(name) {
+            return Ok(t);
+        }
+        let store: Arc<dyn Store> = Arc::new(Scoped::tenant(self.backend.clone(), name)?);
+        let key = Bytes::from(format!("{IDENTITIES}{name}"));
+        let stored = match self.backend.get(&key).await? {
+            Some(kv) => serde_json::from_slice::<StoredIdentity>(&kv.value)
+                .map_err(|e| Error::Corrupt(name.to_owned(), e))?,
+            None => {
+                let (stored, _token) = identity::generate(name)?;
+                let value = serde_json::to_vec(&stored).expect("an identity serializes");
+                self.backend.create(key, Bytes::from(value), None).await?;
+                stored
+            }
+        };
+        let mut names = self.names.clone();
+        names.push(self.host(name));
+        let identity = Identity::load(&stored, &names)?;
+        bootstrap(store.as_ref()).await?;
+        let tenant = Arc::new(Tenant {
+            name: name.to_owned(),
+            store,
+            identity,
+            caches: Mutex::new(HashMap::new()),
+        });
+        self.tenants
+            .write()
+            .expect("tenants lock")
+            .insert(name.to_owned(), tenant.clone());
+        tracing::info!(tenant = name, "tenant ready");
+        Ok(tenant)
+    }
+}
+
+/// Creates what every cluster starts with, where missing.
+async fn bootstrap(store: &dyn Store) -> Result<(), vcluster_store::Error> {
+    let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are built in");
+    for ns in BOOTSTRAP_NAMESPACES {
+        let object = prepare_create(
+            namespaces,
+            json!({"metadata": {"name": ns}, "spec": {"finalizers": ["kubernetes"]}}),
+            None,
+            &fresh(),
+        )
+        .expect("bootstrap namespaces are valid");
+        let key = Bytes::from(registry::storage_key(namespaces, None, ns));
+        let value = Bytes::from(serde_json::to_vec(&object).expect("json"));
+        match store.create(key, value, None).await {
+            Ok(_) | Err(vcluster_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Watches, served from the tenant's watch cache of the resource.
+//!
+//! The response is a stream of newline-delimited JSON events, flushed one by one. A watch
+//! from a revision the cache no longer holds gets a 410 `Expired` ERROR event inside the
+//! stream (the only form kube-rs and client-go re-list on). `sendInitialEvents` (WatchList)
+//! is refused with 422, which makes client-go ≥ 1.35 fall back to list-then-watch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use vcluster_core::registry::{self, ResourceType};
+use vcluster_core::status::ApiError;
+
+use crate::cache::{CacheEvent, EventType, Next, WatchCache};
+use crate::http::Body;
+use crate::resources::{Selectors, parse_revision};
+use crate::router::Target;
+use crate::tenant::Tenant;
+
+/// How long a watch lasts when the client does not say (kube-apiserver picks 30–60 min).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
+
+pub(crate) async fn handle(
+    tenant: &Tenant,
+    target: &Target,
+    params: &HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
+    if params.get("sendInitialEvents").is_some_and(|v| v == "true") {
+        return Err(ApiError::invalid(
+            target.rt,
+            "",
+            vec![vcluster_core::status::Cause {
+                reason: "FieldValueForbidden",
+                field: "sendInitialEvents".into(),
+                message: "Forbidden: sendInitialEvents is not supported; list, then watch".into(),
+            }],
+        ));
+    }
+    let selectors = Selectors::parse(target.rt, params)?;
+    let requested = parse_revision(params)?.unwrap_or(0);
+    let timeout = params
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    let bookmarks = params
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true");
+    let cache = tenant
+        .cache(target.rt, requested)
+        .await
+        .map_err(|e| match e {
+            vcluster_store::Error::Compacted {
+                requested,
+                compacted,
+            } => ApiError::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
+            e => ApiError::internal(format!("storage error: {e}")),
+        })?;
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let watcher = Watcher {
+        rt: target.rt,
+        prefix: Bytes::from(registry::storage_prefix(
+            target.rt,
+            target.namespace.as_deref(),
+        )),
+        selectors,
+        tx,
+    };
+    tokio::spawn(watcher.run(cache, requested, timeout, bookmarks));
+    let body = StreamBody::new(frames_from(rx)).boxed();
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+struct Watcher {
+    rt: &'static ResourceType,
+    /// Keys of the watched namespace (or all).
+    prefix: Bytes,
+    selectors: Selectors,
+    tx: mpsc::Sender<Bytes>,
+}
+
+fn line(kind: &str, object: &Value) -> Bytes {
+    let mut out = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("json");
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+impl Watcher {
+    async fn send(&self, kind: &str, object: &Value) -> bool {
+        self.tx.send(line(kind, object)).await.is_ok()
+    }
+
+    /// The event a watcher with these selectors sees, if any: an object entering the
+    /// selection is ADDED, one leaving it is DELETED.
+    fn translate(&self, event: &CacheEvent) -> Option<&'static str> {
+        if !event.key.starts_with(&self.prefix) {
+            return None;
+        }
+        let now = self.selectors.matches(&event.object);
+        let before = event
+            .prev
+            .as_ref()
+            .is_some_and(|p| self.selectors.matches(p));
+        match (event.kind, before, now) {
+            (EventType::Added, _, true) => Some("ADDED"),
+            (EventType::Modified, true, true) => Some("MODIFIED"),
+            (EventType::Modified, false, true) => Some("ADDED"),
+            (EventType::Modified, true, false) => Some("DELETED"),
+            (EventType::Deleted, true, _) => Some(EventType::Deleted.as_str()),
+            _ => None,
+        }
+    }
+
+    async fn run(self, cache: Arc<WatchCache>, requested: u64, timeout: Duration, bookmarks: bool) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut head = cache.subscribe();
+        let mut cursor = requested;
+        if requested == 0 {
+            // No revision: the current state first, as ADDED events.
+            let (objects, revision) = cache.snapshot();
+            for (key, object) in objects {
+                if key.starts_with(&self.prefix)
+                    && self.selectors.matches(&object)
+                    && !self.send("ADDED", &object).await
+                {
+                    return;
+                }
+            }
+            cursor = revision;
+        }
+        let mut bookmark =
+            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+        loop {
+            head.borrow_and_update();
+            match cache.after(cursor) {
+                Next::Expired { oldest } => {
+                    let status =
+                        ApiError::expired(format!("too old resource version: {cursor} ({oldest})"));
+                    self.send("ERROR", &status.to_status()).await;
+                    return;
+                }
+                Next::Events(events) => {
+                    for event in events {
+                        if let Some(kind) = self.translate(&event)
+                            && !self.send(kind, &event.object).await
+                        {
+                            return;
+                        }
+                        cursor = event.revision;
+                    }
+                }
+            }
+            if !cache.is_alive() {
+                let status = ApiError::expired("the watch cache was reset; list again");
+                self.send("ERROR", &status.to_status()).await;
+                return;
+            }
+            tokio::select! {
+                changed = head.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep_until(deadline) => return,
+                () = self.tx.closed() => return,
+                _ = bookmark.tick(), if bookmarks => {
+                    let object = json!({
+                        "kind": self.rt.kind,
+                        "apiVersion": self.rt.api_version(),
+                        "metadata": {"resourceVersion": cursor.to_string()},
+                    });
+                    if !self.send("BOOKMARK", &object).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A stream of body frames from a channel.
+pub(crate) fn frames_from(
+    mut rx: mpsc::Receiver<Bytes>,
+) -> impl futures::Stream<Item = Result<Frame<Bytes>, std::convert::Infallible>> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))))
+}

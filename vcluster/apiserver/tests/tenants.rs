@@ -1,0 +1,103 @@
+//! Many tenants in one process, reached by SNI and by path prefix, each blind to the others
+//! and refusing their credentials. Driven by real kubectl.
+
+use std::sync::Arc;
+
+use vcluster_apiserver::Tenants;
+use vcluster_store::{Embedded, EmbeddedOptions};
+use vcluster_testkit::clients::Kubectl;
+
+const CONFIGMAP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: secret-plans
+data:
+  owner: a
+";
+
+/// Splices the `users:` section of one kubeconfig into another: the credential of one
+/// tenant presented to another.
+fn with_user_of(target: &str, source: &str) -> String {
+    let section = |text: &str| -> String {
+        let start = text.find("users:\n").expect("users section");
+        let end = text.find("contexts:\n").expect("contexts section");
+        text[start..end].to_owned()
+    };
+    target.replace(&section(target), &section(source))
+}
+
+#[test]
+fn tenants_are_isolated_and_reject_each_others_credentials() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let backend = Arc::new(
+        Embedded::open(dir.path().join("store.redb"), EmbeddedOptions::default()).expect("store"),
+    );
+    let tenants = Arc::new(Tenants::new(
+        backend,
+        "vcluster.local",
+        vec!["127.0.0.1".into()],
+    ));
+    let (a, b, port) = runtime.block_on(async {
+        let a = tenants.open_or_create("a").await.expect("tenant a");
+        let b = tenants.open_or_create("b").await.expect("tenant b");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(vcluster_apiserver::serve(listener, tenants.clone()));
+        (a, b, port)
+    });
+    let server = format!("https://127.0.0.1:{port}");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
+    };
+    // By SNI: the kubeconfigs name their tenant's host.
+    let a_config = a
+        .admin_kubeconfig(&tenants, &server, true)
+        .expect("kubeconfig a");
+    let b_config = b
+        .admin_kubeconfig(&tenants, &server, true)
+        .expect("kubeconfig b");
+    let ka = Kubectl::new("v36", write("a", &a_config));
+    let kb = Kubectl::new("v36", write("b", &b_config));
+
+    let created = ka.run_with(&["apply", "-f", "-"], Some(CONFIGMAP));
+    assert!(created.ok, "{}", created.stderr);
+    assert!(
+        ka.ok(&["get", "cm", "secret-plans"])
+            .contains("secret-plans")
+    );
+    let hidden = kb.fails(&["get", "cm", "secret-plans"]);
+    assert!(
+        hidden.contains("not found"),
+        "tenant b saw tenant a's object: {hidden}"
+    );
+    assert!(!kb.ok(&["get", "cm", "-A"]).contains("secret-plans"));
+
+    // Tenant a's client certificate, presented to tenant b: 401.
+    let stolen = Kubectl::new("v36", write("a-to-b", &with_user_of(&b_config, &a_config)));
+    let refused = stolen.fails(&["get", "cm", "-A"]);
+    assert!(
+        refused.contains("Unauthorized") || refused.contains("credentials"),
+        "{refused}"
+    );
+
+    // By path prefix: /clusters/b reaches b; with a's credential it is refused.
+    let b_by_path = b_config.replace(&server, &format!("{server}/clusters/b"));
+    let kb_path = Kubectl::new("v36", write("b-path", &b_by_path));
+    assert!(kb_path.ok(&["get", "namespaces"]).contains("kube-system"));
+    let a_by_path = with_user_of(&b_by_path, &a_config);
+    let refused = Kubectl::new("v36", write("a-path", &a_by_path)).fails(&["get", "namespaces"]);
+    assert!(
+        refused.contains("Unauthorized") || refused.contains("credentials"),
+        "{refused}"
+    );
+    // A path naming another tenant than the SNI host does is not served.
+    let mixed = b_config.replace(&server, &format!("{server}/clusters/a"));
+    let refused = Kubectl::new("v36", write("mixed", &mixed)).fails(&["get", "namespaces"]);
+    assert!(!refused.is_empty());
+    drop(runtime);
+}

@@ -1,0 +1,330 @@
+//! `vcluster up` driven by real kubectl (1.33 and 1.36), on the embedded store and on a real
+//! etcd: what a new user does first, and the errors they run into.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vcluster_testkit::clients::{KUBECTL_VERSIONS, Kubectl};
+use vcluster_testkit::{EtcdCluster, SharedEtcd, free_port};
+
+/// A running `vcluster up`, killed when dropped.
+struct Up {
+    child: Child,
+    dir: tempfile::TempDir,
+    _etcd: Option<SharedEtcd>,
+}
+
+enum StoreKind {
+    Embedded,
+    Etcd,
+}
+
+impl Up {
+    fn start(store: StoreKind) -> Self {
+        let dir = tempfile::tempdir().expect("data directory");
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcluster"));
+        cmd.args(["up", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir.path())
+            .env("VCLUSTER_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let etcd = match store {
+            StoreKind::Embedded => None,
+            StoreKind::Etcd => {
+                // Each run gets its own etcd: tenants of different runs must not meet.
+                let etcd = SharedEtcd::Owned(EtcdCluster::single());
+                cmd.args([
+                    "--store",
+                    "etcd",
+                    "--etcd-endpoints",
+                    &etcd.endpoints().join(","),
+                ]);
+                Some(etcd)
+            }
+        };
+        let child = cmd.spawn().expect("start vcluster up");
+        let up = Self {
+            child,
+            dir,
+            _etcd: etcd,
+        };
+        up.wait_ready();
+        up
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.kubeconfig().exists() {
+                let k = Kubectl::new("v36", self.kubeconfig());
+                if k.run(&["get", "--raw", "/healthz"]).ok {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("vcluster up did not become ready within 30 s");
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const CONFIGMAP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+  labels:
+    app: web
+data:
+  greeting: hello
+";
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("kubectl printed no JSON ({e}): {out}"))
+}
+
+/// What a new user does, with one kubectl version against one running control plane.
+fn first_steps(up: &Up, version: &str) {
+    let k = Kubectl::new(version, up.kubeconfig());
+    let namespaces = k.ok(&["get", "namespaces", "-o", "json"]);
+    let names: Vec<String> = json(&namespaces)["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().expect("name").to_owned())
+        .collect();
+    for ns in ["default", "kube-node-lease", "kube-public", "kube-system"] {
+        assert!(
+            names.iter().any(|n| n == ns),
+            "namespace {ns} missing from {names:?}"
+        );
+    }
+    assert!(k.ok(&["version"]).contains("Server Version: v1."));
+
+    // A namespace of one's own, and a config map in it, applied twice.
+    let ns = format!("team-{version}");
+    let created = k.run_with(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"
+        )),
+    );
+    assert!(created.ok, "{}", created.stderr);
+    let applied = k.run_with(&["apply", "-n", &ns, "-f", "-"], Some(CONFIGMAP));
+    assert!(
+        applied.ok && applied.stdout.contains("created"),
+        "{}",
+        applied.stderr
+    );
+    let again = k.run_with(&["apply", "-n", &ns, "-f", "-"], Some(CONFIGMAP));
+    assert!(
+        again.ok && again.stdout.contains("unchanged"),
+        "{} {}",
+        again.stdout,
+        again.stderr
+    );
+
+    // Reads, with selectors.
+    let cm = json(&k.ok(&["get", "configmap", "web-config", "-n", &ns, "-o", "json"]));
+    assert_eq!(cm["data"]["greeting"], "hello");
+    assert!(
+        cm["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|u| u.len() == 36)
+    );
+    let rv: u64 = cm["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .parse()
+        .expect("decimal");
+    let selected = json(&k.ok(&["get", "cm", "-A", "-l", "app=web", "-o", "json"]));
+    assert_eq!(selected["items"].as_array().expect("items").len(), 1);
+    let none = json(&k.ok(&["get", "cm", "-n", &ns, "-l", "app=db", "-o", "json"]));
+    assert_eq!(none["items"].as_array().expect("items").len(), 0);
+    let by_field = k.ok(&[
+        "get",
+        "cm",
+        "-n",
+        &ns,
+        "--field-selector",
+        "metadata.name=web-config",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(by_field.trim(), "configmap/web-config");
+
+    // Changes: label (merge patch), a JSON patch, each bumping the resourceVersion.
+    k.ok(&["label", "cm", "web-config", "-n", &ns, "tier=front"]);
+    k.ok(&[
+        "patch",
+        "cm",
+        "web-config",
+        "-n",
+        &ns,
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"add","path":"/data/extra","value":"1"}]"#,
+    ]);
+    let cm = json(&k.ok(&["get", "cm", "web-config", "-n", &ns, "-o", "json"]));
+    assert_eq!(cm["metadata"]["labels"]["tier"], "front");
+    assert_eq!(cm["data"]["extra"], "1");
+    let rv2: u64 = cm["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .parse()
+        .expect("decimal");
+    assert!(rv2 > rv, "the resourceVersion went from {rv} to {rv2}");
+
+    // The errors users run into.
+    let duplicate = k.run_with(&["create", "-n", &ns, "-f", "-"], Some(CONFIGMAP));
+    assert!(
+        !duplicate.ok && duplicate.stderr.contains("already exists"),
+        "{}",
+        duplicate.stderr
+    );
+    let missing = k.fails(&["get", "cm", "nope", "-n", &ns]);
+    assert!(
+        missing.contains(r#"configmaps "nope" not found"#),
+        "{missing}"
+    );
+    let invalid = k.run_with(
+        &["create", "-n", &ns, "-f", "-"],
+        Some(&CONFIGMAP.replace("web-config", "Bad_Name")),
+    );
+    assert!(
+        !invalid.ok && invalid.stderr.contains("is invalid"),
+        "{}",
+        invalid.stderr
+    );
+    let stale = CONFIGMAP.replace(
+        "  labels:",
+        &format!("  resourceVersion: \"{rv}\"\n  labels:"),
+    );
+    let conflict = k.run_with(&["replace", "-n", &ns, "-f", "-"], Some(&stale));
+    assert!(
+        !conflict.ok && conflict.stderr.contains("the object has been modified"),
+        "{}",
+        conflict.stderr
+    );
+    let bad_patch = k.fails(&[
+        "patch",
+        "cm",
+        "web-config",
+        "-n",
+        &ns,
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"test","path":"/data/greeting","value":"bye"}]"#,
+    ]);
+    assert!(!bad_patch.is_empty());
+    let no_ns = k.run_with(
+        &["apply", "-n", "does-not-exist", "-f", "-"],
+        Some(CONFIGMAP),
+    );
+    assert!(
+        !no_ns.ok
+            && no_ns
+                .stderr
+                .contains(r#"namespaces "does-not-exist" not found"#),
+        "{}",
+        no_ns.stderr
+    );
+
+    // A watch sees the deletion.
+    let mut watch = k
+        .command(&[
+            "get",
+            "cm",
+            "-n",
+            &ns,
+            "--watch",
+            "--output-watch-events",
+            "-o",
+            "json",
+            "--request-timeout",
+            "20s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start kubectl get --watch");
+    std::thread::sleep(Duration::from_millis(500));
+    k.ok(&["delete", "cm", "web-config", "-n", &ns]);
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = watch.kill();
+    let out = watch.wait_with_output().expect("watch output");
+    let seen = String::from_utf8_lossy(&out.stdout).replace(' ', "");
+    assert!(
+        seen.contains(r#""type":"ADDED""#) && seen.contains(r#""type":"DELETED""#),
+        "watch saw: {seen}"
+    );
+    let gone = k.fails(&["get", "cm", "web-config", "-n", &ns]);
+    assert!(gone.contains("not found"));
+}
+
+#[test]
+fn kubectl_first_steps_on_the_embedded_store() {
+    let up = Up::start(StoreKind::Embedded);
+    for version in KUBECTL_VERSIONS {
+        first_steps(&up, version);
+    }
+}
+
+#[test]
+fn kubectl_first_steps_on_etcd() {
+    let up = Up::start(StoreKind::Etcd);
+    for version in KUBECTL_VERSIONS {
+        first_steps(&up, version);
+    }
+}
+
+#[test]
+fn restarting_keeps_the_objects_and_the_kubeconfig_works_again() {
+    let dir = tempfile::tempdir().expect("data directory");
+    let port = free_port();
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_vcluster"))
+            .args(["up", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir.path())
+            .env("VCLUSTER_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start vcluster up")
+    };
+    let kubeconfig = dir.path().join("kubeconfig");
+    let wait = |k: &Kubectl| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !(kubeconfig.exists() && k.run(&["get", "--raw", "/healthz"]).ok) {
+            assert!(Instant::now() < deadline, "not ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let k = Kubectl::new("v36", &kubeconfig);
+    let mut first = start();
+    wait(&k);
+    let applied = k.run_with(&["apply", "-f", "-"], Some(CONFIGMAP));
+    assert!(applied.ok, "{}", applied.stderr);
+    let _ = first.kill();
+    let _ = first.wait();
+    std::fs::remove_file(&kubeconfig).expect("remove the old kubeconfig");
+    let mut second = start();
+    wait(&k);
+    let cm = json(&k.ok(&["get", "cm", "web-config", "-o", "json"]));
+    assert_eq!(cm["data"]["greeting"], "hello");
+    let _ = second.kill();
+    let _ = second.wait();
+}
