@@ -61,13 +61,13 @@ async fn dispatch(
         (Method::GET, true, None) => list(tenant, &target, &params).await.map(|v| ok(&v)),
         (Method::GET, false, None | Some("status")) => get(tenant, &target).await.map(|v| ok(&v)),
         (Method::POST, true, None) => {
-            let body = decode_body(&headers, read_body(req.into_body()).await?)?;
+            let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
             create(tenant, &target, body, &params)
                 .await
                 .map(|v| respond(StatusCode::CREATED, &v))
         }
         (Method::PUT, false, None | Some("status")) => {
-            let body = decode_body(&headers, read_body(req.into_body()).await?)?;
+            let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
             let scope = scope(sub);
             let change = |_: &Value| Ok(body.clone());
             update(
@@ -90,9 +90,8 @@ async fn dispatch(
         }
         (Method::DELETE, false, None) => {
             let body = read_body(req.into_body()).await?;
-            delete(tenant, &target, &body, &params)
-                .await
-                .map(|v| ok(&v))
+            let options = delete_options(&headers, &body, &params)?;
+            delete(tenant, &target, &options).await.map(|v| ok(&v))
         }
         (Method::DELETE, true, None) => delete_collection(tenant, &target, &params)
             .await
@@ -125,18 +124,23 @@ fn dry_run(params: &HashMap<String, String>) -> bool {
     params.get("dryRun").is_some_and(|v| v == "All")
 }
 
-/// Decodes a create or update body. JSON only for now; protobuf bodies (kubectl ≥ 1.32's
-/// typed commands, helm ≥ 3.17's release secrets) are refused with 415 until the decoder
-/// exists.
-fn decode_body(headers: &http::HeaderMap, body: Bytes) -> Result<Value> {
+/// Decodes a request body: JSON, or Kubernetes protobuf (kubectl >= 1.32's typed commands,
+/// helm >= 3.17's release secrets, every client-go typed client).
+fn decode_body(headers: &http::HeaderMap, body: &[u8]) -> Result<Value> {
     match content_type(headers).as_str() {
-        "application/json" | "" => serde_json::from_slice(&body)
+        "application/json" | "" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+        "application/vnd.kubernetes.protobuf" => {
+            vcluster_core::protobuf::decode(body).map_err(|e| {
+                ApiError::bad_request(format!("the request body is not valid protobuf: {e}"))
+            })
+        }
         other => Err(ApiError::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json (got {other:?})"
+                "the body of the request was in an unknown format - accepted media types include: \
+                 application/json, application/vnd.kubernetes.protobuf (got {other:?})"
             ),
         )),
     }
@@ -542,8 +546,12 @@ async fn patch_object(
     .await
 }
 
-/// `DeleteOptions` from the body (JSON, with or without TypeMeta) or the query.
-fn delete_options(body: &[u8], params: &HashMap<String, String>) -> Result<Value> {
+/// `DeleteOptions` from the body (JSON with or without TypeMeta, or protobuf) or the query.
+fn delete_options(
+    headers: &http::HeaderMap,
+    body: &[u8],
+    params: &HashMap<String, String>,
+) -> Result<Value> {
     if body.iter().all(u8::is_ascii_whitespace) {
         let mut options = json!({});
         if let Some(p) = params.get("propagationPolicy") {
@@ -554,19 +562,12 @@ fn delete_options(body: &[u8], params: &HashMap<String, String>) -> Result<Value
         }
         return Ok(options);
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the DeleteOptions are not valid JSON: {e}")))
+    decode_body(headers, body)
 }
 
-async fn delete(
-    tenant: &Tenant,
-    target: &Target,
-    body: &[u8],
-    params: &HashMap<String, String>,
-) -> Result<Value> {
+async fn delete(tenant: &Tenant, target: &Target, options: &Value) -> Result<Value> {
     let rt = target.rt;
     let name = target.name.as_deref().expect("a named target");
-    let options = delete_options(body, params)?;
     let dry = options["dryRun"]
         .as_array()
         .is_some_and(|d| d.iter().any(|v| v == "All"));
@@ -667,7 +668,8 @@ async fn delete_collection(
             namespace: meta_str(&item, "namespace").map(str::to_owned),
             ..target.clone()
         };
-        match delete(tenant, &one, b"", params).await {
+        let options = delete_options(&http::HeaderMap::new(), b"", params)?;
+        match delete(tenant, &one, &options).await {
             Ok(_) => deleted.push(item),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),

@@ -244,6 +244,54 @@ fn first_steps(up: &Up, version: &str) {
         no_ns.stderr
     );
 
+    // kubectl's typed commands send protobuf bodies (kubectl >= 1.32).
+    k.ok(&[
+        "create",
+        "configmap",
+        "typed",
+        "-n",
+        &ns,
+        "--from-literal=a=b",
+    ]);
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "typed",
+        "-n",
+        &ns,
+        "--from-literal=password=s3cr3t",
+    ]);
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        &ns,
+        "--image=nginx:1.27",
+        "--replicas=0",
+    ]);
+    k.ok(&["create", "serviceaccount", "robot", "-n", &ns]);
+    let secret = json(&k.ok(&["get", "secret", "typed", "-n", &ns, "-o", "json"]));
+    assert_eq!(
+        secret["data"]["password"], "czNjcjN0",
+        "bytes travel base64-encoded"
+    );
+    let deployment = json(&k.ok(&["get", "deployment", "web", "-n", &ns, "-o", "json"]));
+    assert_eq!(
+        deployment["spec"]["replicas"], 0,
+        "an explicit zero survives protobuf"
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+    assert_eq!(deployment["metadata"]["generation"], 1);
+    let typed = json(&k.ok(&["get", "cm", "typed", "-n", &ns, "-o", "json"]));
+    assert_eq!(typed["data"]["a"], "b");
+    // Deleting with typed DeleteOptions.
+    k.ok(&["delete", "deployment", "web", "-n", &ns]);
+
     // A watch sees the deletion.
     let mut watch = k
         .command(&[

@@ -5,8 +5,10 @@
 //! - [`object`]: what create and update do to an object's metadata.
 //! - [`selector`]: label and field selectors.
 //! - [`status`]: API errors and their `metav1.Status` bodies.
+//! - [`protobuf`]: Kubernetes protobuf request bodies, transcoded to JSON.
 
 pub mod object;
+pub mod protobuf;
 pub mod registry;
 pub mod selector;
 pub mod status;

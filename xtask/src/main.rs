@@ -1,0 +1,252 @@
+//! `protogen`: writes `vcluster/core/src/protobuf/schema.rs`, the table the protobuf
+//! request-body decoder is driven by.
+//!
+//! Field numbers and wire types come from the prost types of `k8s-pb` (one struct per
+//! Kubernetes message); JSON field names come from `k8s-openapi`, whose deserializers map
+//! each JSON name to its Rust field. Both crates' sources are read as text (they are never
+//! compiled here); the two are joined on the message's OpenAPI name
+//! (`io.k8s.api.core.v1.PodStatus`) and on the field name without case or underscores.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use quote::ToTokens;
+
+fn main() -> anyhow::Result<()> {
+    match std::env::args().nth(1).as_deref() {
+        Some("protogen") => protogen(),
+        _ => bail!("usage: cargo run --manifest-path xtask/Cargo.toml -- protogen"),
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is in the workspace").to_path_buf()
+}
+
+/// The source directories of the crates `xtask/sources` names.
+fn sources() -> anyhow::Result<HashMap<String, PathBuf>> {
+    let manifest = root().join("xtask/sources/Cargo.toml");
+    let out = Command::new("cargo")
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(&manifest)
+        .output()
+        .context("cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let mut dirs = HashMap::new();
+    for pkg in meta["packages"].as_array().context("packages")? {
+        let name = pkg["name"].as_str().context("name")?.to_owned();
+        let manifest = PathBuf::from(pkg["manifest_path"].as_str().context("manifest")?);
+        dirs.insert(name, manifest.parent().context("dir")?.join("src"));
+    }
+    Ok(dirs)
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            rust_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(())
+}
+
+fn normalize(name: &str) -> String {
+    name.chars().filter(|c| *c != '_').flat_map(char::to_lowercase).collect()
+}
+
+/// OpenAPI name → (normalized Rust field name → JSON name), from k8s-openapi.
+fn json_names(dir: &Path) -> anyhow::Result<HashMap<String, HashMap<String, String>>> {
+    let mut files = Vec::new();
+    rust_files(dir, &mut files)?;
+    let mut out = HashMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)?;
+        let Some(at) = text.find("fn schema_name()") else { continue };
+        let name = text[at..]
+            .split('"')
+            .nth(1)
+            .context("schema name literal")?
+            .to_owned();
+        let mut fields = HashMap::new();
+        for line in text.lines() {
+            // `"podIP" => Field::Key_pod_ip,`
+            let line = line.trim();
+            if let Some((json, rest)) = line.strip_prefix('"').and_then(|l| l.split_once("\" => Field::Key_")) {
+                let rust = rest.trim_end_matches(',');
+                fields.insert(normalize(rust), json.to_owned());
+            }
+        }
+        out.insert(name, fields);
+    }
+    Ok(out)
+}
+
+struct Field {
+    tag: u32,
+    json: String,
+    ty: String,
+}
+
+/// The OpenAPI-style name of a k8s-pb module path: `api/core/v1` → `io.k8s.api.core.v1`.
+fn package_of(module: &[String]) -> String {
+    let parts: Vec<String> = module
+        .iter()
+        .map(|m| if m == "apiextensions_apiserver" { "apiextensions-apiserver".to_owned() } else { m.clone() })
+        .collect();
+    format!("io.k8s.{}", parts.join("."))
+}
+
+/// Resolves a prost field's Rust type to the OpenAPI name of the message it names.
+fn resolve(ty: &str, module: &[String]) -> anyhow::Result<String> {
+    // Peel wrappers: Option<..>, Vec<..>, Box<..>, BTreeMap<String, ..>.
+    let mut inner = ty.replace(' ', "");
+    loop {
+        let Some(open) = inner.find('<') else { break };
+        let head = &inner[..open];
+        if !(head.ends_with("Option") || head.ends_with("Vec") || head.ends_with("Box") || head.ends_with("BTreeMap")) {
+            break;
+        }
+        let mut body = inner[open + 1..inner.len() - 1].to_owned();
+        if head.ends_with("BTreeMap") {
+            body = body.split_once(',').context("map value type")?.1.to_owned();
+        }
+        inner = body;
+    }
+    let inner = inner.trim_end_matches(',');
+    let segments: Vec<&str> = inner.split("::").collect();
+    let mut base: Vec<String> = module.to_vec();
+    let mut rest = &segments[..];
+    while let Some(("super", tail)) = rest.split_first().map(|(h, t)| (*h, t)) {
+        base.pop();
+        rest = tail;
+    }
+    let (name, path) = rest.split_last().context("a type name")?;
+    base.extend(path.iter().map(|s| (*s).to_owned()));
+    Ok(format!("{}.{name}", package_of(&base)))
+}
+
+fn prost_kind(attr: &str) -> Option<(&'static str, u32, bool)> {
+    let tag: u32 = attr.split("tag = \"").nth(1)?.split('"').next()?.parse().ok()?;
+    let repeated = attr.contains("repeated");
+    let kind = if attr.starts_with("btree_map = \"string, string\"") {
+        "MapString"
+    } else if attr.starts_with("btree_map = \"string, message\"") {
+        "MapMessage"
+    } else if attr.starts_with("btree_map = \"string, bytes\"") {
+        "MapBytes"
+    } else if attr.starts_with("message") {
+        "Message"
+    } else if attr.starts_with("string") {
+        "String"
+    } else if attr.starts_with("int32") || attr.starts_with("int64") {
+        "Int"
+    } else if attr.starts_with("bool") {
+        "Bool"
+    } else if attr.starts_with("bytes") {
+        "Bytes"
+    } else if attr.starts_with("double") {
+        "Double"
+    } else {
+        return None;
+    };
+    Some((kind, tag, repeated))
+}
+
+fn protogen() -> anyhow::Result<()> {
+    let dirs = sources()?;
+    let pb = dirs.get("k8s-pb").context("k8s-pb source")?;
+    let openapi = dirs.get("k8s-openapi").context("k8s-openapi source")?.join("v1_34");
+    let names = json_names(&openapi)?;
+    let mut files = Vec::new();
+    rust_files(pb, &mut files)?;
+    let mut messages: BTreeMap<String, Vec<Field>> = BTreeMap::new();
+    for file in files {
+        let rel = file.strip_prefix(pb)?;
+        let mut module: Vec<String> = rel.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+        module.pop(); // mod.rs or lib.rs
+        if module.is_empty() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file)?;
+        let parsed = syn::parse_file(&text).with_context(|| format!("parse {}", file.display()))?;
+        for item in parsed.items {
+            let syn::Item::Struct(s) = item else { continue };
+            let is_message = s.attrs.iter().any(|a| a.to_token_stream().to_string().contains("prost :: Message"));
+            if !is_message {
+                continue;
+            }
+            let full = format!("{}.{}", package_of(&module), s.ident);
+            let json = names.get(&full);
+            let mut fields = Vec::new();
+            for f in &s.fields {
+                let ident = f.ident.as_ref().context("named field")?.to_string();
+                let ident = ident.trim_start_matches("r#").to_owned();
+                let Some(attr) = f.attrs.iter().find(|a| a.path().is_ident("prost")) else { continue };
+                let attr = attr.meta.require_list()?.tokens.to_string();
+                let Some((kind, tag, repeated)) = prost_kind(&attr) else {
+                    bail!("{full}.{ident}: unsupported prost field {attr}");
+                };
+                let json_name = json
+                    .and_then(|j| j.get(&normalize(&ident)))
+                    .cloned()
+                    .unwrap_or_else(|| lower_camel(&ident));
+                let rust_ty = f.ty.to_token_stream().to_string();
+                let ty = match kind {
+                    "Message" => format!("Ty::Message({:?})", resolve(&rust_ty, &module)?),
+                    "MapMessage" => format!("Ty::MapMessage({:?})", resolve(&rust_ty, &module)?),
+                    other => format!("Ty::{other}"),
+                };
+                let ty = if repeated { format!("Ty::Repeated(&{ty})") } else { ty };
+                fields.push(Field { tag, json: json_name, ty });
+            }
+            messages.insert(full, fields);
+        }
+    }
+    let mut out = String::from(
+        "// Generated by `cargo run --manifest-path xtask/Cargo.toml -- protogen` from the\n\
+         // k8s-pb 0.9 message types and the k8s-openapi 0.29 (Kubernetes 1.34) field names.\n\
+         // Do not edit.\n\n\
+         use super::{Field, Message, Ty};\n\n\
+         pub(super) static MESSAGES: &[Message] = &[\n",
+    );
+    for (name, fields) in &messages {
+        writeln!(out, "    Message {{\n        name: {name:?},\n        fields: &[")?;
+        for f in fields {
+            writeln!(out, "            Field {{ tag: {}, json: {:?}, ty: {} }},", f.tag, f.json, f.ty)?;
+        }
+        writeln!(out, "        ],\n    }},")?;
+    }
+    out.push_str("];\n");
+    let target = root().join("vcluster/core/src/protobuf/schema.rs");
+    std::fs::create_dir_all(target.parent().context("dir")?)?;
+    std::fs::write(&target, out)?;
+    eprintln!("wrote {} ({} messages)", target.display(), messages.len());
+    Ok(())
+}
+
+/// For the few messages k8s-openapi has no type for: prost's snake_case back to camelCase.
+fn lower_camel(snake: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
