@@ -507,30 +507,44 @@ async fn patch_object(
 ) -> Result<Value> {
     let patch: Value = serde_json::from_slice(patch)
         .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
-    let apply: fn(&mut Value, &Value) -> Result<()> = match kind {
-        "application/merge-patch+json" => |doc, patch| {
-            json_patch::merge(doc, patch);
-            Ok(())
-        },
-        "application/json-patch+json" => |doc, patch| {
-            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-                .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?;
-            json_patch::patch(doc, &ops).map_err(|e| {
-                ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("the JSON patch could not be applied: {e}"),
-                )
-            })
-        },
-        other => {
-            return Err(ApiError::new(
+    let rt = target.rt;
+    let apply = |doc: &mut Value| -> Result<()> {
+        match kind {
+            "application/merge-patch+json" => {
+                json_patch::merge(doc, &patch);
+                Ok(())
+            }
+            "application/json-patch+json" => {
+                let ops: json_patch::Patch =
+                    serde_json::from_value(patch.clone()).map_err(|e| {
+                        ApiError::bad_request(format!("the JSON patch is malformed: {e}"))
+                    })?;
+                json_patch::patch(doc, &ops).map_err(|e| {
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        format!("the JSON patch could not be applied: {e}"),
+                    )
+                })
+            }
+            "application/strategic-merge-patch+json" => {
+                *doc =
+                    vcluster_core::patch::strategic_merge(doc, &patch, &rt.api_version(), rt.kind)
+                        .map_err(|e| {
+                            ApiError::bad_request(format!(
+                                "the strategic merge patch could not be applied: {e}"
+                            ))
+                        })?;
+                Ok(())
+            }
+            other => Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
                 format!(
-                    "the patch type {other:?} is not supported yet; use application/merge-patch+json or application/json-patch+json"
+                    "the patch type {other:?} is not supported; use application/merge-patch+json, \
+                     application/json-patch+json or application/strategic-merge-patch+json"
                 ),
-            ));
+            )),
         }
     };
     // A patch that sets metadata.resourceVersion is conditional on it.
@@ -540,7 +554,7 @@ async fn patch_object(
     let scope = scope(target.subresource.as_deref());
     update(tenant, target, scope, params, conditional, |current| {
         let mut doc = current.clone();
-        apply(&mut doc, &patch)?;
+        apply(&mut doc)?;
         Ok(doc)
     })
     .await

@@ -91,6 +91,23 @@ data:
   greeting: hello
 ";
 
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+      - name: api
+        image: nginx:1
+        env: [{name: A, value: \"1\"}, {name: B, value: \"2\"}]
+      - name: sidecar
+        image: envoy
+";
+
 fn json(out: &str) -> Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("kubectl printed no JSON ({e}): {out}"))
 }
@@ -291,6 +308,53 @@ fn first_steps(up: &Up, version: &str) {
     assert_eq!(typed["data"]["a"], "b");
     // Deleting with typed DeleteOptions.
     k.ok(&["delete", "deployment", "web", "-n", &ns]);
+
+    // Updates by strategic merge: apply of a changed manifest, set image, patch.
+    let applied = k.run_with(&["apply", "-n", &ns, "-f", "-"], Some(DEPLOYMENT));
+    assert!(applied.ok, "{}", applied.stderr);
+    let changed = DEPLOYMENT
+        .replace("nginx:1", "nginx:2")
+        .replace(", {name: B, value: \"2\"}", "");
+    let applied = k.run_with(&["apply", "-n", &ns, "-f", "-"], Some(&changed));
+    assert!(
+        applied.ok && applied.stdout.contains("configured"),
+        "{}",
+        applied.stderr
+    );
+    k.ok(&[
+        "set",
+        "image",
+        "deployment/api",
+        "-n",
+        &ns,
+        "sidecar=envoy:2",
+    ]);
+    k.ok(&[
+        "patch",
+        "deployment",
+        "api",
+        "-n",
+        &ns,
+        "-p",
+        r#"{"spec":{"replicas":3}}"#,
+    ]);
+    let d = json(&k.ok(&["get", "deployment", "api", "-n", &ns, "-o", "json"]));
+    let containers = &d["spec"]["template"]["spec"]["containers"];
+    assert_eq!(containers[0]["image"], "nginx:2");
+    assert_eq!(
+        containers[0]["env"],
+        serde_json::json!([{"name": "A", "value": "1"}]),
+        "apply removed B"
+    );
+    assert_eq!(
+        containers[1]["image"], "envoy:2",
+        "set image kept the other container"
+    );
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(
+        d["metadata"]["generation"], 4,
+        "three spec changes after the create"
+    );
 
     // A watch sees the deletion.
     let mut watch = k

@@ -4,10 +4,12 @@
 //!   keys are derived from. Start here.
 //! - [`object`]: what create and update do to an object's metadata.
 //! - [`selector`]: label and field selectors.
+//! - [`patch`]: strategic merge patch for built-in types.
 //! - [`status`]: API errors and their `metav1.Status` bodies.
 //! - [`protobuf`]: Kubernetes protobuf request bodies, transcoded to JSON.
 
 pub mod object;
+pub mod patch;
 pub mod protobuf;
 pub mod registry;
 pub mod selector;

@@ -18,8 +18,25 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 pub(crate) struct Message {
-    name: &'static str,
+    pub(crate) name: &'static str,
     fields: &'static [Field],
+}
+
+impl Message {
+    /// The type of the field with this JSON name.
+    pub(crate) fn field(&self, json: &str) -> Option<&'static Ty> {
+        self.fields.iter().find(|f| f.json == json).map(|f| &f.ty)
+    }
+
+    /// The message a field holds (directly, in a list or as map values).
+    pub(crate) fn child(&self, json: &str) -> Option<&'static Message> {
+        let name = match self.field(json)? {
+            Ty::Message(name) | Ty::MapMessage(name) => name,
+            Ty::Repeated(Ty::Message(name)) => name,
+            _ => return None,
+        };
+        index().get(name).copied()
+    }
 }
 
 pub(crate) struct Field {
@@ -60,7 +77,7 @@ pub enum Error {
     Encoded(String),
 }
 
-fn index() -> &'static HashMap<&'static str, &'static Message> {
+pub(crate) fn index() -> &'static HashMap<&'static str, &'static Message> {
     static INDEX: OnceLock<HashMap<&'static str, &'static Message>> = OnceLock::new();
     INDEX.get_or_init(|| schema::MESSAGES.iter().map(|m| (m.name, m)).collect())
 }
@@ -68,7 +85,7 @@ fn index() -> &'static HashMap<&'static str, &'static Message> {
 /// The message of a kind: `apps/v1 Deployment` is `io.k8s.api.apps.v1.Deployment`. The
 /// package is found by the group's first label (`rbac.authorization.k8s.io` → `rbac`), with
 /// any package of that version as the fallback (`v1 DeleteOptions` is in meta/v1).
-fn message_for(api_version: &str, kind: &str) -> Option<&'static Message> {
+pub(crate) fn message_for(api_version: &str, kind: &str) -> Option<&'static Message> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let label = match group.split('.').next() {
         Some("") | None => "core",
