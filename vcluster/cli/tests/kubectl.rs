@@ -1,85 +1,15 @@
 //! `vcluster up` driven by real kubectl (1.33 and 1.36), on the embedded store and on a real
 //! etcd: what a new user does first, and the errors they run into.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vcluster_testkit::clients::{KUBECTL_VERSIONS, Kubectl};
-use vcluster_testkit::{EtcdCluster, SharedEtcd, free_port};
+use vcluster_testkit::free_port;
 
-/// A running `vcluster up`, killed when dropped.
-struct Up {
-    child: Child,
-    dir: tempfile::TempDir,
-    _etcd: Option<SharedEtcd>,
-}
-
-enum StoreKind {
-    Embedded,
-    Etcd,
-}
-
-impl Up {
-    fn start(store: StoreKind) -> Self {
-        let dir = tempfile::tempdir().expect("data directory");
-        let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcluster"));
-        cmd.args(["up", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(dir.path())
-            .env("VCLUSTER_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        let etcd = match store {
-            StoreKind::Embedded => None,
-            StoreKind::Etcd => {
-                // Each run gets its own etcd: tenants of different runs must not meet.
-                let etcd = SharedEtcd::Owned(EtcdCluster::single());
-                cmd.args([
-                    "--store",
-                    "etcd",
-                    "--etcd-endpoints",
-                    &etcd.endpoints().join(","),
-                ]);
-                Some(etcd)
-            }
-        };
-        let child = cmd.spawn().expect("start vcluster up");
-        let up = Self {
-            child,
-            dir,
-            _etcd: etcd,
-        };
-        up.wait_ready();
-        up
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if self.kubeconfig().exists() {
-                let k = Kubectl::new("v36", self.kubeconfig());
-                if k.run(&["get", "--raw", "/healthz"]).ok {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("vcluster up did not become ready within 30 s");
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::{StoreKind, Up};
 
 const CONFIGMAP: &str = "apiVersion: v1
 kind: ConfigMap

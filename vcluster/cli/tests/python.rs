@@ -1,0 +1,91 @@
+//! The official Python client against `vcluster up`: create, list, watch, patch, delete,
+//! and the errors it raises.
+
+use std::process::Command;
+
+use vcluster_testkit::clients::python_bin;
+
+mod common;
+use common::{StoreKind, Up};
+
+const SCRIPT: &str = r#"
+import sys, threading
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+config.load_kube_config(config_file=sys.argv[1])
+v1 = client.CoreV1Api()
+names = [n.metadata.name for n in v1.list_namespace().items]
+assert "kube-system" in names, names
+
+ns = "py"
+v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+events = []
+def follow(rv):
+    w = watch.Watch()
+    for ev in w.stream(v1.list_namespaced_config_map, ns, resource_version=rv, timeout_seconds=10):
+        events.append((ev["type"], ev["object"].metadata.name))
+        if ev["type"] == "DELETED":
+            w.stop()
+rv = v1.list_namespaced_config_map(ns).metadata.resource_version
+t = threading.Thread(target=follow, args=(rv,))
+t.start()
+
+cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c1", labels={"app": "py"}), data={"k": "v"})
+created = v1.create_namespaced_config_map(ns, cm)
+assert created.metadata.uid and int(created.metadata.resource_version) > 0
+listed = v1.list_namespaced_config_map(ns, label_selector="app=py")
+assert [c.metadata.name for c in listed.items] == ["c1"]
+patched = v1.patch_namespaced_config_map("c1", ns, {"data": {"k2": "v2"}})
+assert patched.data == {"k": "v", "k2": "v2"}, patched.data
+
+try:
+    v1.create_namespaced_config_map(ns, cm)
+    raise SystemExit("duplicate create succeeded")
+except ApiException as e:
+    assert e.status == 409, e.status
+try:
+    v1.read_namespaced_config_map("missing", ns)
+    raise SystemExit("read of a missing object succeeded")
+except ApiException as e:
+    assert e.status == 404, e.status
+stale = v1.read_namespaced_config_map("c1", ns)
+v1.patch_namespaced_config_map("c1", ns, {"data": {"k3": "v3"}})
+try:
+    v1.replace_namespaced_config_map("c1", ns, stale)
+    raise SystemExit("a stale update succeeded")
+except ApiException as e:
+    assert e.status == 409, e.status
+
+v1.delete_namespaced_config_map("c1", ns)
+t.join(20)
+kinds = [k for k, _ in events]
+assert kinds[0] == "ADDED" and "MODIFIED" in kinds and kinds[-1] == "DELETED", events
+print("python client: ok")
+"#;
+
+fn run(store: StoreKind) {
+    let up = Up::start(store);
+    let out = Command::new(python_bin())
+        .args(["-c", SCRIPT])
+        .arg(up.kubeconfig())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "the Python client failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("python client: ok"));
+}
+
+#[test]
+fn python_client_on_the_embedded_store() {
+    run(StoreKind::Embedded);
+}
+
+#[test]
+fn python_client_on_etcd() {
+    run(StoreKind::Etcd);
+}
