@@ -82,3 +82,41 @@ pub(crate) fn content_type(headers: &http::HeaderMap) -> String {
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default()
 }
+
+/// What shape a read answers in, from the `Accept` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Object,
+    /// `as=Table;g=meta.k8s.io;v=v1` (or `v1beta1`): kubectl get's columns.
+    Table,
+    /// `as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`: metadata only.
+    Metadata,
+}
+
+/// The first media range of `Accept` this server can answer; plain JSON otherwise.
+pub(crate) fn shape(headers: &http::HeaderMap) -> Shape {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        let params: HashMap<&str, &str> = parts.filter_map(|p| p.split_once('=')).collect();
+        let meta_group = params.get("g") == Some(&"meta.k8s.io");
+        match (params.get("as").copied(), params.get("v").copied()) {
+            (Some("Table"), Some("v1" | "v1beta1")) if meta_group => return Shape::Table,
+            (
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList"),
+                Some("v1" | "v1beta1"),
+            ) if meta_group => {
+                return Shape::Metadata;
+            }
+            (None, _) if matches!(media, "application/json" | "*/*" | "application/*") => {
+                return Shape::Object;
+            }
+            _ => {}
+        }
+    }
+    Shape::Object
+}

@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 pub struct StoredIdentity {
     pub ca_cert_pem: String,
     pub ca_key_pem: String,
-    /// SHA-256 (hex) of the tenant admin's bearer token.
-    pub admin_token_sha256: String,
+    /// The secret the tenant admin's bearer token is derived from (hex).
+    pub token_secret: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub struct Identity {
     ca_cert_der: CertificateDer<'static>,
     ca_cert_pem: String,
     ca_key: KeyPair,
-    admin_token_sha256: [u8; 32],
+    admin_token: String,
     /// The serving certificate and its key, for the TLS handshake.
     pub serving: Arc<CertifiedKey>,
 }
@@ -56,9 +56,8 @@ fn validity(params: &mut CertificateParams, days: u64) {
     params.not_after = now + Duration::from_secs(days * 86_400);
 }
 
-/// A new tenant identity: a fresh CA and admin token. Returns the stored form and the
-/// admin token (shown once, in the kubeconfig).
-pub(crate) fn generate(tenant: &str) -> Result<(StoredIdentity, String)> {
+/// A new tenant identity: a fresh CA and token secret.
+pub(crate) fn generate(tenant: &str) -> Result<StoredIdentity> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
@@ -72,19 +71,13 @@ pub(crate) fn generate(tenant: &str) -> Result<(StoredIdentity, String)> {
     ];
     validity(&mut params, 3650);
     let cert = params.self_signed(&key)?;
-    let token = random_token();
-    let stored = StoredIdentity {
+    use rand::Rng;
+    let secret: [u8; 32] = rand::rng().random();
+    Ok(StoredIdentity {
         ca_cert_pem: cert.pem(),
         ca_key_pem: key.serialize_pem(),
-        admin_token_sha256: hex(&Sha256::digest(token.as_bytes())),
-    };
-    Ok((stored, token))
-}
-
-fn random_token() -> String {
-    use rand::Rng;
-    let bytes: [u8; 32] = rand::rng().random();
-    hex(&bytes)
+        token_secret: hex(&secret),
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -99,26 +92,19 @@ impl Identity {
         let ca_cert_der =
             rustls::pki_types::pem::PemObject::from_pem_slice(stored.ca_cert_pem.as_bytes())
                 .map_err(|e| Error::Corrupt(Box::new(e)))?;
-        let mut admin_token_sha256 = [0u8; 32];
-        let digest = (0..32)
-            .map(|i| {
-                u8::from_str_radix(
-                    stored
-                        .admin_token_sha256
-                        .get(2 * i..2 * i + 2)
-                        .unwrap_or(""),
-                    16,
-                )
-            })
-            .collect::<Result<Vec<u8>, _>>()
-            .map_err(|e| Error::Corrupt(Box::new(e)))?;
-        admin_token_sha256.copy_from_slice(&digest);
+        if stored.token_secret.len() != 64 {
+            return Err(Error::Corrupt(
+                "the token secret is not 32 bytes of hex".into(),
+            ));
+        }
+        // The admin token: derived from the secret, so it can be handed out again.
+        let admin_token = hex(&Sha256::digest(format!("{}:admin", stored.token_secret)));
         let serving = Arc::new(issue_serving(&ca_cert_der, &ca_key, names)?);
         Ok(Self {
             ca_cert_der,
             ca_cert_pem: stored.ca_cert_pem.clone(),
             ca_key,
-            admin_token_sha256,
+            admin_token,
             serving,
         })
     }
@@ -149,14 +135,18 @@ impl Identity {
         &self.ca_cert_pem
     }
 
-    /// Whether `token` is this tenant's admin token (compared by digest, in constant time).
+    /// Whether `token` is this tenant's admin token (compared in constant time).
     pub fn is_admin_token(&self, token: &str) -> bool {
-        let digest = Sha256::digest(token.as_bytes());
-        digest
-            .iter()
-            .zip(self.admin_token_sha256.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        token.len() == self.admin_token.len()
+            && token
+                .bytes()
+                .zip(self.admin_token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 }
 
@@ -243,12 +233,19 @@ mod tests {
 
     #[test]
     fn an_identity_survives_storage_and_checks_its_token() {
-        let (stored, token) = generate("a").expect("generate");
+        let stored = generate("a").expect("generate");
         let json = serde_json::to_string(&stored).expect("serialize");
         let back: StoredIdentity = serde_json::from_str(&json).expect("deserialize");
         let id =
             Identity::load(&back, &["127.0.0.1".into(), "a.vcluster.local".into()]).expect("load");
+        let token = id.admin_token().to_owned();
         assert!(id.is_admin_token(&token));
+        let again = Identity::load(&back, &[]).expect("load again");
+        assert_eq!(
+            again.admin_token(),
+            token,
+            "the token is the same after a restart"
+        );
         assert!(!id.is_admin_token("not-the-token"));
         let (cert, key) = id
             .issue_client("alice", &["dev", "ops"])

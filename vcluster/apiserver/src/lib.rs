@@ -45,4 +45,21 @@ impl Tenant {
         }
         .render())
     }
+
+    /// The same, authenticating with the tenant admin's bearer token instead of a client
+    /// certificate.
+    pub fn admin_token_kubeconfig(&self, tenants: &Tenants, server: &str, by_name: bool) -> String {
+        let host = tenants.host(&self.name);
+        Kubeconfig {
+            cluster: &self.name,
+            server,
+            tls_server_name: by_name.then_some(host.as_str()),
+            ca_pem: self.identity.ca_cert_pem(),
+            user: "admin",
+            client_cert_pem: None,
+            client_key_pem: None,
+            token: Some(self.identity.admin_token()),
+        }
+        .render()
+    }
 }

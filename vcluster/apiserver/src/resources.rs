@@ -18,7 +18,7 @@ use vcluster_core::selector::{FieldSelector, LabelSelector};
 use vcluster_core::status::ApiError;
 use vcluster_store::{KeyValue, RangeRequest};
 
-use crate::http::{Body, content_type, error, json as respond, ok, query, read_body};
+use crate::http::{Body, Shape, content_type, error, json as respond, ok, query, read_body, shape};
 use crate::router::Target;
 use crate::tenant::{Tenant, fresh};
 use crate::watch;
@@ -56,10 +56,16 @@ async fn dispatch(
     let collection = target.name.is_none();
     match (method, collection, sub) {
         (Method::GET, true, None) if is_true(params.get("watch")) => {
-            watch::handle(tenant, &target, &params).await
+            watch::handle(tenant, &target, &params, shape(&headers)).await
         }
-        (Method::GET, true, None) => list(tenant, &target, &params).await.map(|v| ok(&v)),
-        (Method::GET, false, None | Some("status")) => get(tenant, &target).await.map(|v| ok(&v)),
+        (Method::GET, true, None) => {
+            let listed = list(tenant, &target, &params).await?;
+            Ok(ok(&shaped_list(target.rt, shape(&headers), listed)))
+        }
+        (Method::GET, false, None | Some("status")) => {
+            let object = get(tenant, &target).await?;
+            Ok(ok(&shaped_object(target.rt, shape(&headers), object)))
+        }
         (Method::POST, true, None) => {
             let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
             create(tenant, &target, body, &params)
@@ -200,6 +206,48 @@ async fn read(tenant: &Tenant, target: &Target, name: &str) -> Result<(KeyValue,
 async fn get(tenant: &Tenant, target: &Target) -> Result<Value> {
     let name = target.name.as_deref().expect("a named target");
     Ok(read(tenant, target, name).await?.1)
+}
+
+/// Seconds since the Unix epoch, for ages in Tables.
+pub(crate) fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// A list in the shape the client asked for.
+fn shaped_list(rt: &ResourceType, shape: Shape, mut list: Value) -> Value {
+    let items = match list.get_mut("items") {
+        Some(Value::Array(items)) => std::mem::take(items),
+        _ => Vec::new(),
+    };
+    let meta = list.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    match shape {
+        Shape::Object => {
+            list["items"] = Value::Array(items);
+            list
+        }
+        Shape::Table => vcluster_core::table::table(rt, &items, meta, now()),
+        Shape::Metadata => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": meta,
+            "items": items.iter().map(vcluster_core::table::partial_metadata).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// One object in the shape the client asked for.
+pub(crate) fn shaped_object(rt: &ResourceType, shape: Shape, object: Value) -> Value {
+    match shape {
+        Shape::Object => object,
+        Shape::Table => {
+            let rv = object
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(Value::Null);
+            vcluster_core::table::table(rt, &[object], json!({"resourceVersion": rv}), now())
+        }
+        Shape::Metadata => vcluster_core::table::partial_metadata(&object),
+    }
 }
 
 /// The fields every resource can be selected by, and those of some types.

@@ -168,7 +168,7 @@ impl Tenants {
             Some(kv) => serde_json::from_slice::<StoredIdentity>(&kv.value)
                 .map_err(|e| Error::Corrupt(name.to_owned(), e))?,
             None => {
-                let (stored, _token) = identity::generate(name)?;
+                let stored = identity::generate(name)?;
                 let value = serde_json::to_vec(&stored).expect("an identity serializes");
                 self.backend.create(key, Bytes::from(value), None).await?;
                 stored

@@ -19,8 +19,8 @@ use vcluster_core::registry::{self, ResourceType};
 use vcluster_core::status::ApiError;
 
 use crate::cache::{CacheEvent, EventType, Next, WatchCache};
-use crate::http::Body;
-use crate::resources::{Selectors, parse_revision};
+use crate::http::{Body, Shape};
+use crate::resources::{Selectors, parse_revision, shaped_object};
 use crate::router::Target;
 use crate::tenant::Tenant;
 
@@ -32,6 +32,7 @@ pub(crate) async fn handle(
     tenant: &Tenant,
     target: &Target,
     params: &HashMap<String, String>,
+    shape: Shape,
 ) -> Result<Response<Body>, ApiError> {
     if params.get("sendInitialEvents").is_some_and(|v| v == "true") {
         return Err(ApiError::invalid(
@@ -73,6 +74,7 @@ pub(crate) async fn handle(
             target.namespace.as_deref(),
         )),
         selectors,
+        shape,
         tx,
     };
     tokio::spawn(watcher.run(cache, requested, timeout, bookmarks));
@@ -90,6 +92,7 @@ struct Watcher {
     /// Keys of the watched namespace (or all).
     prefix: Bytes,
     selectors: Selectors,
+    shape: Shape,
     tx: mpsc::Sender<Bytes>,
 }
 
@@ -101,7 +104,13 @@ fn line(kind: &str, object: &Value) -> Bytes {
 
 impl Watcher {
     async fn send(&self, kind: &str, object: &Value) -> bool {
-        self.tx.send(line(kind, object)).await.is_ok()
+        let line = match (kind, self.shape) {
+            ("ADDED" | "MODIFIED" | "DELETED", shape @ (Shape::Table | Shape::Metadata)) => {
+                line(kind, &shaped_object(self.rt, shape, object.clone()))
+            }
+            _ => line(kind, object),
+        };
+        self.tx.send(line).await.is_ok()
     }
 
     /// The event a watcher with these selectors sees, if any: an object entering the

@@ -85,6 +85,21 @@ fn tenants_are_isolated_and_reject_each_others_credentials() {
         "{refused}"
     );
 
+    // Bearer tokens: a's token works on a and is refused by b.
+    let a_token = a.admin_token_kubeconfig(&tenants, &server, true);
+    let b_token = b.admin_token_kubeconfig(&tenants, &server, true);
+    let ka_token = Kubectl::new("v36", write("a-token", &a_token));
+    assert!(ka_token.ok(&["get", "cm"]).contains("secret-plans"));
+    let stolen_token = Kubectl::new(
+        "v36",
+        write("a-token-to-b", &with_user_of(&b_token, &a_token)),
+    );
+    let refused = stolen_token.fails(&["get", "cm"]);
+    assert!(
+        refused.contains("Unauthorized") || refused.contains("credentials"),
+        "{refused}"
+    );
+
     // By path prefix: /clusters/b reaches b; with a's credential it is refused.
     let b_by_path = b_config.replace(&server, &format!("{server}/clusters/b"));
     let kb_path = Kubectl::new("v36", write("b-path", &b_by_path));

@@ -286,6 +286,53 @@ fn first_steps(up: &Up, version: &str) {
         "three spec changes after the create"
     );
 
+    // kubectl get's columns come from the server's Tables.
+    let table = k.ok(&["get", "deployment", "api", "-n", &ns]);
+    assert!(
+        table.contains("UP-TO-DATE") && table.contains("AVAILABLE"),
+        "{table}"
+    );
+    let table = k.ok(&["get", "configmaps", "-n", &ns]);
+    assert!(table.contains("DATA"), "{table}");
+
+    // Bad input: a clear Status, nothing written.
+    let big = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"x":"{}"}}}}"#,
+        "x".repeat(4 << 20)
+    );
+    let raw = format!("/api/v1/namespaces/{ns}/configmaps");
+    let post_raw = |body: &str| {
+        let path = up.dir.path().join(format!("body-{version}.json"));
+        std::fs::write(&path, body).expect("write the request body");
+        k.fails(&[
+            "create",
+            "--raw",
+            &raw,
+            "-f",
+            path.to_str().expect("utf-8 path"),
+        ])
+    };
+    let too_large = post_raw(&big);
+    assert!(
+        too_large.contains("RequestEntityTooLarge") || too_large.contains("larger than the limit"),
+        "{too_large}"
+    );
+    let malformed = post_raw("{not json");
+    assert!(
+        malformed.contains("BadRequest") || malformed.contains("not valid JSON"),
+        "{malformed}"
+    );
+    let unknown = k.fails(&["get", "--raw", "/apis/nope.example.com/v1/things"]);
+    assert!(
+        unknown.contains("NotFound") || unknown.contains("could not find"),
+        "{unknown}"
+    );
+    let names = k.ok(&["get", "cm", "-n", &ns, "-o", "name"]);
+    assert!(
+        !names.contains("configmap/big"),
+        "a refused body was written: {names}"
+    );
+
     // A watch sees the deletion.
     let mut watch = k
         .command(&[

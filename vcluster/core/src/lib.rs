@@ -6,6 +6,7 @@
 //! - [`selector`]: label and field selectors.
 //! - [`patch`]: strategic merge patch for built-in types.
 //! - [`status`]: API errors and their `metav1.Status` bodies.
+//! - [`table`]: Tables (kubectl get's columns) and metadata-only views.
 //! - [`protobuf`]: Kubernetes protobuf request bodies, transcoded to JSON.
 
 pub mod object;
@@ -14,3 +15,4 @@ pub mod protobuf;
 pub mod registry;
 pub mod selector;
 pub mod status;
+pub mod table;

@@ -1,0 +1,385 @@
+//! Server-side printing: `meta.k8s.io/v1` Tables with the columns `kubectl get` shows for
+//! built-in types (kubectl prints only NAME and AGE when a server sends none), and
+//! `PartialObjectMetadata` for metadata-only clients.
+
+use serde_json::{Value, json};
+
+use crate::registry::ResourceType;
+
+struct Column {
+    name: &'static str,
+    ty: &'static str,
+    priority: u8,
+    cell: fn(&Value, i64) -> Value,
+}
+
+const fn col(
+    name: &'static str,
+    ty: &'static str,
+    priority: u8,
+    cell: fn(&Value, i64) -> Value,
+) -> Column {
+    Column {
+        name,
+        ty,
+        priority,
+        cell,
+    }
+}
+
+fn s<'a>(object: &'a Value, pointer: &str) -> &'a str {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn n(object: &Value, pointer: &str) -> i64 {
+    object.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn or_none(text: String) -> Value {
+    Value::String(if text.is_empty() {
+        "<none>".into()
+    } else {
+        text
+    })
+}
+
+fn name(o: &Value, _: i64) -> Value {
+    json!(s(o, "/metadata/name"))
+}
+
+fn age(o: &Value, now: i64) -> Value {
+    json!(since(s(o, "/metadata/creationTimestamp"), now))
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 time, if it is one.
+fn epoch(rfc3339: &str) -> Option<i64> {
+    rfc3339
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_second())
+}
+
+/// kubectl's short durations: `45s`, `5m10s`, `3h`, `2d4h`, `400d`.
+fn since(rfc3339: &str, now: i64) -> String {
+    let Some(then) = epoch(rfc3339) else {
+        return "<unknown>".into();
+    };
+    let d = (now - then).max(0);
+    match d {
+        d if d < 120 => format!("{d}s"),
+        d if d < 600 => format!("{}m{}s", d / 60, d % 60),
+        d if d < 3 * 3600 => format!("{}m", d / 60),
+        d if d < 8 * 3600 => format!("{}h{}m", d / 3600, (d % 3600) / 60),
+        d if d < 48 * 3600 => format!("{}h", d / 3600),
+        d if d < 8 * 86400 => format!("{}d{}h", d / 86400, (d % 86400) / 3600),
+        d => format!("{}d", d / 86400),
+    }
+}
+
+fn count(o: &Value, pointers: &[&str]) -> i64 {
+    pointers
+        .iter()
+        .map(|p| {
+            o.pointer(p)
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len() as i64)
+        })
+        .sum()
+}
+
+fn pod_ready(o: &Value, _: i64) -> Value {
+    let total = o
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let ready = o
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .map_or(0, |c| c.iter().filter(|c| c["ready"] == true).count());
+    json!(format!("{ready}/{total}"))
+}
+
+fn pod_status(o: &Value, _: i64) -> Value {
+    if !s(o, "/metadata/deletionTimestamp").is_empty() {
+        return json!("Terminating");
+    }
+    let waiting = o
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .and_then(|c| {
+            c.iter()
+                .find_map(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str))
+        });
+    match (waiting, s(o, "/status/reason"), s(o, "/status/phase")) {
+        (Some(reason), _, _) => json!(reason),
+        (None, reason, _) if !reason.is_empty() => json!(reason),
+        (None, _, phase) => json!(if phase.is_empty() { "Pending" } else { phase }),
+    }
+}
+
+fn pod_restarts(o: &Value, _: i64) -> Value {
+    let restarts: i64 = o
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .map_or(0, |c| {
+            c.iter()
+                .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+                .sum()
+        });
+    json!(restarts)
+}
+
+fn service_ports(o: &Value, _: i64) -> Value {
+    let ports: Vec<String> = o
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map(|ports| {
+            ports
+                .iter()
+                .map(|p| {
+                    let proto = p["protocol"].as_str().unwrap_or("TCP");
+                    match p["nodePort"].as_i64() {
+                        Some(node) => format!("{}:{node}/{proto}", p["port"]),
+                        None => format!("{}/{proto}", p["port"]),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    or_none(ports.join(","))
+}
+
+fn node_status(o: &Value, _: i64) -> Value {
+    let ready = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .map(|c| c["status"] == "True");
+    let mut status = match ready {
+        Some(true) => "Ready".to_owned(),
+        Some(false) => "NotReady".to_owned(),
+        None => "Unknown".to_owned(),
+    };
+    if o.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
+        status.push_str(",SchedulingDisabled");
+    }
+    json!(status)
+}
+
+fn job_completions(o: &Value, _: i64) -> Value {
+    let wanted = o
+        .pointer("/spec/completions")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    json!(format!("{}/{wanted}", n(o, "/status/succeeded")))
+}
+
+fn columns(rt: &ResourceType) -> Vec<Column> {
+    let mut out = vec![col("Name", "string", 0, name)];
+    out.extend(match (rt.group, rt.kind) {
+        ("", "Namespace") => vec![col("Status", "string", 0, |o, _| {
+            json!(s(o, "/status/phase"))
+        })],
+        ("", "Pod") => vec![
+            col("Ready", "string", 0, pod_ready),
+            col("Status", "string", 0, pod_status),
+            col("Restarts", "integer", 0, pod_restarts),
+        ],
+        ("", "Service") => vec![
+            col("Type", "string", 0, |o, _| json!(s(o, "/spec/type"))),
+            col("Cluster-IP", "string", 0, |o, _| {
+                or_none(s(o, "/spec/clusterIP").to_owned())
+            }),
+            col("External-IP", "string", 0, |o, _| {
+                let ips = o.pointer("/spec/externalIPs").and_then(Value::as_array);
+                or_none(
+                    ips.map(|i| {
+                        i.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default(),
+                )
+            }),
+            col("Port(s)", "string", 0, service_ports),
+        ],
+        ("", "ConfigMap") => vec![col("Data", "integer", 0, |o, _| {
+            json!(count(o, &["/data", "/binaryData"]))
+        })],
+        ("", "Secret") => vec![
+            col("Type", "string", 0, |o, _| json!(s(o, "/type"))),
+            col("Data", "integer", 0, |o, _| json!(count(o, &["/data"]))),
+        ],
+        ("", "Node") => vec![
+            col("Status", "string", 0, node_status),
+            col("Roles", "string", 0, |_, _| json!("<none>")),
+        ],
+        ("apps", "Deployment") => vec![
+            col("Ready", "string", 0, |o, _| {
+                json!(format!(
+                    "{}/{}",
+                    n(o, "/status/readyReplicas"),
+                    n(o, "/spec/replicas")
+                ))
+            }),
+            col("Up-to-date", "integer", 0, |o, _| {
+                json!(n(o, "/status/updatedReplicas"))
+            }),
+            col("Available", "integer", 0, |o, _| {
+                json!(n(o, "/status/availableReplicas"))
+            }),
+        ],
+        ("apps", "ReplicaSet") => vec![
+            col("Desired", "integer", 0, |o, _| {
+                json!(n(o, "/spec/replicas"))
+            }),
+            col("Current", "integer", 0, |o, _| {
+                json!(n(o, "/status/replicas"))
+            }),
+            col("Ready", "integer", 0, |o, _| {
+                json!(n(o, "/status/readyReplicas"))
+            }),
+        ],
+        ("apps", "StatefulSet") => vec![col("Ready", "string", 0, |o, _| {
+            json!(format!(
+                "{}/{}",
+                n(o, "/status/readyReplicas"),
+                n(o, "/spec/replicas")
+            ))
+        })],
+        ("apps", "DaemonSet") => vec![
+            col("Desired", "integer", 0, |o, _| {
+                json!(n(o, "/status/desiredNumberScheduled"))
+            }),
+            col("Current", "integer", 0, |o, _| {
+                json!(n(o, "/status/currentNumberScheduled"))
+            }),
+            col("Ready", "integer", 0, |o, _| {
+                json!(n(o, "/status/numberReady"))
+            }),
+            col("Up-to-date", "integer", 0, |o, _| {
+                json!(n(o, "/status/updatedNumberScheduled"))
+            }),
+            col("Available", "integer", 0, |o, _| {
+                json!(n(o, "/status/numberAvailable"))
+            }),
+        ],
+        ("batch", "Job") => vec![col("Completions", "string", 0, job_completions)],
+        ("batch", "CronJob") => vec![
+            col("Schedule", "string", 0, |o, _| {
+                json!(s(o, "/spec/schedule"))
+            }),
+            col("Suspend", "boolean", 0, |o, _| {
+                json!(
+                    o.pointer("/spec/suspend")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                )
+            }),
+            col("Active", "integer", 0, |o, _| {
+                json!(
+                    o.pointer("/status/active")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                )
+            }),
+        ],
+        ("", "PersistentVolumeClaim") => vec![
+            col("Status", "string", 0, |o, _| json!(s(o, "/status/phase"))),
+            col("Volume", "string", 0, |o, _| {
+                json!(s(o, "/spec/volumeName"))
+            }),
+        ],
+        _ => vec![],
+    });
+    out.push(col("Age", "date", 0, age));
+    if (rt.group, rt.kind) == ("", "Pod") {
+        out.push(col("IP", "string", 1, |o, _| {
+            or_none(s(o, "/status/podIP").to_owned())
+        }));
+        out.push(col("Node", "string", 1, |o, _| {
+            or_none(s(o, "/spec/nodeName").to_owned())
+        }));
+    }
+    out
+}
+
+/// The object reduced to its metadata.
+pub fn partial_metadata(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// A Table of `objects` (now: seconds since the epoch, for ages). `list_meta` is the list's
+/// metadata (`resourceVersion`, `continue`).
+pub fn table(rt: &ResourceType, objects: &[Value], list_meta: Value, now: i64) -> Value {
+    let columns = columns(rt);
+    let definitions: Vec<Value> = columns
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "type": c.ty,
+                "format": if c.name == "Name" { "name" } else { "" },
+                "description": "",
+                "priority": c.priority,
+            })
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let cells: Vec<Value> = columns.iter().map(|c| (c.cell)(o, now)).collect();
+            json!({"cells": cells, "object": partial_metadata(o)})
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": definitions,
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::find;
+
+    #[test]
+    fn a_deployment_row_has_kubectls_columns() {
+        let deploy = find("apps", "v1", "deployments").expect("deployments");
+        let d = json!({"metadata": {"name": "web", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"replicas": 3}, "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}});
+        let now = epoch("2026-01-01T00:05:10Z").expect("time");
+        let t = table(deploy, &[d], json!({"resourceVersion": "9"}), now);
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .expect("defs")
+            .iter()
+            .map(|c| c["name"].as_str().expect("name"))
+            .collect();
+        assert_eq!(names, ["Name", "Ready", "Up-to-date", "Available", "Age"]);
+        assert_eq!(t["rows"][0]["cells"], json!(["web", "2/3", 3, 2, "5m10s"]));
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    }
+
+    #[test]
+    fn ages_read_like_kubectls() {
+        let t0 = "2026-01-01T00:00:00Z";
+        let at = |secs: i64| since(t0, epoch(t0).expect("time") + secs);
+        assert_eq!(at(5), "5s");
+        assert_eq!(at(3600), "60m");
+        assert_eq!(at(5 * 3600 + 120), "5h2m");
+        assert_eq!(at(3 * 86400 + 7200), "3d2h");
+        assert_eq!(at(400 * 86400), "400d");
+    }
+}
