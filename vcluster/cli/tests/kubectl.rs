@@ -282,6 +282,19 @@ fn first_steps(up: &Up, version: &str) {
     );
     assert_eq!(d["spec"]["replicas"], 3);
     assert_eq!(
+        d["spec"]["strategy"]["type"], "RollingUpdate",
+        "defaulted by the server"
+    );
+    assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][1]["imagePullPolicy"], "Always",
+        "no tag at creation"
+    );
+    assert_eq!(
         d["metadata"]["generation"], 4,
         "three spec changes after the create"
     );

@@ -3,12 +3,14 @@
 //! - [`registry`]: the one table of built-in resources that discovery, routing and storage
 //!   keys are derived from. Start here.
 //! - [`object`]: what create and update do to an object's metadata.
+//! - [`defaults`]: the fields kube-apiserver fills in for built-in kinds.
 //! - [`selector`]: label and field selectors.
 //! - [`patch`]: strategic merge patch for built-in types.
 //! - [`status`]: API errors and their `metav1.Status` bodies.
 //! - [`table`]: Tables (kubectl get's columns) and metadata-only views.
 //! - [`protobuf`]: Kubernetes protobuf request bodies, transcoded to JSON.
 
+pub mod defaults;
 pub mod object;
 pub mod patch;
 pub mod protobuf;

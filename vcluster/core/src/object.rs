@@ -223,6 +223,7 @@ pub fn prepare_create(
         meta.remove("generation");
     }
     initial_status(rt, &mut object);
+    crate::defaults::apply(rt, &mut object);
     Ok(object)
 }
 
@@ -334,6 +335,9 @@ pub fn prepare_update(
             kept
         }
     };
+    if scope == UpdateScope::Main {
+        crate::defaults::apply(rt, &mut out);
+    }
     if tracks_generation(rt) && scope == UpdateScope::Main {
         let spec_changed = old.get("spec") != out.get("spec");
         // A Deployment's generation also follows its annotations (rollout triggers).
