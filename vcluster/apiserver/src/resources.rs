@@ -102,6 +102,37 @@ async fn dispatch(
         (Method::DELETE, true, None) => delete_collection(tenant, &target, &params)
             .await
             .map(|v| ok(&v)),
+        (Method::GET, false, Some("scale")) => {
+            scale(tenant, &target, None, &params).await.map(|v| ok(&v))
+        }
+        (Method::PUT, false, Some("scale")) => {
+            let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
+            scale(tenant, &target, Some(("PUT", body)), &params)
+                .await
+                .map(|v| ok(&v))
+        }
+        (Method::PATCH, false, Some("scale")) => {
+            let media = content_type(&headers);
+            let patch = parse_patch(&read_body(req.into_body()).await?)?;
+            scale(tenant, &target, Some((&media, patch)), &params)
+                .await
+                .map(|v| ok(&v))
+        }
+        (Method::POST, false, Some("binding")) => {
+            let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
+            bind(tenant, &target, &body, &params)
+                .await
+                .map(|v| respond(StatusCode::CREATED, &v))
+        }
+        (Method::POST, false, Some("eviction")) => {
+            let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
+            let options = body
+                .get("deleteOptions")
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+            delete(tenant, &target, &options).await?;
+            Ok(respond(StatusCode::CREATED, &success()))
+        }
         (method, _, _) => Err(ApiError::new(
             405,
             "MethodNotAllowed",
@@ -546,66 +577,232 @@ fn finalized(object: &Value) -> bool {
     deleting && !finalizers
 }
 
+/// Applies a patch of media type `media` to `doc`, an object of `api_version`/`kind`.
+fn apply_patch(
+    media: &str,
+    patch: &Value,
+    doc: &mut Value,
+    api_version: &str,
+    kind: &str,
+) -> Result<()> {
+    match media {
+        "application/merge-patch+json" => {
+            json_patch::merge(doc, patch);
+            Ok(())
+        }
+        "application/json-patch+json" => {
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?;
+            json_patch::patch(doc, &ops).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the JSON patch could not be applied: {e}"),
+                )
+            })
+        }
+        "application/strategic-merge-patch+json" => {
+            *doc = vcluster_core::patch::strategic_merge(doc, patch, api_version, kind).map_err(
+                |e| {
+                    ApiError::bad_request(format!(
+                        "the strategic merge patch could not be applied: {e}"
+                    ))
+                },
+            )?;
+            Ok(())
+        }
+        other => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the patch type {other:?} is not supported; use application/merge-patch+json, \
+                 application/json-patch+json or application/strategic-merge-patch+json"
+            ),
+        )),
+    }
+}
+
+fn parse_patch(patch: &[u8]) -> Result<Value> {
+    serde_json::from_slice(patch)
+        .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))
+}
+
+/// A patch that sets metadata.resourceVersion is conditional on it.
+fn conditional_patch(patch: &Value) -> bool {
+    patch
+        .pointer("/metadata/resourceVersion")
+        .is_some_and(|v| !v.is_null())
+}
+
 async fn patch_object(
     tenant: &Tenant,
     target: &Target,
-    kind: &str,
+    media: &str,
     patch: &[u8],
     params: &HashMap<String, String>,
 ) -> Result<Value> {
-    let patch: Value = serde_json::from_slice(patch)
-        .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
+    let patch = parse_patch(patch)?;
     let rt = target.rt;
-    let apply = |doc: &mut Value| -> Result<()> {
-        match kind {
-            "application/merge-patch+json" => {
-                json_patch::merge(doc, &patch);
-                Ok(())
-            }
-            "application/json-patch+json" => {
-                let ops: json_patch::Patch =
-                    serde_json::from_value(patch.clone()).map_err(|e| {
-                        ApiError::bad_request(format!("the JSON patch is malformed: {e}"))
-                    })?;
-                json_patch::patch(doc, &ops).map_err(|e| {
-                    ApiError::new(
-                        422,
-                        "Invalid",
-                        format!("the JSON patch could not be applied: {e}"),
-                    )
-                })
-            }
-            "application/strategic-merge-patch+json" => {
-                *doc =
-                    vcluster_core::patch::strategic_merge(doc, &patch, &rt.api_version(), rt.kind)
-                        .map_err(|e| {
-                            ApiError::bad_request(format!(
-                                "the strategic merge patch could not be applied: {e}"
-                            ))
-                        })?;
-                Ok(())
-            }
-            other => Err(ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                format!(
-                    "the patch type {other:?} is not supported; use application/merge-patch+json, \
-                     application/json-patch+json or application/strategic-merge-patch+json"
-                ),
-            )),
-        }
-    };
-    // A patch that sets metadata.resourceVersion is conditional on it.
-    let conditional = patch
-        .pointer("/metadata/resourceVersion")
-        .is_some_and(|v| !v.is_null());
     let scope = scope(target.subresource.as_deref());
-    update(tenant, target, scope, params, conditional, |current| {
-        let mut doc = current.clone();
-        apply(&mut doc)?;
-        Ok(doc)
-    })
+    update(
+        tenant,
+        target,
+        scope,
+        params,
+        conditional_patch(&patch),
+        |current| {
+            let mut doc = current.clone();
+            apply_patch(media, &patch, &mut doc, &rt.api_version(), rt.kind)?;
+            Ok(doc)
+        },
+    )
     .await
+}
+
+/// The `autoscaling/v1` Scale view of an object with replicas.
+fn to_scale(rt: &ResourceType, object: &Value) -> Value {
+    let selector = match object.pointer("/spec/selector") {
+        Some(Value::Object(s)) if rt.kind == "ReplicationController" => s
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(selector) => label_selector_string(selector),
+        None => String::new(),
+    };
+    let meta = &object["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"],
+            "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    })
+}
+
+/// A `metav1.LabelSelector` in the query-string syntax (`a=b,c in (d,e)`).
+fn label_selector_string(selector: &Value) -> String {
+    let mut parts: Vec<String> = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for e in selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = e["key"].as_str().unwrap_or_default();
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        parts.push(match e["operator"].as_str() {
+            Some("In") => format!("{key} in ({})", values.join(",")),
+            Some("NotIn") => format!("{key} notin ({})", values.join(",")),
+            Some("Exists") => key.to_owned(),
+            Some("DoesNotExist") => format!("!{key}"),
+            _ => continue,
+        });
+    }
+    parts.join(",")
+}
+
+/// Reads or changes the replicas of an object through its Scale view.
+async fn scale(
+    tenant: &Tenant,
+    target: &Target,
+    change: Option<(&str, Value)>,
+    params: &HashMap<String, String>,
+) -> Result<Value> {
+    let rt = target.rt;
+    let Some((media, body)) = change else {
+        return Ok(to_scale(rt, &get(tenant, target).await?));
+    };
+    let conditional = conditional_patch(&body);
+    let updated = update(
+        tenant,
+        target,
+        UpdateScope::Main,
+        params,
+        conditional,
+        |current| {
+            let mut scale = to_scale(rt, current);
+            if media == "PUT" {
+                scale = body.clone();
+            } else {
+                apply_patch(media, &body, &mut scale, "autoscaling/v1", "Scale")?;
+            }
+            let replicas = scale
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .filter(|r| *r >= 0)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        rt,
+                        scale["metadata"]["name"].as_str().unwrap_or_default(),
+                        vec![vcluster_core::status::Cause::invalid(
+                            "spec.replicas",
+                            &scale["spec"]["replicas"].to_string(),
+                            "must be greater than or equal to 0",
+                        )],
+                    )
+                })?;
+            let mut object = current.clone();
+            object["spec"]["replicas"] = json!(replicas);
+            // The resourceVersion the client sent (if any) guards the write.
+            object["metadata"]["resourceVersion"] = scale["metadata"]["resourceVersion"].clone();
+            Ok(object)
+        },
+    )
+    .await?;
+    Ok(to_scale(rt, &updated))
+}
+
+fn success() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+}
+
+/// Binds a pod to a node (what a scheduler does): sets `spec.nodeName` once.
+async fn bind(
+    tenant: &Tenant,
+    target: &Target,
+    binding: &Value,
+    params: &HashMap<String, String>,
+) -> Result<Value> {
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("a Binding needs target.name"))?
+        .to_owned();
+    let name = target.name.clone().unwrap_or_default();
+    update(tenant, target, UpdateScope::Main, params, false, |current| {
+        if current.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+            return Err(ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on pods/binding {name:?}: pod {name} is already assigned to node")));
+        }
+        let mut pod = current.clone();
+        pod["spec"]["nodeName"] = json!(node);
+        Ok(pod)
+    })
+    .await?;
+    Ok(success())
 }
 
 /// `DeleteOptions` from the body (JSON with or without TypeMeta, or protobuf) or the query.

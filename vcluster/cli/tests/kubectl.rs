@@ -299,6 +299,11 @@ fn first_steps(up: &Up, version: &str) {
         "three spec changes after the create"
     );
 
+    // kubectl scale goes through the scale subresource.
+    k.ok(&["scale", "deployment", "api", "-n", &ns, "--replicas=5"]);
+    let d = json(&k.ok(&["get", "deployment", "api", "-n", &ns, "-o", "json"]));
+    assert_eq!(d["spec"]["replicas"], 5);
+
     // kubectl get's columns come from the server's Tables.
     let table = k.ok(&["get", "deployment", "api", "-n", &ns]);
     assert!(

@@ -61,6 +61,19 @@ v1.delete_namespaced_config_map("c1", ns)
 t.join(20)
 kinds = [k for k, _ in events]
 assert kinds[0] == "ADDED" and "MODIFIED" in kinds and kinds[-1] == "DELETED", events
+# A scheduler's binding, then an eviction (what kubectl drain sends).
+pod = client.V1Pod(metadata=client.V1ObjectMeta(name="p1"), spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="nginx")]))
+v1.create_namespaced_pod(ns, pod)
+binding = client.V1Binding(metadata=client.V1ObjectMeta(name="p1"), target=client.V1ObjectReference(kind="Node", name="node-1"))
+v1.create_namespaced_pod_binding("p1", ns, binding, _preload_content=False)
+assert v1.read_namespaced_pod("p1", ns).spec.node_name == "node-1"
+eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name="p1", namespace=ns))
+v1.create_namespaced_pod_eviction("p1", ns, eviction, _preload_content=False)
+try:
+    v1.read_namespaced_pod("p1", ns)
+    raise SystemExit("the evicted pod is still there")
+except ApiException as e:
+    assert e.status == 404, e.status
 print("python client: ok")
 "#;
 
