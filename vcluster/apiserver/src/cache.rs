@@ -44,6 +44,17 @@ pub struct CacheEvent {
     pub key: Bytes,
     pub object: Arc<Value>,
     pub prev: Option<Arc<Value>>,
+    /// `object` serialized once, for every watcher that sends it as it is.
+    encoded: std::sync::OnceLock<Bytes>,
+}
+
+impl CacheEvent {
+    /// The object's JSON, serialized on first use and shared by every watcher.
+    pub fn encoded(&self) -> &Bytes {
+        self.encoded.get_or_init(|| {
+            Bytes::from(serde_json::to_vec(&*self.object).expect("a JSON value serializes"))
+        })
+    }
 }
 
 struct State {
@@ -166,6 +177,7 @@ impl WatchCache {
                     key,
                     object,
                     prev,
+                    encoded: std::sync::OnceLock::new(),
                 }));
                 if state.events.len() > WINDOW
                     && let Some(old) = state.events.pop_front()

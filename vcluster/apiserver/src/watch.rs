@@ -97,12 +97,30 @@ struct Watcher {
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {
-    let mut out = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("json");
-    out.push(b'\n');
+    let encoded = serde_json::to_vec(object).expect("a JSON value serializes");
+    framed(kind, &encoded)
+}
+
+/// `{"type":KIND,"object":OBJECT}` and a newline, around an already serialized object.
+fn framed(kind: &str, object: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(object.len() + 32);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}\n");
     Bytes::from(out)
 }
 
 impl Watcher {
+    /// Sends a cached event, reusing its serialized object where the client wants it as is.
+    async fn send_event(&self, kind: &str, event: &CacheEvent) -> bool {
+        match self.shape {
+            Shape::Object => self.tx.send(framed(kind, event.encoded())).await.is_ok(),
+            _ => self.send(kind, &event.object).await,
+        }
+    }
+
     async fn send(&self, kind: &str, object: &Value) -> bool {
         let line = match (kind, self.shape) {
             ("ADDED" | "MODIFIED" | "DELETED", shape @ (Shape::Table | Shape::Metadata)) => {
@@ -165,7 +183,7 @@ impl Watcher {
                 Next::Events(events) => {
                     for event in events {
                         if let Some(kind) = self.translate(&event)
-                            && !self.send(kind, &event.object).await
+                            && !self.send_event(kind, &event).await
                         {
                             return;
                         }

@@ -1,0 +1,291 @@
+//! The API server benchmark: `cargo bench -p vcluster-apiserver --bench api`.
+//!
+//! One process, the embedded store, kube-rs as the client (its CPU shares the 2 cores):
+//! - creates/s through the API beside raw store creates/s of the same objects (the ratio
+//!   is the API's overhead);
+//! - GET and LIST requests/s;
+//! - 1,000 concurrent watchers: delay from a write's acknowledgement to each watcher;
+//! - the memory of an idle tenant (RSS growth over 1,000 new tenants, divided by 1,000);
+//! - a new tenant's first answer: from creating it to its first successful request.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use vcluster_apiserver::{Tenant, Tenants};
+use vcluster_store::{Embedded, EmbeddedOptions, Scoped, Store};
+
+const RUN_FOR: Duration = Duration::from_secs(3);
+const CLIENTS: u64 = 64;
+
+async fn rate<F, Fut>(op: F) -> f64
+where
+    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (op, done) = (op.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while start.elapsed() < RUN_FOR {
+                    op(c, i).await;
+                    i += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn config_map(name: String) -> ConfigMap {
+    ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name),
+            labels: Some(BTreeMap::from([("app".to_owned(), "bench".to_owned())])),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("payload".to_owned(), "x".repeat(512))])),
+        ..Default::default()
+    }
+}
+
+async fn client_for(tenant: &Tenant, tenants: &Tenants, server: &str) -> Client {
+    let text = tenant
+        .admin_kubeconfig(tenants, server, true)
+        .expect("kubeconfig");
+    let kubeconfig: Kubeconfig = Kubeconfig::from_yaml(&text).expect("parse kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    Client::try_from(config).expect("client")
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p) as usize]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .expect("install the crypto provider");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let backend = Arc::new(
+        Embedded::open(dir.path().join("store.redb"), EmbeddedOptions::default()).expect("store"),
+    );
+    let tenants = Arc::new(Tenants::new(
+        backend.clone(),
+        "vcluster.local",
+        vec!["127.0.0.1".into()],
+    ));
+    let tenant = tenants.open_or_create("bench").await.expect("tenant");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let server = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().expect("address").port()
+    );
+    tokio::spawn(vcluster_apiserver::serve(listener, tenants.clone()));
+    let client = client_for(&tenant, &tenants, &server).await;
+
+    // Idle tenants first, before the other phases leave freed memory for them to reuse:
+    // memory, and time to a first answer.
+    let before = rss_kib();
+    let mut first_answer = Vec::new();
+    for i in 0..1000 {
+        let start = Instant::now();
+        let t = tenants
+            .open_or_create(&format!("t{i}"))
+            .await
+            .expect("tenant");
+        if i % 50 == 0 {
+            // A sample of new tenants answers its first request (TLS handshake included).
+            let c = client_for(&t, &tenants, &server).await;
+            let api: Api<ConfigMap> = Api::namespaced(c, "default");
+            api.list(&ListParams::default())
+                .await
+                .expect("first request");
+            first_answer.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let per_tenant = (rss_kib().saturating_sub(before)) as f64 / 1000.0;
+    first_answer.sort_by(f64::total_cmp);
+    let (f50, f99) = (
+        percentile(&first_answer, 0.5),
+        percentile(&first_answer, 0.99),
+    );
+    eprintln!("tenants: {per_tenant:.0} KiB each; first answer p50 {f50:.1} ms, p99 {f99:.1} ms");
+
+    // Raw store creates of the same JSON, through a tenant's scoped view.
+    let raw_store: Arc<dyn Store> =
+        Arc::new(Scoped::tenant(backend.clone(), "raw").expect("scope"));
+    let body = Bytes::from(serde_json::to_vec(&config_map("x".into())).expect("json"));
+    let raw = {
+        let store = raw_store.clone();
+        rate(move |c, i| {
+            let (store, body) = (store.clone(), body.clone());
+            async move {
+                let key = Bytes::from(format!("/core/configmaps/default/raw-{c}-{i}"));
+                store.create(key, body, None).await.expect("raw create");
+            }
+        })
+        .await
+    };
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let creates = {
+        let api = api.clone();
+        rate(move |c, i| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &config_map(format!("api-{c}-{i}")))
+                    .await
+                    .expect("api create");
+            }
+        })
+        .await
+    };
+    eprintln!("creates: raw store {raw:.0}/s, API {creates:.0}/s");
+
+    // Reads: GET of one object, LIST of a 100-object namespace.
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let mut small = k8s_openapi::api::core::v1::Namespace::default();
+    small.metadata.name = Some("small".into());
+    ns.create(&PostParams::default(), &small)
+        .await
+        .expect("namespace");
+    let small_api: Api<ConfigMap> = Api::namespaced(client.clone(), "small");
+    for i in 0..100 {
+        small_api
+            .create(&PostParams::default(), &config_map(format!("cm-{i}")))
+            .await
+            .expect("fill");
+    }
+    let gets = {
+        let api = small_api.clone();
+        rate(move |c, i| {
+            let api = api.clone();
+            async move {
+                api.get(&format!("cm-{}", (c + i) % 100))
+                    .await
+                    .expect("get");
+            }
+        })
+        .await
+    };
+    let lists = {
+        let api = small_api.clone();
+        rate(move |_, _| {
+            let api = api.clone();
+            async move {
+                let list = api.list(&ListParams::default()).await.expect("list");
+                assert_eq!(list.items.len(), 100);
+            }
+        })
+        .await
+    };
+    eprintln!("reads: {gets:.0} GET/s, {lists:.0} LIST/s (100 objects)");
+
+    // 1,000 watchers, over ten clients (connections).
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        clients.push(client_for(&tenant, &tenants, &server).await);
+    }
+    let rv = small_api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("rv");
+    const EVENTS: usize = 20;
+    let mut watchers = Vec::new();
+    for w in 0..1000 {
+        let api: Api<ConfigMap> = Api::namespaced(clients[w % 10].clone(), "small");
+        let rv = rv.clone();
+        watchers.push(tokio::spawn(async move {
+            let mut stream = api
+                .watch(&WatchParams::default().timeout(60), &rv)
+                .await
+                .expect("watch")
+                .boxed();
+            let mut seen = Vec::with_capacity(EVENTS);
+            while seen.len() < EVENTS {
+                match stream.next().await {
+                    Some(Ok(WatchEvent::Added(cm))) => {
+                        let name = cm.metadata.name.unwrap_or_default();
+                        if name.starts_with("watched-") {
+                            seen.push((name, Instant::now()));
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("watch ended: {other:?}"),
+                }
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await; // let every watch start
+    let mut acked = std::collections::HashMap::new();
+    for i in 0..EVENTS {
+        let name = format!("watched-{i}");
+        small_api
+            .create(&PostParams::default(), &config_map(name.clone()))
+            .await
+            .expect("create");
+        acked.insert(name, Instant::now());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut delays = Vec::new();
+    for w in watchers {
+        for (name, at) in w.await.expect("watcher") {
+            delays.push(at.saturating_duration_since(acked[&name]).as_secs_f64() * 1000.0);
+        }
+    }
+    delays.sort_by(f64::total_cmp);
+    let (w50, w99) = (percentile(&delays, 0.5), percentile(&delays, 0.99));
+    eprintln!(
+        "1,000 watchers: p50 {w50:.1} ms, p99 {w99:.1} ms over {} deliveries",
+        delays.len()
+    );
+
+    println!("| figure (2 cores, embedded store, kube-rs client) | measured | target |");
+    println!("|---|---|---|");
+    println!(
+        "| creates/s through the API, 64 clients | {creates:.0} ({:.0}% of raw store creates, {raw:.0}/s) | ≥ 70% |",
+        100.0 * creates / raw
+    );
+    println!("| GET/s, 64 clients | {gets:.0} | ≥ 10,000 |");
+    println!("| LIST/s (100 objects), 64 clients | {lists:.0} | ≥ 10,000 |");
+    println!("| 1,000 watchers, delay to each | p50 {w50:.1} ms, p99 {w99:.1} ms | p99 ≤ 50 ms |");
+    println!(
+        "| idle tenant memory (RSS growth / 1,000 tenants) | {per_tenant:.0} KiB | ≤ 256 KiB |"
+    );
+    println!(
+        "| new tenant to first answer (incl. TLS handshake) | p50 {f50:.1} ms, p99 {f99:.1} ms | p99 ≤ 100 ms |"
+    );
+}
