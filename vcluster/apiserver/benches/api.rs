@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,36 +20,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use vcluster_apiserver::{Tenant, Tenants};
 use vcluster_store::{Embedded, EmbeddedOptions, Scoped, Store};
+use vcluster_testkit::rate;
 
 const RUN_FOR: Duration = Duration::from_secs(3);
 const CLIENTS: u64 = 64;
-
-async fn rate<F, Fut>(op: F) -> f64
-where
-    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let (op, done) = (op.clone(), done.clone());
-            tokio::spawn(async move {
-                let mut i = 0;
-                while start.elapsed() < RUN_FOR {
-                    op(c, i).await;
-                    i += 1;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("task");
-    }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
-}
 
 fn config_map(name: String) -> ConfigMap {
     ConfigMap {
@@ -147,7 +120,7 @@ async fn main() {
     let body = Bytes::from(serde_json::to_vec(&config_map("x".into())).expect("json"));
     let raw = {
         let store = raw_store.clone();
-        rate(move |c, i| {
+        rate(CLIENTS as usize, RUN_FOR, move |c, i| {
             let (store, body) = (store.clone(), body.clone());
             async move {
                 let key = Bytes::from(format!("/core/configmaps/default/raw-{c}-{i}"));
@@ -159,7 +132,7 @@ async fn main() {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let creates = {
         let api = api.clone();
-        rate(move |c, i| {
+        rate(CLIENTS as usize, RUN_FOR, move |c, i| {
             let api = api.clone();
             async move {
                 api.create(&PostParams::default(), &config_map(format!("api-{c}-{i}")))
@@ -187,7 +160,7 @@ async fn main() {
     }
     let gets = {
         let api = small_api.clone();
-        rate(move |c, i| {
+        rate(CLIENTS as usize, RUN_FOR, move |c, i| {
             let api = api.clone();
             async move {
                 api.get(&format!("cm-{}", (c + i) % 100))
@@ -199,7 +172,7 @@ async fn main() {
     };
     let lists = {
         let api = small_api.clone();
-        rate(move |_, _| {
+        rate(CLIENTS as usize, RUN_FOR, move |_, _| {
             let api = api.clone();
             async move {
                 let list = api.list(&ListParams::default()).await.expect("list");

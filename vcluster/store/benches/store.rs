@@ -6,9 +6,7 @@
 //! Markdown table (copied into the README) with the ratios the targets are stated in.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,39 +14,12 @@ use futures::StreamExt;
 use vcluster_store::{
     Embedded, EmbeddedOptions, Etcd, EtcdOptions, RangeRequest, Revision, Scoped, Store,
 };
-use vcluster_testkit::EtcdCluster;
+use vcluster_testkit::{EtcdCluster, rate};
 
 const RUN_FOR: Duration = Duration::from_secs(3);
 const VALUE: [u8; 512] = [b'v'; 512];
 
 /// Runs `op` from `clients` concurrent tasks for `RUN_FOR`; returns operations per second.
-async fn rate<F, Fut>(clients: usize, op: F) -> f64
-where
-    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..clients as u64)
-        .map(|client| {
-            let (op, done) = (op.clone(), done.clone());
-            tokio::spawn(async move {
-                let mut i = 0;
-                while start.elapsed() < RUN_FOR {
-                    op(client, i).await;
-                    i += 1;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("benchmark task");
-    }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
-}
-
 struct Figures {
     puts: [f64; 2],
     gets: [f64; 2],
@@ -65,7 +36,7 @@ async fn measure(name: &str, store: Arc<dyn Store>) -> Figures {
     let mut puts = [0.0; 2];
     for (i, clients) in CLIENTS.into_iter().enumerate() {
         let (s, run) = (store.clone(), run.clone());
-        puts[i] = rate(clients, move |c, n| {
+        puts[i] = rate(clients, RUN_FOR, move |c, n| {
             let s = s.clone();
             let key = Bytes::from(format!("/bench/{run}/put{clients}/{c}/{n}"));
             async move {
@@ -100,7 +71,7 @@ async fn measure(name: &str, store: Arc<dyn Store>) -> Figures {
     let mut ranges = [0.0; 2];
     for (i, clients) in CLIENTS.into_iter().enumerate() {
         let (s, b) = (store.clone(), base.clone());
-        gets[i] = rate(clients, move |c, n| {
+        gets[i] = rate(clients, RUN_FOR, move |c, n| {
             let s = s.clone();
             let k = (c * 7919 + n * 104_729) % KEYS;
             let key = format!("{b}{:02}/{k:05}", k % 100);
@@ -110,7 +81,7 @@ async fn measure(name: &str, store: Arc<dyn Store>) -> Figures {
         })
         .await;
         let (s, b) = (store.clone(), base.clone());
-        ranges[i] = rate(clients, move |c, n| {
+        ranges[i] = rate(clients, RUN_FOR, move |c, n| {
             let s = s.clone();
             let prefix = Bytes::from(format!("{b}{:02}/", (c + n) % 100));
             async move {
@@ -183,7 +154,7 @@ async fn raw_etcd(endpoints: &[String], clients: usize, cas: bool) -> f64 {
         .await
         .expect("connect");
     let run = std::process::id();
-    rate(clients, move |c, n| {
+    rate(clients, RUN_FOR, move |c, n| {
         let mut kv = client.kv_client();
         let key = format!("/bench-raw/{run}/{cas}/{clients}/{c}/{n}");
         async move {

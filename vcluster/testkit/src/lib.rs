@@ -370,3 +370,34 @@ pub mod clients {
         }
     }
 }
+
+/// Runs `op(client, i)` from `clients` concurrent tasks for `run_for` and returns the
+/// operations completed per second: the throughput loop every benchmark shares.
+pub async fn rate<F, Fut>(clients: usize, run_for: std::time::Duration, op: F) -> f64
+where
+    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let op = Arc::new(op);
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients as u64)
+        .map(|client| {
+            let (op, done) = (op.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while start.elapsed() < run_for {
+                    op(client, i).await;
+                    i += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("benchmark task");
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
