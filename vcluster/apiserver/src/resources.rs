@@ -157,6 +157,34 @@ fn has_resource_version(body: &Value) -> bool {
     meta_str(body, "resourceVersion").is_some_and(|rv| !rv.is_empty())
 }
 
+/// `fieldValidation=Strict` (what kubectl sends): fields the type does not have are a 400,
+/// as upstream, rather than silently dropped typos.
+fn strict_fields(
+    rt: &ResourceType,
+    params: &HashMap<String, String>,
+    object: &Value,
+) -> Result<()> {
+    if params.get("fieldValidation").is_none_or(|v| v != "Strict") {
+        return Ok(());
+    }
+    let mut typed = object.clone();
+    typed["apiVersion"] = json!(rt.api_version());
+    typed["kind"] = json!(rt.kind);
+    match vcluster_core::protobuf::unknown_fields(&typed) {
+        Some(unknown) if !unknown.is_empty() => {
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field {f:?}"))
+                .collect();
+            Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                list.join(", ")
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn dry_run(params: &HashMap<String, String>) -> bool {
     params.get("dryRun").is_some_and(|v| v == "All")
 }
@@ -463,6 +491,7 @@ async fn create(
     if let Some(ns) = &target.namespace {
         namespace_exists(tenant, ns).await?;
     }
+    strict_fields(target.rt, params, &body)?;
     let generated = meta_str(&body, "name").is_none_or(str::is_empty);
     for _ in 0..RETRIES {
         let object = object::prepare_create(
@@ -513,6 +542,7 @@ async fn update(
     for _ in 0..RETRIES {
         let (kv, current) = read(tenant, target, name).await?;
         let changed = change(&current)?;
+        strict_fields(target.rt, params, &changed)?;
         let object = object::prepare_update(
             target.rt,
             &current,

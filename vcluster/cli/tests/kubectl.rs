@@ -178,6 +178,15 @@ fn first_steps(up: &Up, version: &str) {
         r#"[{"op":"test","path":"/data/greeting","value":"bye"}]"#,
     ]);
     assert!(!bad_patch.is_empty());
+    let typo = k.run_with(
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(&DEPLOYMENT.replace("replicas: 1", "replica: 1")),
+    );
+    assert!(
+        !typo.ok && typo.stderr.contains(r#"unknown field "spec.replica""#),
+        "{}",
+        typo.stderr
+    );
     let no_ns = k.run_with(
         &["apply", "-n", "does-not-exist", "-f", "-"],
         Some(CONFIGMAP),

@@ -463,3 +463,88 @@ fn trim(x: f64) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Messages whose JSON form is not an object of their fields: no field names to check.
+fn opaque(name: &str) -> bool {
+    matches!(
+        name.strip_prefix(META).unwrap_or(name),
+        "Time"
+            | "MicroTime"
+            | "Duration"
+            | "FieldsV1"
+            | "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+            | "io.k8s.apimachinery.pkg.api.resource.Quantity"
+            | "io.k8s.apimachinery.pkg.runtime.RawExtension"
+    )
+}
+
+/// The fields of a built-in object that its type does not have, as JSON paths
+/// (`spec.replica`): what `fieldValidation=Strict` refuses. `None` when the kind is not a
+/// built-in message.
+pub fn unknown_fields(object: &Value) -> Option<Vec<String>> {
+    let api_version = object.get("apiVersion")?.as_str()?;
+    let kind = object.get("kind")?.as_str()?;
+    let message = message_for(api_version, kind)?;
+    let mut unknown = Vec::new();
+    let map = object.as_object()?;
+    for (key, value) in map {
+        if key != "apiVersion" && key != "kind" {
+            check_field(message, key, value, key.clone(), &mut unknown);
+        }
+    }
+    Some(unknown)
+}
+
+fn check_field(
+    message: &Message,
+    key: &str,
+    value: &Value,
+    path: String,
+    unknown: &mut Vec<String>,
+) {
+    let Some(ty) = message.field(key) else {
+        unknown.push(path);
+        return;
+    };
+    let element = |ty: &Ty| match ty {
+        Ty::Message(name) | Ty::MapMessage(name) => index().get(name).copied(),
+        _ => None,
+    };
+    match (ty, value) {
+        (Ty::Message(_), Value::Object(fields)) => {
+            if let Some(child) = element(ty).filter(|m| !opaque(m.name)) {
+                check_object(child, fields, &path, unknown);
+            }
+        }
+        (Ty::MapMessage(_), Value::Object(entries)) => {
+            if let Some(child) = element(ty).filter(|m| !opaque(m.name)) {
+                for (k, v) in entries {
+                    if let Value::Object(fields) = v {
+                        check_object(child, fields, &format!("{path}.{k}"), unknown);
+                    }
+                }
+            }
+        }
+        (Ty::Repeated(inner), Value::Array(items)) => {
+            if let Some(child) = element(inner).filter(|m| !opaque(m.name)) {
+                for (i, item) in items.iter().enumerate() {
+                    if let Value::Object(fields) = item {
+                        check_object(child, fields, &format!("{path}[{i}]"), unknown);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_object(
+    message: &Message,
+    fields: &Map<String, Value>,
+    path: &str,
+    unknown: &mut Vec<String>,
+) {
+    for (key, value) in fields {
+        check_field(message, key, value, format!("{path}.{key}"), unknown);
+    }
+}

@@ -224,3 +224,24 @@ fn malformed_bodies_are_errors_not_panics() {
     }
     let _ = decode(&envelope("v1", "ConfigMap", nested));
 }
+
+#[test]
+fn strict_validation_finds_unknown_fields_only() {
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "labels": {"a": "b"}, "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"replica": 3, "template": {"spec": {"containers": [
+            {"name": "a", "image": "x", "imagePullPolicy": "Always", "resources": {"limits": {"cpu": "1"}}, "colour": "red"}
+        ]}}, "strategy": {"rollingUpdate": {"maxSurge": "25%"}}},
+        "status": {"conditions": [{"type": "Available", "lastUpdateTime": "2026-01-01T00:00:00Z"}]},
+    });
+    let unknown = unknown_fields(&deployment).expect("a built-in kind");
+    assert_eq!(
+        unknown,
+        vec!["spec.replica", "spec.template.spec.containers[0].colour"]
+    );
+    assert_eq!(
+        unknown_fields(&json!({"apiVersion": "example.com/v1", "kind": "Widget"})),
+        None
+    );
+}
