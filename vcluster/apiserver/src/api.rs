@@ -67,7 +67,18 @@ pub(crate) async fn handle(
             None => error(&not_found()),
         },
         Route::OpenApiV2 => openapi_v2(),
-        Route::OpenApiV3 => error(&not_found()),
+        Route::OpenApiV3 => ok(&crate::openapi::index()),
+        Route::OpenApiV3Document(key) => match crate::openapi::document(&key) {
+            Some(doc) => {
+                let mut response = Response::new(full(doc));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+            None => error(&not_found()),
+        },
         Route::Resource(target) => resources::handle(&tenant, target, req).await,
         Route::NotFound | Route::Health | Route::Version => error(&not_found()),
     }

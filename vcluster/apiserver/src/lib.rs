@@ -9,6 +9,7 @@ mod api;
 mod cache;
 mod http;
 mod identity;
+mod openapi;
 mod resources;
 mod router;
 mod server;

@@ -20,9 +20,14 @@ pub(crate) enum Route {
     Api,
     Apis,
     Group(String),
-    GroupVersion { group: String, version: String },
+    GroupVersion {
+        group: String,
+        version: String,
+    },
     OpenApiV2,
     OpenApiV3,
+    /// One group-version's document: `api/v1`, `apis/apps/v1`.
+    OpenApiV3Document(String),
     Resource(Target),
     NotFound,
 }
@@ -42,7 +47,8 @@ pub(crate) fn route(path: &str) -> Route {
         ["api"] => Route::Api,
         ["apis"] => Route::Apis,
         ["openapi", "v2"] => Route::OpenApiV2,
-        ["openapi", "v3", ..] => Route::OpenApiV3,
+        ["openapi", "v3"] => Route::OpenApiV3,
+        ["openapi", "v3", rest @ ..] => Route::OpenApiV3Document(rest.join("/")),
         ["api", "v1"] => Route::GroupVersion {
             group: String::new(),
             version: "v1".into(),

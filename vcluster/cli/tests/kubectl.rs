@@ -308,6 +308,13 @@ fn first_steps(up: &Up, version: &str) {
         "three spec changes after the create"
     );
 
+    // kubectl explain reads /openapi/v3.
+    let explained = k.ok(&["explain", "deployment.spec.replicas"]);
+    assert!(
+        explained.contains("KIND:       Deployment") && explained.contains("replicas"),
+        "{explained}"
+    );
+
     // kubectl scale goes through the scale subresource.
     k.ok(&["scale", "deployment", "api", "-n", &ns, "--replicas=5"]);
     let d = json(&k.ok(&["get", "deployment", "api", "-n", &ns, "-o", "json"]));
