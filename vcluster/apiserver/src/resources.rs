@@ -697,7 +697,7 @@ fn to_scale(rt: &ResourceType, object: &Value) -> Value {
             .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
             .collect::<Vec<_>>()
             .join(","),
-        Some(selector) => label_selector_string(selector),
+        Some(selector) => vcluster_core::selector::to_query(selector).unwrap_or_default(),
         None => String::new(),
     };
     let meta = &object["metadata"];
@@ -717,41 +717,6 @@ fn to_scale(rt: &ResourceType, object: &Value) -> Value {
             "selector": selector,
         },
     })
-}
-
-/// A `metav1.LabelSelector` in the query-string syntax (`a=b,c in (d,e)`).
-fn label_selector_string(selector: &Value) -> String {
-    let mut parts: Vec<String> = selector
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default();
-    for e in selector
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let key = e["key"].as_str().unwrap_or_default();
-        let values: Vec<&str> = e["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        parts.push(match e["operator"].as_str() {
-            Some("In") => format!("{key} in ({})", values.join(",")),
-            Some("NotIn") => format!("{key} notin ({})", values.join(",")),
-            Some("Exists") => key.to_owned(),
-            Some("DoesNotExist") => format!("!{key}"),
-            _ => continue,
-        });
-    }
-    parts.join(",")
 }
 
 /// Reads or changes the replicas of an object through its Scale view.

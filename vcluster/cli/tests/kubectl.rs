@@ -178,6 +178,22 @@ fn first_steps(up: &Up, version: &str) {
         r#"[{"op":"test","path":"/data/greeting","value":"bye"}]"#,
     ]);
     assert!(!bad_patch.is_empty());
+    let mismatch = DEPLOYMENT
+        .replace("name: mismatch", "")
+        .replace("metadata: {name: api}", "metadata: {name: mismatch}")
+        .replace(
+            "selector: {matchLabels: {app: api}}",
+            "selector: {matchLabels: {app: other}}",
+        );
+    let refused = k.run_with(&["apply", "-n", &ns, "-f", "-"], Some(&mismatch));
+    assert!(
+        !refused.ok
+            && refused
+                .stderr
+                .contains("`selector` does not match template `labels`"),
+        "{}",
+        refused.stderr
+    );
     let typo = k.run_with(
         &["apply", "-n", &ns, "-f", "-"],
         Some(&DEPLOYMENT.replace("replicas: 1", "replica: 1")),

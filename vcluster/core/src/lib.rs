@@ -8,6 +8,7 @@
 //! - [`patch`]: strategic merge patch for built-in types.
 //! - [`status`]: API errors and their `metav1.Status` bodies.
 //! - [`table`]: Tables (kubectl get's columns) and metadata-only views.
+//! - [`validation`]: the 422 rules of built-in kinds beyond names.
 //! - [`protobuf`]: Kubernetes protobuf request bodies, transcoded to JSON.
 
 pub mod defaults;
@@ -18,3 +19,4 @@ pub mod registry;
 pub mod selector;
 pub mod status;
 pub mod table;
+pub mod validation;

@@ -224,7 +224,17 @@ pub fn prepare_create(
     }
     initial_status(rt, &mut object);
     crate::defaults::apply(rt, &mut object);
-    Ok(object)
+    valid(rt, object)
+}
+
+/// The object, or 422 with every reason it is invalid.
+fn valid(rt: &ResourceType, object: Value) -> Result<Value, ApiError> {
+    let causes = crate::validation::validate(rt, &object);
+    if causes.is_empty() {
+        return Ok(object);
+    }
+    let name = meta_str(&object, "name").unwrap_or_default().to_owned();
+    Err(ApiError::invalid(rt, &name, causes))
 }
 
 /// The status a new object starts with: cleared where the type has a status subresource
@@ -337,6 +347,7 @@ pub fn prepare_update(
     };
     if scope == UpdateScope::Main {
         crate::defaults::apply(rt, &mut out);
+        out = valid(rt, out)?;
     }
     if tracks_generation(rt) && scope == UpdateScope::Main {
         let spec_changed = old.get("spec") != out.get("spec");
@@ -385,6 +396,12 @@ mod tests {
     use super::*;
     use crate::registry::find;
 
+    /// The spec of a valid Deployment, with `replicas`.
+    fn deployment_spec(replicas: i64) -> Value {
+        json!({"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}})
+    }
+
     fn fresh() -> Fresh {
         Fresh {
             now: "2026-11-22T12:00:00Z".into(),
@@ -396,7 +413,7 @@ mod tests {
     #[test]
     fn create_fills_server_fields_and_generates_names() {
         let deploy = find("apps", "v1", "deployments").expect("deployments");
-        let body = json!({"metadata": {"generateName": "web-", "resourceVersion": "5"}, "spec": {"replicas": 2}, "status": {"replicas": 9}});
+        let body = json!({"metadata": {"generateName": "web-", "resourceVersion": "5"}, "spec": deployment_spec(2), "status": {"replicas": 9}});
         let out = prepare_create(deploy, body, Some("default"), &fresh()).expect("create");
         assert_eq!(out["apiVersion"], "apps/v1");
         assert_eq!(out["kind"], "Deployment");
@@ -461,20 +478,19 @@ mod tests {
         let deploy = find("apps", "v1", "deployments").expect("deployments");
         let stored = prepare_create(
             deploy,
-            json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}}),
+            json!({"metadata": {"name": "web"}, "spec": deployment_spec(1)}),
             Some("d"),
             &fresh(),
         )
         .expect("create");
         let mut old = with_resource_version(stored, 7);
         old["status"] = json!({"replicas": 1});
-        let stale =
-            json!({"metadata": {"name": "web", "resourceVersion": "6"}, "spec": {"replicas": 3}});
+        let stale = json!({"metadata": {"name": "web", "resourceVersion": "6"}, "spec": deployment_spec(3)});
         let e = prepare_update(deploy, &old, stale, Some("d"), "web", UpdateScope::Main)
             .expect_err("stale");
         assert_eq!((e.code, e.reason), (409, "Conflict"));
 
-        let unconditional = json!({"metadata": {"name": "web", "uid": null}, "spec": {"replicas": 3}, "status": {"replicas": 100}});
+        let unconditional = json!({"metadata": {"name": "web", "uid": null}, "spec": deployment_spec(3), "status": {"replicas": 100}});
         let out = prepare_update(
             deploy,
             &old,
@@ -492,7 +508,7 @@ mod tests {
             "the main endpoint keeps the status"
         );
 
-        let status = json!({"metadata": {"name": "web", "resourceVersion": "7"}, "spec": {"replicas": 50}, "status": {"replicas": 2}});
+        let status = json!({"metadata": {"name": "web", "resourceVersion": "7"}, "spec": deployment_spec(50), "status": {"replicas": 2}});
         let out = prepare_update(deploy, &old, status, Some("d"), "web", UpdateScope::Status)
             .expect("status");
         assert_eq!(

@@ -167,17 +167,58 @@ impl LabelSelector {
         if self.0.is_empty() {
             return true;
         }
-        let labels = object
-            .pointer("/metadata/labels")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.matches(&labels)
+        self.matches(&labels_at(object, "/metadata/labels"))
     }
+
+    /// A `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`), as the same
+    /// requirements the query-string syntax expresses.
+    pub fn from_object(selector: &Value) -> Result<Self, ParseError> {
+        Self::parse(&to_query(selector)?)
+    }
+}
+
+/// The string labels of the map at `pointer` (`/metadata/labels`).
+pub fn labels_at(object: &Value, pointer: &str) -> BTreeMap<String, String> {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A `metav1.LabelSelector` object in the query-string syntax (`a=b,c in (d,e)`), as the
+/// scale subresource reports it.
+pub fn to_query(selector: &Value) -> Result<String, ParseError> {
+    let mut parts: Vec<String> = labels_at(selector, "/matchLabels")
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = e["key"].as_str().unwrap_or_default();
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        parts.push(match e["operator"].as_str() {
+            Some("In") => format!("{key} in ({})", values.join(",")),
+            Some("NotIn") => format!("{key} notin ({})", values.join(",")),
+            Some("Exists") => key.to_owned(),
+            Some("DoesNotExist") => format!("!{key}"),
+            other => return Err(ParseError(format!("unknown selector operator {other:?}"))),
+        });
+    }
+    Ok(parts.join(","))
 }
 
 /// `key in (...)`: the key, then the keyword as a whole word, then the rest.

@@ -1,0 +1,281 @@
+//! Validation of built-in objects beyond their names: the rules whose breach upstream
+//! answers with 422 and that clients and controllers depend on (a workload's selector must
+//! select its own pods, a container needs a name and an image, ...). Messages follow
+//! upstream's (`spec.template.metadata.labels: Invalid value: ...`).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::registry::ResourceType;
+use crate::selector::{LabelSelector, labels_at};
+use crate::status::Cause;
+
+/// The causes that make `object` invalid; empty when it is valid.
+pub fn validate(rt: &ResourceType, object: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    match (rt.group, rt.kind) {
+        ("", "Pod") => pod_spec(object.get("spec"), "spec", &mut causes),
+        ("", "PodTemplate") => pod_spec(
+            object.pointer("/template/spec"),
+            "template.spec",
+            &mut causes,
+        ),
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
+            workload(object, &mut causes);
+            replicas(object, &mut causes);
+        }
+        ("batch", "Job") => pod_spec(
+            object.pointer("/spec/template/spec"),
+            "spec.template.spec",
+            &mut causes,
+        ),
+        ("batch", "CronJob") => {
+            if object
+                .pointer("/spec/schedule")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                causes.push(Cause::required("spec.schedule", ""));
+            }
+            pod_spec(
+                object.pointer("/spec/jobTemplate/spec/template/spec"),
+                "spec.jobTemplate.spec.template.spec",
+                &mut causes,
+            );
+        }
+        ("", "Service") => service(object, &mut causes),
+        ("", "ConfigMap" | "Secret") => data_keys(object, &mut causes),
+        _ => {}
+    }
+    causes
+}
+
+fn replicas(object: &Value, causes: &mut Vec<Cause>) {
+    if let Some(r) = object.pointer("/spec/replicas").and_then(Value::as_i64)
+        && r < 0
+    {
+        causes.push(Cause::invalid(
+            "spec.replicas",
+            &r.to_string(),
+            "must be greater than or equal to 0",
+        ));
+    }
+}
+
+/// A workload's selector is required and must select the labels of its pod template.
+fn workload(object: &Value, causes: &mut Vec<Cause>) {
+    let template_labels = labels_at(object, "/spec/template/metadata/labels");
+    match object.pointer("/spec/selector") {
+        None | Some(Value::Null) => causes.push(Cause::required("spec.selector", "")),
+        Some(selector) => {
+            let empty = selector
+                .get("matchLabels")
+                .and_then(Value::as_object)
+                .is_none_or(|m| m.is_empty())
+                && selector
+                    .get("matchExpressions")
+                    .and_then(Value::as_array)
+                    .is_none_or(|e| e.is_empty());
+            if empty {
+                causes.push(Cause::invalid(
+                    "spec.selector",
+                    "{}",
+                    "empty selector is invalid for deployment",
+                ));
+            } else if !selects(selector, &template_labels) {
+                let labels = template_labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}:{v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                causes.push(Cause::invalid(
+                    "spec.template.metadata.labels",
+                    &format!("map[{labels}]"),
+                    "`selector` does not match template `labels`",
+                ));
+            }
+        }
+    }
+    pod_spec(
+        object.pointer("/spec/template/spec"),
+        "spec.template.spec",
+        causes,
+    );
+}
+
+/// Whether a `metav1.LabelSelector` selects `labels`.
+fn selects(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
+    LabelSelector::from_object(selector).is_ok_and(|s| s.matches(labels))
+}
+
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
+    let Some(spec) = spec else {
+        causes.push(Cause::required(path, ""));
+        return;
+    };
+    let containers = spec.get("containers").and_then(Value::as_array);
+    if containers.is_none_or(|c| c.is_empty()) {
+        causes.push(Cause::required(format!("{path}.containers"), ""));
+    }
+    for list in ["containers", "initContainers"] {
+        let mut seen = Vec::new();
+        for (i, c) in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let at = format!("{path}.{list}[{i}]");
+            match c.get("name").and_then(Value::as_str) {
+                None | Some("") => causes.push(Cause::required(format!("{at}.name"), "")),
+                Some(name) if !is_label(name) => causes.push(Cause::invalid(
+                    format!("{at}.name"),
+                    name,
+                    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'",
+                )),
+                Some(name) if seen.contains(&name) => causes.push(Cause {
+                    reason: "FieldValueDuplicate",
+                    field: format!("{at}.name"),
+                    message: format!("Duplicate value: {name:?}"),
+                }),
+                Some(name) => seen.push(name),
+            }
+            if c.get("image")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                causes.push(Cause::required(format!("{at}.image"), ""));
+            }
+        }
+    }
+}
+
+fn service(object: &Value, causes: &mut Vec<Cause>) {
+    let kind = object
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    if !matches!(
+        kind,
+        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+    ) {
+        causes.push(Cause {
+            reason: "FieldValueNotSupported",
+            field: "spec.type".into(),
+            message: format!(
+                "Unsupported value: {kind:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""
+            ),
+        });
+    }
+    let headless = object.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
+    let ports = object.pointer("/spec/ports").and_then(Value::as_array);
+    if kind != "ExternalName" && !headless && ports.is_none_or(|p| p.is_empty()) {
+        causes.push(Cause::required("spec.ports", ""));
+    }
+    for (i, p) in ports.into_iter().flatten().enumerate() {
+        let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+        if !(1..=65535).contains(&port) {
+            causes.push(Cause::invalid(
+                format!("spec.ports[{i}].port"),
+                &port.to_string(),
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+    }
+}
+
+/// Keys of `data` and `binaryData`: at most 253 of `[-._a-zA-Z0-9]`.
+fn data_keys(object: &Value, causes: &mut Vec<Cause>) {
+    for field in ["data", "binaryData", "stringData"] {
+        for key in object
+            .get(field)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k)
+        {
+            let valid = !key.is_empty()
+                && key.len() <= 253
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+            if !valid {
+                causes.push(Cause::invalid(
+                    format!("{field}[{key}]"),
+                    key,
+                    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::find;
+    use serde_json::json;
+
+    #[test]
+    fn a_deployment_whose_selector_misses_its_pods_is_invalid() {
+        let rt = find("apps", "v1", "deployments").expect("deployments");
+        let good = json!({"spec": {"selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web", "tier": "x"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}});
+        assert!(validate(rt, &good).is_empty());
+        let mut bad = good.clone();
+        bad["spec"]["selector"] = json!({"matchLabels": {"app": "db"}});
+        let causes = validate(rt, &bad);
+        assert_eq!(causes[0].field, "spec.template.metadata.labels");
+        let mut no_image = good.clone();
+        no_image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("");
+        assert_eq!(
+            validate(rt, &no_image)[0].field,
+            "spec.template.spec.containers[0].image"
+        );
+        let mut no_selector = good;
+        no_selector["spec"]
+            .as_object_mut()
+            .expect("spec")
+            .remove("selector");
+        assert_eq!(validate(rt, &no_selector)[0].field, "spec.selector");
+    }
+
+    #[test]
+    fn services_and_config_keys() {
+        let svc = find("", "v1", "services").expect("services");
+        assert!(validate(svc, &json!({"spec": {"ports": [{"port": 80}]}})).is_empty());
+        assert!(
+            validate(svc, &json!({"spec": {"clusterIP": "None"}})).is_empty(),
+            "headless needs no ports"
+        );
+        assert_eq!(
+            validate(svc, &json!({"spec": {"ports": [{"port": 0}]}}))[0].field,
+            "spec.ports[0].port"
+        );
+        assert_eq!(
+            validate(
+                svc,
+                &json!({"spec": {"type": "Magic", "ports": [{"port": 1}]}})
+            )[0]
+            .reason,
+            "FieldValueNotSupported"
+        );
+        let cm = find("", "v1", "configmaps").expect("configmaps");
+        assert!(validate(cm, &json!({"data": {"a.conf": "x"}})).is_empty());
+        assert_eq!(
+            validate(cm, &json!({"data": {"bad key": "x"}}))[0].field,
+            "data[bad key]"
+        );
+    }
+}
