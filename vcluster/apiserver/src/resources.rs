@@ -425,6 +425,11 @@ async fn list(tenant: &Tenant, target: &Target, params: &HashMap<String, String>
             let exact = params
                 .get("resourceVersionMatch")
                 .is_some_and(|m| m == "Exact");
+            if let Some(at_least) = requested.filter(|_| !exact) {
+                // Any state at least as new as `at_least` will do: the watch cache answers,
+                // as kube-apiserver's does (a resourceVersion of "" reads the store).
+                return list_from_cache(tenant, target, &selectors, &prefix, at_least).await;
+            }
             (None, requested.filter(|rv| exact && *rv > 0))
         }
     };
@@ -469,6 +474,48 @@ async fn list(tenant: &Tenant, target: &Target, params: &HashMap<String, String>
         "kind": rt.list_kind(),
         "apiVersion": rt.api_version(),
         "metadata": metadata,
+        "items": items,
+    }))
+}
+
+async fn list_from_cache(
+    tenant: &Tenant,
+    target: &Target,
+    selectors: &Selectors,
+    prefix: &str,
+    at_least: u64,
+) -> Result<Value> {
+    let rt = target.rt;
+    let cache = tenant.cache(rt, at_least).await.map_err(store_error)?;
+    let mut head = cache.subscribe();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    let (objects, revision) = loop {
+        let (objects, revision) = cache.snapshot();
+        if revision >= at_least {
+            break (objects, revision);
+        }
+        // The cache has not yet seen that revision: wait for it, as upstream does, then
+        // answer "too large resource version".
+        match tokio::time::timeout_at(deadline, head.changed()).await {
+            Ok(Ok(())) => {}
+            _ => {
+                return Err(ApiError::new(
+                    504,
+                    "Timeout",
+                    format!("Too large resource version: {at_least}, current: {revision}"),
+                ));
+            }
+        }
+    };
+    let items: Vec<Value> = objects
+        .into_iter()
+        .filter(|(key, object)| key.starts_with(prefix.as_bytes()) && selectors.matches(object))
+        .map(|(_, object)| (*object).clone())
+        .collect();
+    Ok(json!({
+        "kind": rt.list_kind(),
+        "apiVersion": rt.api_version(),
+        "metadata": {"resourceVersion": revision.to_string()},
         "items": items,
     }))
 }
