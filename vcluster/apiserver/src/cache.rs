@@ -190,12 +190,16 @@ impl WatchCache {
         self.head.send_replace(revision);
     }
 
-    /// The current objects (in key order) and the revision they are at.
-    pub fn snapshot(&self) -> (Vec<(Bytes, Arc<Value>)>, u64) {
+    /// The current objects under `prefix` (in key order) and the revision they are at.
+    pub fn snapshot(&self, prefix: &[u8]) -> (Vec<(Bytes, Arc<Value>)>, u64) {
         let state = self.state.read().expect("cache lock");
         let objects = state
             .objects
-            .iter()
+            .range::<[u8], _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         (objects, state.revision)

@@ -490,7 +490,7 @@ async fn list_from_cache(
     let mut head = cache.subscribe();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
     let (objects, revision) = loop {
-        let (objects, revision) = cache.snapshot();
+        let (objects, revision) = cache.snapshot(prefix.as_bytes());
         if revision >= at_least {
             break (objects, revision);
         }
@@ -509,7 +509,7 @@ async fn list_from_cache(
     };
     let items: Vec<Value> = objects
         .into_iter()
-        .filter(|(key, object)| key.starts_with(prefix.as_bytes()) && selectors.matches(object))
+        .filter(|(_, object)| selectors.matches(object))
         .map(|(_, object)| (*object).clone())
         .collect();
     Ok(json!({

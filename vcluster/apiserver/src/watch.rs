@@ -158,7 +158,7 @@ impl Watcher {
         let mut cursor = requested;
         if requested == 0 {
             // No revision: the current state first, as ADDED events.
-            let (objects, revision) = cache.snapshot();
+            let (objects, revision) = cache.snapshot(&self.prefix);
             for (key, object) in objects {
                 if key.starts_with(&self.prefix)
                     && self.selectors.matches(&object)
