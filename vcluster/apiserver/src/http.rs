@@ -21,14 +21,10 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 pub(crate) fn json(code: StatusCode, value: &Value) -> Response<Body> {
-    let bytes = serde_json::to_vec(value).expect("a JSON value serializes");
-    let mut response = Response::new(full(bytes));
-    *response.status_mut() = code;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    json_bytes(
+        code,
+        serde_json::to_vec(value).expect("a JSON value serializes"),
+    )
 }
 
 pub(crate) fn ok(value: &Value) -> Response<Body> {
@@ -119,4 +115,15 @@ pub(crate) fn shape(headers: &http::HeaderMap) -> Shape {
         }
     }
     Shape::Object
+}
+
+/// A JSON response from already encoded bytes.
+pub(crate) fn json_bytes(code: StatusCode, bytes: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }

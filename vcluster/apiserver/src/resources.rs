@@ -6,6 +6,7 @@
 //! resourceVersion (an unconditional update) and refused with 409 when it did.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::Engine;
 use bytes::Bytes;
@@ -60,7 +61,7 @@ async fn dispatch(
         }
         (Method::GET, true, None) => {
             let listed = list(tenant, &target, &params).await?;
-            Ok(ok(&shaped_list(target.rt, shape(&headers), listed)))
+            Ok(shaped_list(target.rt, shape(&headers), listed))
         }
         (Method::GET, false, None | Some("status")) => {
             let object = get(tenant, &target).await?;
@@ -99,9 +100,10 @@ async fn dispatch(
             let options = delete_options(&headers, &body, &params)?;
             delete(tenant, &target, &options).await.map(|v| ok(&v))
         }
-        (Method::DELETE, true, None) => delete_collection(tenant, &target, &params)
-            .await
-            .map(|v| ok(&v)),
+        (Method::DELETE, true, None) => {
+            let deleted = delete_collection(tenant, &target, &params).await?;
+            Ok(shaped_list(target.rt, Shape::Object, deleted))
+        }
         (Method::GET, false, Some("scale")) => {
             scale(tenant, &target, None, &params).await.map(|v| ok(&v))
         }
@@ -273,24 +275,42 @@ pub(crate) fn now() -> i64 {
 }
 
 /// A list in the shape the client asked for.
-fn shaped_list(rt: &ResourceType, shape: Shape, mut list: Value) -> Value {
-    let items = match list.get_mut("items") {
-        Some(Value::Array(items)) => std::mem::take(items),
-        _ => Vec::new(),
-    };
-    let meta = list.get("metadata").cloned().unwrap_or_else(|| json!({}));
+fn shaped_list(rt: &ResourceType, shape: Shape, list: Listed) -> Response<Body> {
     match shape {
         Shape::Object => {
-            list["items"] = Value::Array(items);
-            list
+            /// The list as served, encoded straight from the shared objects.
+            #[derive(serde::Serialize)]
+            struct Body<'a> {
+                kind: String,
+                #[serde(rename = "apiVersion")]
+                api_version: String,
+                metadata: &'a Value,
+                items: &'a [Arc<Value>],
+            }
+            let body = Body {
+                kind: rt.list_kind(),
+                api_version: rt.api_version(),
+                metadata: &list.metadata,
+                items: &list.items,
+            };
+            let bytes = serde_json::to_vec(&body).expect("a list serializes");
+            crate::http::json_bytes(StatusCode::OK, bytes)
         }
-        Shape::Table => vcluster_core::table::table(rt, &items, meta, now()),
-        Shape::Metadata => json!({
+        Shape::Table => {
+            let items: Vec<Value> = list.items.iter().map(|o| (**o).clone()).collect();
+            ok(&vcluster_core::table::table(
+                rt,
+                &items,
+                list.metadata,
+                now(),
+            ))
+        }
+        Shape::Metadata => ok(&json!({
             "kind": "PartialObjectMetadataList",
             "apiVersion": "meta.k8s.io/v1",
-            "metadata": meta,
-            "items": items.iter().map(vcluster_core::table::partial_metadata).collect::<Vec<_>>(),
-        }),
+            "metadata": list.metadata,
+            "items": list.items.iter().map(|o| vcluster_core::table::partial_metadata(o)).collect::<Vec<_>>(),
+        })),
     }
 }
 
@@ -399,7 +419,17 @@ pub(crate) fn parse_revision(params: &HashMap<String, String>) -> Result<Option<
     }
 }
 
-async fn list(tenant: &Tenant, target: &Target, params: &HashMap<String, String>) -> Result<Value> {
+/// The objects of a list and its metadata (`resourceVersion`, `continue`).
+struct Listed {
+    items: Vec<Arc<Value>>,
+    metadata: Value,
+}
+
+async fn list(
+    tenant: &Tenant,
+    target: &Target,
+    params: &HashMap<String, String>,
+) -> Result<Listed> {
     let rt = target.rt;
     let selectors = Selectors::parse(rt, params)?;
     let prefix = registry::storage_prefix(rt, target.namespace.as_deref());
@@ -452,7 +482,7 @@ async fn list(tenant: &Tenant, target: &Target, params: &HashMap<String, String>
         for (i, kv) in page.kvs.iter().enumerate() {
             let object = served(kv)?;
             if selectors.matches(&object) {
-                items.push(object);
+                items.push(Arc::new(object));
             }
             if limit.is_some_and(|l| items.len() >= l) {
                 if i + 1 < count || page.more {
@@ -470,12 +500,7 @@ async fn list(tenant: &Tenant, target: &Target, params: &HashMap<String, String>
     if let Some(token) = next {
         metadata["continue"] = json!(token);
     }
-    Ok(json!({
-        "kind": rt.list_kind(),
-        "apiVersion": rt.api_version(),
-        "metadata": metadata,
-        "items": items,
-    }))
+    Ok(Listed { items, metadata })
 }
 
 async fn list_from_cache(
@@ -484,7 +509,7 @@ async fn list_from_cache(
     selectors: &Selectors,
     prefix: &str,
     at_least: u64,
-) -> Result<Value> {
+) -> Result<Listed> {
     let rt = target.rt;
     let cache = tenant.cache(rt, at_least).await.map_err(store_error)?;
     let mut head = cache.subscribe();
@@ -507,17 +532,15 @@ async fn list_from_cache(
             }
         }
     };
-    let items: Vec<Value> = objects
+    let items = objects
         .into_iter()
         .filter(|(_, object)| selectors.matches(object))
-        .map(|(_, object)| (*object).clone())
+        .map(|(_, object)| object)
         .collect();
-    Ok(json!({
-        "kind": rt.list_kind(),
-        "apiVersion": rt.api_version(),
-        "metadata": {"resourceVersion": revision.to_string()},
-        "items": items,
-    }))
+    Ok(Listed {
+        items,
+        metadata: json!({"resourceVersion": revision.to_string()}),
+    })
 }
 
 async fn namespace_exists(tenant: &Tenant, namespace: &str) -> Result<()> {
@@ -958,11 +981,10 @@ async fn delete_collection(
     tenant: &Tenant,
     target: &Target,
     params: &HashMap<String, String>,
-) -> Result<Value> {
-    let mut listed = list(tenant, target, params).await?;
-    let items = listed["items"].as_array().cloned().unwrap_or_default();
+) -> Result<Listed> {
+    let listed = list(tenant, target, params).await?;
     let mut deleted = Vec::new();
-    for item in items {
+    for item in listed.items {
         let name = meta_str(&item, "name").unwrap_or_default().to_owned();
         let one = Target {
             name: Some(name),
@@ -976,6 +998,8 @@ async fn delete_collection(
             Err(e) => return Err(e),
         }
     }
-    listed["items"] = Value::Array(deleted);
-    Ok(listed)
+    Ok(Listed {
+        items: deleted,
+        metadata: listed.metadata,
+    })
 }
