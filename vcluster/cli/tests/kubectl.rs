@@ -401,16 +401,36 @@ fn first_steps(up: &Up, version: &str) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start kubectl get --watch");
-    std::thread::sleep(Duration::from_millis(500));
+    // Lines as they come, so each step waits for the watch rather than for a fixed time.
+    let stdout = watch.stdout.take().expect("piped stdout");
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line.replace(' ', "")).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_for = |event: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match seen.recv_timeout(left) {
+                Ok(line) if line.contains(&format!(r#""type":"{event}""#)) => return,
+                Ok(_) => {}
+                Err(_) => panic!("the watch never showed {event}"),
+            }
+        }
+    };
+    wait_for("ADDED");
     k.ok(&["delete", "cm", "web-config", "-n", &ns]);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for("DELETED");
     let _ = watch.kill();
-    let out = watch.wait_with_output().expect("watch output");
-    let seen = String::from_utf8_lossy(&out.stdout).replace(' ', "");
-    assert!(
-        seen.contains(r#""type":"ADDED""#) && seen.contains(r#""type":"DELETED""#),
-        "watch saw: {seen}"
-    );
+    let _ = watch.wait();
     let gone = k.fails(&["get", "cm", "web-config", "-n", &ns]);
     assert!(gone.contains("not found"));
 }
