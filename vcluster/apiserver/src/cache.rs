@@ -45,20 +45,25 @@ pub struct CacheEvent {
     pub object: Arc<Value>,
     pub prev: Option<Arc<Value>>,
     /// `object` serialized once, for every watcher that sends it as it is.
-    encoded: std::sync::OnceLock<Bytes>,
+    pub encoded: Bytes,
 }
 
-impl CacheEvent {
-    /// The object's JSON, serialized on first use and shared by every watcher.
-    pub fn encoded(&self) -> &Bytes {
-        self.encoded.get_or_init(|| {
-            Bytes::from(serde_json::to_vec(&*self.object).expect("a JSON value serializes"))
-        })
+/// A cached object and its JSON, encoded once for every list and watch that sends it.
+#[derive(Clone)]
+pub struct Cached {
+    pub object: Arc<Value>,
+    pub encoded: Bytes,
+}
+
+impl Cached {
+    fn new(object: Arc<Value>) -> Self {
+        let encoded = Bytes::from(serde_json::to_vec(&*object).expect("a JSON value serializes"));
+        Self { object, encoded }
     }
 }
 
 struct State {
-    objects: BTreeMap<Bytes, Arc<Value>>,
+    objects: BTreeMap<Bytes, Cached>,
     events: VecDeque<Arc<CacheEvent>>,
     /// Events cover the revisions after `start`.
     start: u64,
@@ -107,7 +112,7 @@ impl WatchCache {
         let objects = page
             .kvs
             .iter()
-            .filter_map(|kv| Some((kv.key.clone(), decode(kv)?)))
+            .filter_map(|kv| Some((kv.key.clone(), Cached::new(decode(kv)?))))
             .collect();
         let revision = page.revision;
         let cache = Arc::new(Self {
@@ -167,17 +172,18 @@ impl WatchCache {
         {
             let mut state = self.state.write().expect("cache lock");
             if let Some((kind, object)) = cached {
+                let cached = Cached::new(object);
                 match kind {
                     EventType::Deleted => state.objects.remove(&key),
-                    _ => state.objects.insert(key.clone(), object.clone()),
+                    _ => state.objects.insert(key.clone(), cached.clone()),
                 };
                 state.events.push_back(Arc::new(CacheEvent {
                     revision,
                     kind,
                     key,
-                    object,
+                    object: cached.object,
                     prev,
-                    encoded: std::sync::OnceLock::new(),
+                    encoded: cached.encoded,
                 }));
                 if state.events.len() > WINDOW
                     && let Some(old) = state.events.pop_front()
@@ -191,7 +197,7 @@ impl WatchCache {
     }
 
     /// The current objects under `prefix` (in key order) and the revision they are at.
-    pub fn snapshot(&self, prefix: &[u8]) -> (Vec<(Bytes, Arc<Value>)>, u64) {
+    pub fn snapshot(&self, prefix: &[u8]) -> (Vec<(Bytes, Cached)>, u64) {
         let state = self.state.read().expect("cache lock");
         let objects = state
             .objects

@@ -277,6 +277,22 @@ pub(crate) fn now() -> i64 {
 /// A list in the shape the client asked for.
 fn shaped_list(rt: &ResourceType, shape: Shape, list: Listed) -> Response<Body> {
     match shape {
+        Shape::Object if list.encoded.is_some() => {
+            // The items are encoded already: splice them into the list.
+            let encoded = list.encoded.unwrap_or_default();
+            let head = json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": list.metadata});
+            let mut out = serde_json::to_vec(&head).expect("a JSON value serializes");
+            out.pop(); // the closing brace
+            out.extend_from_slice(b",\"items\":[");
+            for (i, item) in encoded.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(item);
+            }
+            out.extend_from_slice(b"]}");
+            crate::http::json_bytes(StatusCode::OK, out)
+        }
         Shape::Object => {
             /// The list as served, encoded straight from the shared objects.
             #[derive(serde::Serialize)]
@@ -422,6 +438,8 @@ pub(crate) fn parse_revision(params: &HashMap<String, String>) -> Result<Option<
 /// The objects of a list and its metadata (`resourceVersion`, `continue`).
 struct Listed {
     items: Vec<Arc<Value>>,
+    /// The items' JSON, where the watch cache already has it.
+    encoded: Option<Vec<Bytes>>,
     metadata: Value,
 }
 
@@ -500,7 +518,11 @@ async fn list(
     if let Some(token) = next {
         metadata["continue"] = json!(token);
     }
-    Ok(Listed { items, metadata })
+    Ok(Listed {
+        items,
+        encoded: None,
+        metadata,
+    })
 }
 
 async fn list_from_cache(
@@ -532,13 +554,14 @@ async fn list_from_cache(
             }
         }
     };
-    let items = objects
+    let (items, encoded) = objects
         .into_iter()
-        .filter(|(_, object)| selectors.matches(object))
-        .map(|(_, object)| object)
-        .collect();
+        .filter(|(_, cached)| selectors.matches(&cached.object))
+        .map(|(_, cached)| (cached.object, cached.encoded))
+        .unzip();
     Ok(Listed {
         items,
+        encoded: Some(encoded),
         metadata: json!({"resourceVersion": revision.to_string()}),
     })
 }
@@ -1000,6 +1023,7 @@ async fn delete_collection(
     }
     Ok(Listed {
         items: deleted,
+        encoded: None,
         metadata: listed.metadata,
     })
 }

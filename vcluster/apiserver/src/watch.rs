@@ -115,9 +115,14 @@ fn framed(kind: &str, object: &[u8]) -> Bytes {
 impl Watcher {
     /// Sends a cached event, reusing its serialized object where the client wants it as is.
     async fn send_event(&self, kind: &str, event: &CacheEvent) -> bool {
+        self.send_cached(kind, &event.object, &event.encoded).await
+    }
+
+    /// Sends an object whose JSON is already encoded.
+    async fn send_cached(&self, kind: &str, object: &Value, encoded: &[u8]) -> bool {
         match self.shape {
-            Shape::Object => self.tx.send(framed(kind, event.encoded())).await.is_ok(),
-            _ => self.send(kind, &event.object).await,
+            Shape::Object => self.tx.send(framed(kind, encoded)).await.is_ok(),
+            _ => self.send(kind, object).await,
         }
     }
 
@@ -159,10 +164,11 @@ impl Watcher {
         if requested == 0 {
             // No revision: the current state first, as ADDED events.
             let (objects, revision) = cache.snapshot(&self.prefix);
-            for (key, object) in objects {
-                if key.starts_with(&self.prefix)
-                    && self.selectors.matches(&object)
-                    && !self.send("ADDED", &object).await
+            for (_, cached) in objects {
+                if self.selectors.matches(&cached.object)
+                    && !self
+                        .send_cached("ADDED", &cached.object, &cached.encoded)
+                        .await
                 {
                     return;
                 }
