@@ -46,23 +46,11 @@ pub fn apply(rt: &ResourceType, object: &mut Value) {
         }
         ("apps", "Deployment") => {
             default(object, &["spec", "replicas"], json!(1));
-            default(
+            rolling_strategy(
                 object,
-                &["spec", "strategy", "type"],
-                json!("RollingUpdate"),
+                "strategy",
+                &[("maxUnavailable", json!("25%")), ("maxSurge", json!("25%"))],
             );
-            if object.pointer("/spec/strategy/type") == Some(&json!("RollingUpdate")) {
-                default(
-                    object,
-                    &["spec", "strategy", "rollingUpdate", "maxUnavailable"],
-                    json!("25%"),
-                );
-                default(
-                    object,
-                    &["spec", "strategy", "rollingUpdate", "maxSurge"],
-                    json!("25%"),
-                );
-            }
             default(object, &["spec", "revisionHistoryLimit"], json!(10));
             default(object, &["spec", "progressDeadlineSeconds"], json!(600));
             template(object, &["spec", "template"]);
@@ -78,18 +66,7 @@ pub fn apply(rt: &ResourceType, object: &mut Value) {
                 &["spec", "podManagementPolicy"],
                 json!("OrderedReady"),
             );
-            default(
-                object,
-                &["spec", "updateStrategy", "type"],
-                json!("RollingUpdate"),
-            );
-            if object.pointer("/spec/updateStrategy/type") == Some(&json!("RollingUpdate")) {
-                default(
-                    object,
-                    &["spec", "updateStrategy", "rollingUpdate", "partition"],
-                    json!(0),
-                );
-            }
+            rolling_strategy(object, "updateStrategy", &[("partition", json!(0))]);
             default(object, &["spec", "revisionHistoryLimit"], json!(10));
             default(
                 object,
@@ -108,23 +85,11 @@ pub fn apply(rt: &ResourceType, object: &mut Value) {
             template(object, &["spec", "template"]);
         }
         ("apps", "DaemonSet") => {
-            default(
+            rolling_strategy(
                 object,
-                &["spec", "updateStrategy", "type"],
-                json!("RollingUpdate"),
+                "updateStrategy",
+                &[("maxUnavailable", json!(1)), ("maxSurge", json!(0))],
             );
-            if object.pointer("/spec/updateStrategy/type") == Some(&json!("RollingUpdate")) {
-                default(
-                    object,
-                    &["spec", "updateStrategy", "rollingUpdate", "maxUnavailable"],
-                    json!(1),
-                );
-                default(
-                    object,
-                    &["spec", "updateStrategy", "rollingUpdate", "maxSurge"],
-                    json!(0),
-                );
-            }
             default(object, &["spec", "revisionHistoryLimit"], json!(10));
             template(object, &["spec", "template"]);
         }
@@ -137,6 +102,21 @@ pub fn apply(rt: &ResourceType, object: &mut Value) {
             job_spec(get_mut(object, &["spec", "jobTemplate", "spec"]));
         }
         _ => {}
+    }
+}
+
+/// A strategy at `spec.<field>`: `RollingUpdate` unless set, and then with the
+/// `rollingUpdate` defaults given.
+fn rolling_strategy(object: &mut Value, field: &str, rolling: &[(&str, Value)]) {
+    default(object, &["spec", field, "type"], json!("RollingUpdate"));
+    if object.pointer(&format!("/spec/{field}/type")) == Some(&json!("RollingUpdate")) {
+        for (name, value) in rolling {
+            default(
+                object,
+                &["spec", field, "rollingUpdate", name],
+                value.clone(),
+            );
+        }
     }
 }
 
