@@ -48,6 +48,19 @@ async fn client_for(tenant: &Tenant, tenants: &Tenants, server: &str) -> Client 
     Client::try_from(config).expect("client")
 }
 
+/// LISTs of the 100-object namespace per second, with these parameters.
+async fn list_rate(api: &Api<ConfigMap>, params: ListParams) -> f64 {
+    let api = api.clone();
+    rate(CLIENTS as usize, RUN_FOR, move |_, _| {
+        let (api, params) = (api.clone(), params.clone());
+        async move {
+            let list = api.list(&params).await.expect("list");
+            assert_eq!(list.items.len(), 100);
+        }
+    })
+    .await
+}
+
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     status
@@ -170,31 +183,8 @@ async fn main() {
         })
         .await
     };
-    let lists = {
-        let api = small_api.clone();
-        rate(CLIENTS as usize, RUN_FOR, move |_, _| {
-            let api = api.clone();
-            async move {
-                let list = api.list(&ListParams::default()).await.expect("list");
-                assert_eq!(list.items.len(), 100);
-            }
-        })
-        .await
-    };
-    let cached_lists = {
-        let api = small_api.clone();
-        rate(CLIENTS as usize, RUN_FOR, move |_, _| {
-            let api = api.clone();
-            async move {
-                let list = api
-                    .list(&ListParams::default().match_any())
-                    .await
-                    .expect("list");
-                assert_eq!(list.items.len(), 100);
-            }
-        })
-        .await
-    };
+    let lists = list_rate(&small_api, ListParams::default()).await;
+    let cached_lists = list_rate(&small_api, ListParams::default().match_any()).await;
     eprintln!(
         "reads: {gets:.0} GET/s, {lists:.0} LIST/s, {cached_lists:.0} cached LIST/s (100 objects)"
     );

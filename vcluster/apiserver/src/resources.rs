@@ -1006,6 +1006,7 @@ async fn delete_collection(
     params: &HashMap<String, String>,
 ) -> Result<Listed> {
     let listed = list(tenant, target, params).await?;
+    let options = delete_options(&http::HeaderMap::new(), b"", params)?;
     let mut deleted = Vec::new();
     for item in listed.items {
         let name = meta_str(&item, "name").unwrap_or_default().to_owned();
@@ -1014,7 +1015,6 @@ async fn delete_collection(
             namespace: meta_str(&item, "namespace").map(str::to_owned),
             ..target.clone()
         };
-        let options = delete_options(&http::HeaderMap::new(), b"", params)?;
         match delete(tenant, &one, &options).await {
             Ok(_) => deleted.push(item),
             Err(e) if e.code == 404 => {}
