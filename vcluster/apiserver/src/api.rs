@@ -18,12 +18,48 @@ use crate::{resources, tls};
 pub const KUBE_VERSION: (&str, &str) = ("1", "34");
 
 /// What the TLS handshake established about a connection.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Connection {
     /// The SNI host name the client asked for.
     pub server_name: Option<String>,
     /// The client certificate chain, leaf first (not yet checked against any CA).
     pub client_chain: Vec<CertificateDer<'static>>,
+    /// The last CA the chain was checked against, and who the chain proved to be (`None`:
+    /// not signed by that CA). A connection keeps addressing the same tenant, so its chain
+    /// is verified once instead of once per request (an ECDSA verification each).
+    verified: std::sync::Mutex<Option<(CertificateDer<'static>, Option<User>)>>,
+}
+
+impl Connection {
+    pub fn new(server_name: Option<String>, client_chain: Vec<CertificateDer<'static>>) -> Self {
+        Self {
+            server_name,
+            client_chain,
+            verified: Default::default(),
+        }
+    }
+
+    /// The user the client certificate names, if the chain is signed by `ca`.
+    fn certificate_user(&self, ca: &CertificateDer<'static>) -> Option<User> {
+        if self.client_chain.is_empty() {
+            return None;
+        }
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((checked, user)) = verified.as_ref()
+            && checked == ca
+        {
+            return user.clone();
+        }
+        let user = tls::verify_client_chain(&self.client_chain, ca)
+            .then(|| tls::subject(&self.client_chain[0]))
+            .flatten()
+            .map(|(name, mut groups)| {
+                groups.push("system:authenticated".into());
+                User { name, groups }
+            });
+        *verified = Some((ca.clone(), user.clone()));
+        user
+    }
 }
 
 /// Who made a request.
@@ -131,14 +167,7 @@ fn authenticate(tenant: &Tenant, conn: &Connection, headers: &http::HeaderMap) -
             groups: vec!["system:masters".into(), "system:authenticated".into()],
         });
     }
-    if !conn.client_chain.is_empty()
-        && tls::verify_client_chain(&conn.client_chain, tenant.identity.ca_cert_der())
-    {
-        let (name, mut groups) = tls::subject(&conn.client_chain[0])?;
-        groups.push("system:authenticated".into());
-        return Some(User { name, groups });
-    }
-    None
+    conn.certificate_user(tenant.identity.ca_cert_der())
 }
 
 fn version() -> Value {

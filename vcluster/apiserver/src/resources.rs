@@ -73,7 +73,7 @@ async fn dispatch(
                 .await
                 .map(|v| respond(StatusCode::CREATED, &v))
         }
-        (Method::PUT, false, None | Some("status")) => {
+        (Method::PUT, false, None | Some("status" | "finalize")) => {
             let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
             let scope = scope(sub);
             let change = |_: &Value| Ok(body.clone());
@@ -148,10 +148,10 @@ fn is_true(value: Option<&String>) -> bool {
 }
 
 fn scope(sub: Option<&str>) -> UpdateScope {
-    if sub == Some("status") {
-        UpdateScope::Status
-    } else {
-        UpdateScope::Main
+    match sub {
+        Some("status") => UpdateScope::Status,
+        Some("finalize") => UpdateScope::Finalize,
+        _ => UpdateScope::Main,
     }
 }
 
@@ -566,13 +566,21 @@ async fn list_from_cache(
     })
 }
 
-async fn namespace_exists(tenant: &Tenant, namespace: &str) -> Result<()> {
+/// New content may go into `namespace`: it exists and is not being deleted.
+async fn namespace_open(tenant: &Tenant, rt: &ResourceType, namespace: &str, name: &str) -> Result<()> {
     let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are built in");
     let key = Bytes::from(registry::storage_key(namespaces, None, namespace));
-    match tenant.store.get(&key).await.map_err(store_error)? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::not_found(namespaces, namespace)),
+    let Some(kv) = tenant.store.get(&key).await.map_err(store_error)? else {
+        return Err(ApiError::not_found(namespaces, namespace));
+    };
+    if object::is_deleting(&served(&kv)?) {
+        return Err(ApiError::forbidden(
+            rt,
+            name,
+            &format!("unable to create new content in namespace {namespace} because it is being terminated"),
+        ));
     }
+    Ok(())
 }
 
 async fn create(
@@ -582,7 +590,7 @@ async fn create(
     params: &HashMap<String, String>,
 ) -> Result<Value> {
     if let Some(ns) = &target.namespace {
-        namespace_exists(tenant, ns).await?;
+        namespace_open(tenant, target.rt, ns, meta_str(&body, "name").unwrap_or_default()).await?;
     }
     strict_fields(target.rt, params, &body)?;
     let generated = meta_str(&body, "name").is_none_or(str::is_empty);
@@ -648,7 +656,7 @@ async fn update(
             return Ok(with_resource_version(object, kv.mod_revision));
         }
         // The last finalizer removed from an object being deleted: it goes now.
-        if finalized(&object) {
+        if object::is_deleting(&object) && !object::has_finalizers(target.rt, &object) {
             return match tenant
                 .store
                 .delete(key(target, name), Some(kv.mod_revision))
@@ -687,17 +695,6 @@ async fn update(
         }
     }
     Err(ApiError::conflict(target.rt, name))
-}
-
-fn finalized(object: &Value) -> bool {
-    let deleting = object
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|v| !v.is_null());
-    let finalizers = object
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|f| !f.is_empty());
-    deleting && !finalizers
 }
 
 /// Applies a patch of media type `media` to `doc`, an object of `api_version`/`kind`.
@@ -942,22 +939,17 @@ async fn delete(tenant: &Tenant, target: &Target, options: &Value) -> Result<Val
         {
             return Err(ApiError::conflict(rt, name));
         }
-        let has_finalizers = current
-            .pointer("/metadata/finalizers")
-            .and_then(Value::as_array)
-            .is_some_and(|f| !f.is_empty());
-        if has_finalizers {
+        if object::has_finalizers(rt, &current) {
             // Deletion waits for the finalizers' owners; the object is marked.
-            if current
-                .pointer("/metadata/deletionTimestamp")
-                .is_some_and(|v| !v.is_null())
-                || dry
-            {
+            if object::is_deleting(&current) || dry {
                 return Ok(current);
             }
             let mut marked = current.clone();
             marked["metadata"]["deletionTimestamp"] = json!(fresh().now);
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            if rt.group.is_empty() && rt.kind == "Namespace" {
+                marked["status"]["phase"] = json!("Terminating");
+            }
             match tenant
                 .store
                 .update(

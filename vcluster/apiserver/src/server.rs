@@ -38,13 +38,13 @@ async fn connection(
         }
     };
     let (_, session) = tls.get_ref();
-    let conn = Arc::new(Connection {
-        server_name: session.server_name().map(str::to_owned),
-        client_chain: session
+    let conn = Arc::new(Connection::new(
+        session.server_name().map(str::to_owned),
+        session
             .peer_certificates()
             .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
             .unwrap_or_default(),
-    });
+    ));
     let service = service_fn(move |req| {
         let (tenants, conn) = (tenants.clone(), conn.clone());
         async move { Ok::<_, std::convert::Infallible>(api::handle(&tenants, &conn, req).await) }

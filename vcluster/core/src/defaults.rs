@@ -34,6 +34,12 @@ fn get_mut<'a>(object: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
 pub fn apply(rt: &ResourceType, object: &mut Value) {
     match (rt.group, rt.kind) {
         ("", "Pod") => pod_spec(get_mut(object, &["spec"])),
+        ("", "Namespace") => {
+            // Upstream labels every namespace with its name, overwriting any other value.
+            if let Some(name) = object.pointer("/metadata/name").cloned() {
+                object["metadata"]["labels"]["kubernetes.io/metadata.name"] = name;
+            }
+        }
         ("", "PodTemplate") => template(object, &["template"]),
         ("", "ReplicationController") => {
             default(object, &["spec", "replicas"], json!(1));

@@ -255,6 +255,70 @@ fn initial_status(rt: &ResourceType, object: &mut Value) {
     }
 }
 
+/// `old` with the field at `path` taken from `new` (removed where `new` has none).
+fn kept_but(old: &Value, new: &Value, path: &[&str]) -> Value {
+    let mut kept = old.clone();
+    let mut from = Some(new);
+    for part in path {
+        from = from.and_then(|v| v.get(part));
+    }
+    set_path(&mut kept, path, from.cloned());
+    if let Some(m) = meta_mut(&mut kept) {
+        m.remove("resourceVersion");
+    }
+    kept
+}
+
+/// Sets (or, with `None`, removes) the field at `path`, creating the objects above it.
+fn set_path(object: &mut Value, path: &[&str], value: Option<Value>) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut at = object;
+    for part in parents {
+        let Some(map) = at.as_object_mut() else {
+            return;
+        };
+        if value.is_none() && !map.contains_key(*part) {
+            return;
+        }
+        at = map.entry(*part).or_insert_with(|| json!({}));
+    }
+    if let Some(map) = at.as_object_mut() {
+        match value {
+            Some(v) => {
+                map.insert((*last).into(), v);
+            }
+            None => {
+                map.remove(*last);
+            }
+        }
+    }
+}
+
+fn is_namespace(rt: &ResourceType) -> bool {
+    rt.group.is_empty() && rt.kind == "Namespace"
+}
+
+/// Whether `object` is marked for deletion.
+pub fn is_deleting(object: &Value) -> bool {
+    object
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+}
+
+/// Whether something must still finalize `object` before it goes: `metadata.finalizers`,
+/// and for namespaces `spec.finalizers` too.
+pub fn has_finalizers(rt: &ResourceType, object: &Value) -> bool {
+    let pending = |pointer: &str| {
+        object
+            .pointer(pointer)
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
+    };
+    pending("/metadata/finalizers") || (is_namespace(rt) && pending("/spec/finalizers"))
+}
+
 /// Which part of an object an update may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdateScope {
@@ -263,6 +327,8 @@ pub enum UpdateScope {
     Main,
     /// The `status` subresource: only the status.
     Status,
+    /// A namespace's `finalize` subresource: only `spec.finalizers`.
+    Finalize,
 }
 
 /// Prepares an update of `old` (as stored, with its resourceVersion) to `new` (as sent).
@@ -331,20 +397,18 @@ pub fn prepare_update(
     let mut out = match scope {
         UpdateScope::Main => {
             if rt.has_status() {
-                set_field(&mut new, "status", old.get("status").cloned());
+                set_path(&mut new, &["status"], old.get("status").cloned());
             }
             new
         }
-        UpdateScope::Status => {
-            // Everything but the status comes from the stored object.
-            let mut kept = old.clone();
-            set_field(&mut kept, "status", new.get("status").cloned());
-            if let Some(m) = meta_mut(&mut kept) {
-                m.remove("resourceVersion");
-            }
-            kept
-        }
+        UpdateScope::Status => kept_but(old, &new, &["status"]),
+        UpdateScope::Finalize => kept_but(old, &new, &["spec", "finalizers"]),
     };
+    if is_namespace(rt) && scope != UpdateScope::Finalize {
+        // Only the finalize subresource changes a namespace's finalizers.
+        let finalizers = old.pointer("/spec/finalizers").cloned();
+        set_path(&mut out, &["spec", "finalizers"], finalizers);
+    }
     if scope == UpdateScope::Main {
         crate::defaults::apply(rt, &mut out);
         out = valid(rt, out)?;
@@ -365,19 +429,6 @@ pub fn prepare_update(
         }
     }
     Ok(out)
-}
-
-fn set_field(object: &mut Value, field: &str, value: Option<Value>) {
-    if let Some(map) = object.as_object_mut() {
-        match value {
-            Some(v) => {
-                map.insert(field.into(), v);
-            }
-            None => {
-                map.remove(field);
-            }
-        }
-    }
 }
 
 /// The object as served: its stored form with `metadata.resourceVersion` set.

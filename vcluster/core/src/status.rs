@@ -97,6 +97,19 @@ impl ApiError {
         }
     }
 
+    /// 403: `resource.group "name" is forbidden: <why>` (an empty name is left out).
+    pub fn forbidden(rt: &ResourceType, name: &str, why: &str) -> Self {
+        let what = if name.is_empty() {
+            rt.qualified()
+        } else {
+            format!("{} {name:?}", rt.qualified())
+        };
+        Self {
+            details: Some(details(rt, name)),
+            ..Self::new(403, "Forbidden", format!("{what} is forbidden: {why}"))
+        }
+    }
+
     /// 422: `Kind.group "name" is invalid: <causes>`.
     pub fn invalid(rt: &ResourceType, name: &str, causes: Vec<Cause>) -> Self {
         let kind = if rt.group.is_empty() {

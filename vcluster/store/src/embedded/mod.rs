@@ -92,7 +92,7 @@ impl Embedded {
             // Recovery: redb holds everything up to its last checkpoint; the log holds the
             // batches after it. Apply those and checkpoint, so the log can start over.
             let txn = db.begin_write()?;
-            let mut writer = mvcc::Writer::open(&txn)?; // creates the tables of a new file
+            let mut writer = mvcc::Writer::open(&txn, Vec::new())?; // creates the tables of a new file
             let mut seq = writer.meta(META_WAL_SEQ)?;
             for (record_seq, redo) in records {
                 if record_seq > seq {

@@ -240,7 +240,9 @@ pub(super) struct Written {
 pub(super) type Applied<T> = Result<(Result<T>, Option<Written>)>;
 
 impl<'txn> Writer<'txn> {
-    pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Self> {
+    /// Opens the tables for writing; `redo` is a buffer to reuse for the changes (cleared).
+    pub(super) fn open(txn: &'txn WriteTransaction, mut redo: Vec<u8>) -> Result<Self> {
+        redo.clear();
         let meta = txn.open_table(META)?;
         let revision = meta.get(META_REVISION)?.map_or(1, |v| v.value());
         Ok(Self {
@@ -250,7 +252,7 @@ impl<'txn> Writer<'txn> {
             lease_keys: txn.open_table(LEASE_KEYS)?,
             meta,
             revision,
-            redo: Vec::new(),
+            redo,
         })
     }
 

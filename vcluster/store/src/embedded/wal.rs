@@ -14,7 +14,6 @@
 //! or out of sequence (an older record the new ones have not yet overwritten).
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -31,6 +30,8 @@ pub(super) struct Wal {
     offset: u64,
     /// The size the file is kept at (it grows past it only for an oversized record).
     capacity: u64,
+    /// The record being written, kept between appends so that its memory is reused.
+    record: Vec<u8>,
 }
 
 impl Wal {
@@ -75,6 +76,7 @@ impl Wal {
             file,
             offset: 0,
             capacity,
+            record: Vec::new(),
         };
         wal.preallocate(len)?;
         Ok((wal, records))
@@ -115,17 +117,14 @@ impl Wal {
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&seq);
         hasher.update(payload);
-        let mut record = Vec::with_capacity(HEADER + payload.len());
-        record
-            .write_all(&size.to_le_bytes())
-            .map_err(Error::backend)?;
-        record
-            .write_all(&hasher.finalize().to_le_bytes())
-            .map_err(Error::backend)?;
-        record.write_all(&seq).map_err(Error::backend)?;
-        record.write_all(payload).map_err(Error::backend)?;
+        let record = &mut self.record;
+        record.clear();
+        record.extend_from_slice(&size.to_le_bytes());
+        record.extend_from_slice(&hasher.finalize().to_le_bytes());
+        record.extend_from_slice(&seq);
+        record.extend_from_slice(payload);
         self.file
-            .write_all_at(&record, self.offset)
+            .write_all_at(record, self.offset)
             .map_err(Error::backend)?;
         self.file.sync_data().map_err(Error::backend)?;
         self.offset += record.len() as u64;

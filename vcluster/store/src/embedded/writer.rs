@@ -94,6 +94,8 @@ pub(super) struct WriterThread {
     /// Set when redb refused a batch the log already holds: memory and the log disagree,
     /// so no further write is accepted (a reopen recovers from the log).
     poisoned: Option<String>,
+    /// The buffer each batch records its changes in, kept so that its memory is reused.
+    redo: Vec<u8>,
 }
 
 /// The pending work of one batch, before commit.
@@ -124,6 +126,7 @@ impl WriterThread {
             last_checkpoint: Instant::now(),
             checkpoint_interval: options.checkpoint_interval,
             poisoned: None,
+            redo: Vec::new(),
         }
     }
 
@@ -243,7 +246,7 @@ impl WriterThread {
             Durability::None
         };
         txn.set_durability(durability).map_err(Error::backend)?;
-        let mut writer = Writer::open(&txn)?;
+        let mut writer = Writer::open(&txn, std::mem::take(&mut self.redo))?;
         let keep = |batch: &mut Batch, applied: Option<Written>| {
             batch.written.extend(applied);
         };
@@ -300,6 +303,7 @@ impl WriterThread {
             // Durable from here on: a crash before the commit below is recovered from the log.
             self.wal.append(seq, &redo)?;
         }
+        self.redo = redo;
         self.seq = seq;
         if let Err(e) = txn.commit() {
             if !checkpoint {
