@@ -211,6 +211,12 @@ impl WatchCache {
         (objects, state.revision)
     }
 
+    /// The cached object at `key`.
+    pub fn get(&self, key: &[u8]) -> Option<Arc<Value>> {
+        let state = self.state.read().expect("cache lock");
+        state.objects.get(key).map(|c| c.object.clone())
+    }
+
     /// Events after `after`, or `Expired` if the window no longer reaches back to it.
     pub fn after(&self, after: u64) -> Next {
         let state = self.state.read().expect("cache lock");

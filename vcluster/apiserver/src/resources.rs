@@ -566,18 +566,36 @@ async fn list_from_cache(
     })
 }
 
-/// New content may go into `namespace`: it exists and is not being deleted.
-async fn namespace_open(tenant: &Tenant, rt: &ResourceType, namespace: &str, name: &str) -> Result<()> {
+/// New content may go into `namespace`: it exists and is not being deleted. Like upstream's
+/// `NamespaceLifecycle` admission, this reads the namespaces' watch cache and looks in the
+/// store only for a namespace the cache does not hold (yet): no store read per create.
+async fn namespace_open(
+    tenant: &Tenant,
+    rt: &ResourceType,
+    namespace: &str,
+    name: &str,
+) -> Result<()> {
     let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are built in");
     let key = Bytes::from(registry::storage_key(namespaces, None, namespace));
-    let Some(kv) = tenant.store.get(&key).await.map_err(store_error)? else {
-        return Err(ApiError::not_found(namespaces, namespace));
+    let cached = tenant
+        .cache(namespaces, 0)
+        .await
+        .map_err(store_error)?
+        .get(&key);
+    let deleting = match cached {
+        Some(object) => object::is_deleting(&object),
+        None => match tenant.store.get(&key).await.map_err(store_error)? {
+            Some(kv) => object::is_deleting(&served(&kv)?),
+            None => return Err(ApiError::not_found(namespaces, namespace)),
+        },
     };
-    if object::is_deleting(&served(&kv)?) {
+    if deleting {
         return Err(ApiError::forbidden(
             rt,
             name,
-            &format!("unable to create new content in namespace {namespace} because it is being terminated"),
+            &format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            ),
         ));
     }
     Ok(())
