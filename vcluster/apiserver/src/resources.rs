@@ -197,6 +197,8 @@ fn decode_body(headers: &http::HeaderMap, body: &[u8]) -> Result<Value> {
     match content_type(headers).as_str() {
         "application/json" | "" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+        "application/yaml" => serde_saphyr::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}"))),
         "application/vnd.kubernetes.protobuf" => {
             vcluster_core::protobuf::decode(body).map_err(|e| {
                 ApiError::bad_request(format!("the request body is not valid protobuf: {e}"))
@@ -207,7 +209,7 @@ fn decode_body(headers: &http::HeaderMap, body: &[u8]) -> Result<Value> {
             "UnsupportedMediaType",
             format!(
                 "the body of the request was in an unknown format - accepted media types include: \
-                 application/json, application/vnd.kubernetes.protobuf (got {other:?})"
+                 application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other:?})"
             ),
         )),
     }

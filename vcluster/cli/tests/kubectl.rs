@@ -430,11 +430,61 @@ fn first_steps(up: &Up, version: &str) {
     assert!(gone.contains("not found"));
 }
 
+/// A namespace held by a `spec.finalizers` entry (what the namespace controller clears):
+/// deleting it leaves it `Terminating` and refuses new content with upstream's 403; only the
+/// `finalize` subresource changes its finalizers, and clearing them lets it go.
+fn namespace_finalizers(up: &Up, version: &str) {
+    let k = Kubectl::new(version, up.kubeconfig());
+    let ns = format!("held-{version}");
+    k.ok(&["create", "namespace", &ns]);
+    let created = json(&k.ok(&["get", "namespace", &ns, "-o", "json"]));
+    assert_eq!(created["metadata"]["labels"]["kubernetes.io/metadata.name"], ns);
+    assert_eq!(created["status"]["phase"], "Active");
+
+    let finalize = |finalizers: Value| {
+        let mut body = json(&k.ok(&["get", "namespace", &ns, "-o", "json"]));
+        body["spec"]["finalizers"] = finalizers;
+        let path = format!("/api/v1/namespaces/{ns}/finalize");
+        let out = k.run_with(&["replace", "--raw", &path, "-f", "-"], Some(&body.to_string()));
+        assert!(out.ok, "{}", out.stderr);
+    };
+    // The main endpoint keeps the finalizers as they are; the subresource sets them.
+    k.ok(&[
+        "patch",
+        "namespace",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"finalizers":["example.com/hold"]}}"#,
+    ]);
+    let patched = json(&k.ok(&["get", "namespace", &ns, "-o", "json"]));
+    assert!(patched["spec"]["finalizers"].is_null(), "{patched}");
+    finalize(serde_json::json!(["example.com/hold"]));
+
+    k.ok(&["delete", "namespace", &ns, "--wait=false"]);
+    let held = json(&k.ok(&["get", "namespace", &ns, "-o", "json"]));
+    assert_eq!(held["status"]["phase"], "Terminating");
+    assert!(held["metadata"]["deletionTimestamp"].is_string());
+    let refused = k.fails(&["create", "configmap", "late", "-n", &ns]);
+    assert!(
+        refused.contains("forbidden")
+            && refused.contains(&format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            )),
+        "{refused}"
+    );
+
+    finalize(serde_json::json!([]));
+    let gone = k.fails(&["get", "namespace", &ns]);
+    assert!(gone.contains("not found"), "{gone}");
+}
+
 #[test]
 fn kubectl_first_steps_on_the_embedded_store() {
     let up = Up::start(StoreKind::Embedded);
     for version in KUBECTL_VERSIONS {
         first_steps(&up, version);
+        namespace_finalizers(&up, version);
     }
 }
 
@@ -443,6 +493,7 @@ fn kubectl_first_steps_on_etcd() {
     let up = Up::start(StoreKind::Etcd);
     for version in KUBECTL_VERSIONS {
         first_steps(&up, version);
+        namespace_finalizers(&up, version);
     }
 }
 

@@ -74,6 +74,17 @@ try:
     raise SystemExit("the evicted pod is still there")
 except ApiException as e:
     assert e.status == 404, e.status
+# A YAML request body (the API server takes application/yaml as kube-apiserver does),
+# and a malformed one refused with 400.
+api = client.ApiClient()
+url = api.configuration.host + "/api/v1/namespaces/" + ns + "/configmaps"
+yaml_body = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v # comment\n"
+r = api.call_api("POST", url, header_params={"Content-Type": "application/yaml", "Accept": "application/json"}, body=yaml_body)
+assert r.status == 201, (r.status, r.read())
+assert v1.read_namespaced_config_map("from-yaml", ns).data == {"k": "v"}
+r = api.call_api("POST", url, header_params={"Content-Type": "application/yaml"}, body="metadata: [unclosed")
+body = r.read().decode()
+assert r.status == 400 and "not valid YAML" in body, (r.status, body)
 print("python client: ok")
 "#;
 
