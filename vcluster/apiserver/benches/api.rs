@@ -77,9 +77,17 @@ where
     rate(CLIENTS as usize, RUN_FOR, move |c, i| {
         let (client, request) = (client.clone(), request.clone());
         async move {
-            let response = client.send(request(c, i).map(kube::client::Body::from)).await.expect("request");
+            let response = client
+                .send(request(c, i).map(kube::client::Body::from))
+                .await
+                .expect("request");
             let status = response.status();
-            let body = response.into_body().collect().await.expect("body").to_bytes();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
             assert!(status.is_success() && !body.is_empty(), "{status}");
         }
     })
@@ -312,7 +320,12 @@ async fn reads(small_api: &Api<ConfigMap>) -> [String; 2] {
             .body(Vec::new())
             .expect("request")
     };
-    let size = client.request_text(cached_list()).await.expect("list").len() / 1024;
+    let size = client
+        .request_text(cached_list())
+        .await
+        .expect("list")
+        .len()
+        / 1024;
     let undecoded = raw_rate(&client, move |_, _| cached_list()).await;
     eprintln!(
         "reads: {gets:.0} GET/s, {lists:.0} LIST/s, {cached_lists:.0} cached LIST/s, {undecoded:.0} undecoded (100 objects)"

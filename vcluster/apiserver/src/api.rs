@@ -12,7 +12,7 @@ use vcluster_core::status::ApiError;
 use crate::http::{Body, error, full, ok, text};
 use crate::router::{Route, route};
 use crate::tenant::{Tenant, Tenants};
-use crate::{resources, tls};
+use crate::{accounts, resources, tls};
 
 /// The Kubernetes version this server answers as.
 pub const KUBE_VERSION: (&str, &str) = ("1", "34");
@@ -87,7 +87,7 @@ pub(crate) async fn handle(
         Route::Version => return ok(&version()),
         _ => {}
     }
-    let Some(user) = authenticate(&tenant, conn, req.headers()) else {
+    let Some(user) = authenticate(&tenant, conn, req.headers()).await else {
         return error(&ApiError::new(401, "Unauthorized", "Unauthorized"));
     };
     tracing::debug!(user = %user.name, "authenticated");
@@ -156,16 +156,25 @@ fn pick_tenant(
 /// A bearer token or a client certificate of this tenant; anything else is anonymous and
 /// refused. A credential of another tenant never verifies here: tokens are compared with
 /// this tenant's, and certificates are checked against this tenant's CA.
-fn authenticate(tenant: &Tenant, conn: &Connection, headers: &http::HeaderMap) -> Option<User> {
+/// Who is asking: the tenant admin's token, a service-account token of this tenant, or a
+/// client certificate signed by this tenant's CA. Anything else is nobody (401).
+async fn authenticate(
+    tenant: &Tenant,
+    conn: &Connection,
+    headers: &http::HeaderMap,
+) -> Option<User> {
     if let Some(auth) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
         let token = auth.strip_prefix("Bearer ")?.trim();
-        return tenant.identity.is_admin_token(token).then(|| User {
-            name: "admin".into(),
-            groups: vec!["system:masters".into(), "system:authenticated".into()],
-        });
+        if tenant.identity.is_admin_token(token) {
+            return Some(User {
+                name: "admin".into(),
+                groups: vec!["system:masters".into(), "system:authenticated".into()],
+            });
+        }
+        return accounts::authenticate(tenant, token).await;
     }
     conn.certificate_user(tenant.identity.ca_cert_der())
 }

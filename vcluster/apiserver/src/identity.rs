@@ -17,6 +17,8 @@ use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::tokens::Signer;
+
 /// What is persisted of a tenant's identity (in the store, outside every tenant's prefix).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,6 +27,22 @@ pub struct StoredIdentity {
     pub ca_key_pem: String,
     /// The secret the tenant admin's bearer token is derived from (hex).
     pub token_secret: String,
+    /// The key service-account tokens are signed with (P-256, PKCS#8 PEM). Identities
+    /// stored before tokens existed lack it until [`StoredIdentity::complete`] adds it.
+    #[serde(default)]
+    pub service_account_key_pem: Option<String>,
+}
+
+impl StoredIdentity {
+    /// Adds what an identity stored by an older version lacks; whether anything was added
+    /// (and the identity must be stored again).
+    pub(crate) fn complete(&mut self) -> Result<bool> {
+        if self.service_account_key_pem.is_some() {
+            return Ok(false);
+        }
+        self.service_account_key_pem = Some(KeyPair::generate()?.serialize_pem());
+        Ok(true)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +63,8 @@ pub struct Identity {
     admin_token: String,
     /// The serving certificate and its key, for the TLS handshake.
     pub serving: Arc<CertifiedKey>,
+    /// Signs and checks the tenant's service-account tokens.
+    pub tokens: Signer,
 }
 
 /// Valid from an hour ago (clock skew) for `days` days.
@@ -73,11 +93,14 @@ pub(crate) fn generate(tenant: &str) -> Result<StoredIdentity> {
     let cert = params.self_signed(&key)?;
     use rand::Rng;
     let secret: [u8; 32] = rand::rng().random();
-    Ok(StoredIdentity {
+    let mut stored = StoredIdentity {
         ca_cert_pem: cert.pem(),
         ca_key_pem: key.serialize_pem(),
         token_secret: hex(&secret),
-    })
+        service_account_key_pem: None,
+    };
+    stored.complete()?;
+    Ok(stored)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -86,8 +109,8 @@ fn hex(bytes: &[u8]) -> String {
 
 impl Identity {
     /// Loads a stored identity and issues a serving certificate for `names` (IP addresses
-    /// and DNS names the kubeconfigs use).
-    pub fn load(stored: &StoredIdentity, names: &[String]) -> Result<Self> {
+    /// and DNS names the kubeconfigs use); service-account tokens are issued as `issuer`.
+    pub fn load(stored: &StoredIdentity, names: &[String], issuer: String) -> Result<Self> {
         let ca_key = KeyPair::from_pem(&stored.ca_key_pem)?;
         let ca_cert_der =
             rustls::pki_types::pem::PemObject::from_pem_slice(stored.ca_cert_pem.as_bytes())
@@ -100,12 +123,19 @@ impl Identity {
         // The admin token: derived from the secret, so it can be handed out again.
         let admin_token = hex(&Sha256::digest(format!("{}:admin", stored.token_secret)));
         let serving = Arc::new(issue_serving(&ca_cert_der, &ca_key, names)?);
+        let sa_key = stored
+            .service_account_key_pem
+            .as_deref()
+            .ok_or_else(|| Error::Corrupt("no service-account signing key".into()))?;
+        let tokens = Signer::new(&KeyPair::from_pem(sa_key)?.serialize_der(), issuer)
+            .map_err(|e| Error::Corrupt(e.to_string().into()))?;
         Ok(Self {
             ca_cert_der,
             ca_cert_pem: stored.ca_cert_pem.clone(),
             ca_key,
             admin_token,
             serving,
+            tokens,
         })
     }
 
@@ -236,11 +266,16 @@ mod tests {
         let stored = generate("a").expect("generate");
         let json = serde_json::to_string(&stored).expect("serialize");
         let back: StoredIdentity = serde_json::from_str(&json).expect("deserialize");
-        let id =
-            Identity::load(&back, &["127.0.0.1".into(), "a.vcluster.local".into()]).expect("load");
+        let issuer = || "https://a.vcluster.local".to_owned();
+        let id = Identity::load(
+            &back,
+            &["127.0.0.1".into(), "a.vcluster.local".into()],
+            issuer(),
+        )
+        .expect("load");
         let token = id.admin_token().to_owned();
         assert!(id.is_admin_token(&token));
-        let again = Identity::load(&back, &[]).expect("load again");
+        let again = Identity::load(&back, &[], issuer()).expect("load again");
         assert_eq!(
             again.admin_token(),
             token,

@@ -5,6 +5,7 @@
 //! which endpoint), `resources.rs` (CRUD) and `watch.rs` with `cache.rs` (watches). The
 //! resources themselves are described once, in `vcluster_core::registry`.
 
+mod accounts;
 mod api;
 mod cache;
 mod http;
@@ -15,6 +16,7 @@ mod router;
 mod server;
 mod tenant;
 mod tls;
+mod tokens;
 mod watch;
 
 pub use api::{Connection, KUBE_VERSION, User};

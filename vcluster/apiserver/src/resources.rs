@@ -22,12 +22,15 @@ use vcluster_store::{KeyValue, RangeRequest};
 use crate::http::{Body, Shape, content_type, error, json as respond, ok, query, read_body, shape};
 use crate::router::Target;
 use crate::tenant::{Tenant, fresh};
-use crate::watch;
+use crate::{accounts, watch};
 
 /// How often a write retries after losing a compare-and-swap it may retry.
 const RETRIES: usize = 16;
 
-type Result<T, E = ApiError> = std::result::Result<T, E>;
+/// The namespaces upstream's `NamespaceLifecycle` admission never lets go.
+const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+pub(crate) type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 pub(crate) async fn handle(
     tenant: &Tenant,
@@ -123,6 +126,12 @@ async fn dispatch(
         (Method::POST, false, Some("binding")) => {
             let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
             bind(tenant, &target, &body, &params)
+                .await
+                .map(|v| respond(StatusCode::CREATED, &v))
+        }
+        (Method::POST, false, Some("token")) => {
+            let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
+            accounts::token_request(tenant, &target, &body)
                 .await
                 .map(|v| respond(StatusCode::CREATED, &v))
         }
@@ -568,9 +577,25 @@ async fn list_from_cache(
     })
 }
 
-/// New content may go into `namespace`: it exists and is not being deleted. Like upstream's
-/// `NamespaceLifecycle` admission, this reads the namespaces' watch cache and looks in the
-/// store only for a namespace the cache does not hold (yet): no store read per create.
+/// The current object at `key` (of `rt`): from the resource's watch cache, or from the
+/// store where the cache does not hold it (yet) — like upstream's admission plugins, which
+/// read informers and look up live only what they miss. No store read in the common case.
+pub(crate) async fn current(
+    tenant: &Tenant,
+    rt: &'static ResourceType,
+    key: &[u8],
+) -> Result<Option<Arc<Value>>> {
+    if let Some(found) = tenant.cache(rt, 0).await.map_err(store_error)?.get(key) {
+        return Ok(Some(found));
+    }
+    match tenant.store.get(key).await.map_err(store_error)? {
+        Some(kv) => Ok(Some(Arc::new(served(&kv)?))),
+        None => Ok(None),
+    }
+}
+
+/// New content may go into `namespace`: it exists and is not being deleted (upstream's
+/// `NamespaceLifecycle` admission).
 async fn namespace_open(
     tenant: &Tenant,
     rt: &ResourceType,
@@ -578,20 +603,11 @@ async fn namespace_open(
     name: &str,
 ) -> Result<()> {
     let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are built in");
-    let key = Bytes::from(registry::storage_key(namespaces, None, namespace));
-    let cached = tenant
-        .cache(namespaces, 0)
-        .await
-        .map_err(store_error)?
-        .get(&key);
-    let deleting = match cached {
-        Some(object) => object::is_deleting(&object),
-        None => match tenant.store.get(&key).await.map_err(store_error)? {
-            Some(kv) => object::is_deleting(&served(&kv)?),
-            None => return Err(ApiError::not_found(namespaces, namespace)),
-        },
+    let key = registry::storage_key(namespaces, None, namespace);
+    let Some(found) = current(tenant, namespaces, key.as_bytes()).await? else {
+        return Err(ApiError::not_found(namespaces, namespace));
     };
-    if deleting {
+    if object::is_deleting(&found) {
         return Err(ApiError::forbidden(
             rt,
             name,
@@ -610,7 +626,13 @@ async fn create(
     params: &HashMap<String, String>,
 ) -> Result<Value> {
     if let Some(ns) = &target.namespace {
-        namespace_open(tenant, target.rt, ns, meta_str(&body, "name").unwrap_or_default()).await?;
+        namespace_open(
+            tenant,
+            target.rt,
+            ns,
+            meta_str(&body, "name").unwrap_or_default(),
+        )
+        .await?;
     }
     strict_fields(target.rt, params, &body)?;
     let generated = meta_str(&body, "name").is_none_or(str::is_empty);
@@ -935,6 +957,13 @@ async fn delete(tenant: &Tenant, target: &Target, options: &Value) -> Result<Val
     let dry = options["dryRun"]
         .as_array()
         .is_some_and(|d| d.iter().any(|v| v == "All"));
+    if rt.group.is_empty() && rt.kind == "Namespace" && IMMORTAL_NAMESPACES.contains(&name) {
+        return Err(ApiError::forbidden(
+            rt,
+            name,
+            "this namespace may not be deleted",
+        ));
+    }
     for _ in 0..RETRIES {
         let (kv, current) = read(tenant, target, name).await?;
         if let Some(uid) = options

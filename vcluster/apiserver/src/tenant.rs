@@ -165,8 +165,18 @@ impl Tenants {
         let store: Arc<dyn Store> = Arc::new(Scoped::tenant(self.backend.clone(), name)?);
         let key = Bytes::from(format!("{IDENTITIES}{name}"));
         let stored = match self.backend.get(&key).await? {
-            Some(kv) => serde_json::from_slice::<StoredIdentity>(&kv.value)
-                .map_err(|e| Error::Corrupt(name.to_owned(), e))?,
+            Some(kv) => {
+                let mut stored = serde_json::from_slice::<StoredIdentity>(&kv.value)
+                    .map_err(|e| Error::Corrupt(name.to_owned(), e))?;
+                if stored.complete()? {
+                    // Stored by an older version: keep what was added, so that it lasts.
+                    let value = serde_json::to_vec(&stored).expect("an identity serializes");
+                    self.backend
+                        .update(key, Bytes::from(value), Some(kv.mod_revision), None)
+                        .await?;
+                }
+                stored
+            }
             None => {
                 let stored = identity::generate(name)?;
                 let value = serde_json::to_vec(&stored).expect("an identity serializes");
@@ -176,7 +186,7 @@ impl Tenants {
         };
         let mut names = self.names.clone();
         names.push(self.host(name));
-        let identity = Identity::load(&stored, &names)?;
+        let identity = Identity::load(&stored, &names, format!("https://{}", self.host(name)))?;
         bootstrap(store.as_ref()).await?;
         let tenant = Arc::new(Tenant {
             name: name.to_owned(),

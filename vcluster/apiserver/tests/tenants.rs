@@ -26,6 +26,13 @@ fn with_user_of(target: &str, source: &str) -> String {
     target.replace(&section(target), &section(source))
 }
 
+fn assert_unauthorized(refused: &str) {
+    assert!(
+        refused.contains("Unauthorized") || refused.contains("credentials"),
+        "{refused}"
+    );
+}
+
 #[test]
 fn tenants_are_isolated_and_reject_each_others_credentials() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -79,11 +86,7 @@ fn tenants_are_isolated_and_reject_each_others_credentials() {
 
     // Tenant a's client certificate, presented to tenant b: 401.
     let stolen = Kubectl::new("v36", write("a-to-b", &with_user_of(&b_config, &a_config)));
-    let refused = stolen.fails(&["get", "cm", "-A"]);
-    assert!(
-        refused.contains("Unauthorized") || refused.contains("credentials"),
-        "{refused}"
-    );
+    assert_unauthorized(&stolen.fails(&["get", "cm", "-A"]));
 
     // Bearer tokens: a's token works on a and is refused by b.
     let a_token = a.admin_token_kubeconfig(&tenants, &server, true);
@@ -94,21 +97,29 @@ fn tenants_are_isolated_and_reject_each_others_credentials() {
         "v36",
         write("a-token-to-b", &with_user_of(&b_token, &a_token)),
     );
-    let refused = stolen_token.fails(&["get", "cm"]);
-    assert!(
-        refused.contains("Unauthorized") || refused.contains("credentials"),
-        "{refused}"
+    assert_unauthorized(&stolen_token.fails(&["get", "cm"]));
+
+    // A service-account token of a (TokenRequest), presented to b — where an account of the
+    // same name exists — is refused: only the signing tenant's key is trusted.
+    ka.ok(&["create", "serviceaccount", "robot"]);
+    kb.ok(&["create", "serviceaccount", "robot"]);
+    let sa_token = ka.ok(&["create", "token", "robot"]).trim().to_owned();
+    let a_robot = a_token.replace(a.identity.admin_token(), &sa_token);
+    let ka_robot = Kubectl::new("v36", write("a-robot", &a_robot));
+    assert!(ka_robot.ok(&["get", "cm"]).contains("secret-plans"));
+    let stolen_robot = Kubectl::new(
+        "v36",
+        write("a-robot-to-b", &with_user_of(&b_token, &a_robot)),
     );
+    assert_unauthorized(&stolen_robot.fails(&["get", "cm"]));
 
     // By path prefix: /clusters/b reaches b; with a's credential it is refused.
     let b_by_path = b_config.replace(&server, &format!("{server}/clusters/b"));
     let kb_path = Kubectl::new("v36", write("b-path", &b_by_path));
     assert!(kb_path.ok(&["get", "namespaces"]).contains("kube-system"));
     let a_by_path = with_user_of(&b_by_path, &a_config);
-    let refused = Kubectl::new("v36", write("a-path", &a_by_path)).fails(&["get", "namespaces"]);
-    assert!(
-        refused.contains("Unauthorized") || refused.contains("credentials"),
-        "{refused}"
+    assert_unauthorized(
+        &Kubectl::new("v36", write("a-path", &a_by_path)).fails(&["get", "namespaces"]),
     );
     // A path naming another tenant than the SNI host does is not served.
     let mixed = b_config.replace(&server, &format!("{server}/clusters/a"));

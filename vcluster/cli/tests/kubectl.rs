@@ -438,14 +438,20 @@ fn namespace_finalizers(up: &Up, version: &str) {
     let ns = format!("held-{version}");
     k.ok(&["create", "namespace", &ns]);
     let created = json(&k.ok(&["get", "namespace", &ns, "-o", "json"]));
-    assert_eq!(created["metadata"]["labels"]["kubernetes.io/metadata.name"], ns);
+    assert_eq!(
+        created["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        ns
+    );
     assert_eq!(created["status"]["phase"], "Active");
 
     let finalize = |finalizers: Value| {
         let mut body = json(&k.ok(&["get", "namespace", &ns, "-o", "json"]));
         body["spec"]["finalizers"] = finalizers;
         let path = format!("/api/v1/namespaces/{ns}/finalize");
-        let out = k.run_with(&["replace", "--raw", &path, "-f", "-"], Some(&body.to_string()));
+        let out = k.run_with(
+            &["replace", "--raw", &path, "-f", "-"],
+            Some(&body.to_string()),
+        );
         assert!(out.ok, "{}", out.stderr);
     };
     // The main endpoint keeps the finalizers as they are; the subresource sets them.
@@ -477,6 +483,62 @@ fn namespace_finalizers(up: &Up, version: &str) {
     finalize(serde_json::json!([]));
     let gone = k.fails(&["get", "namespace", &ns]);
     assert!(gone.contains("not found"), "{gone}");
+
+    let immortal = k.fails(&["delete", "namespace", "kube-system"]);
+    assert!(
+        immortal.contains("this namespace may not be deleted"),
+        "{immortal}"
+    );
+}
+
+/// `kubectl create token` (a protobuf TokenRequest): the token authenticates as the service
+/// account until the account is deleted; a life under ten minutes is refused with 422.
+fn service_account_tokens(up: &Up, version: &str) {
+    let k = Kubectl::new(version, up.kubeconfig());
+    let sa = format!("robot-{version}");
+    k.ok(&["create", "serviceaccount", &sa]);
+    let token = k
+        .ok(&["create", "token", &sa, "--duration=20m"])
+        .trim()
+        .to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+
+    // A kubeconfig with nothing but the token.
+    let config = up.dir.path().join(format!("token-{version}"));
+    std::fs::copy(up.kubeconfig(), &config).expect("copy the kubeconfig");
+    let with_token = Kubectl::new(version, &config);
+    with_token.ok(&[
+        "config",
+        "set-credentials",
+        &sa,
+        &format!("--token={token}"),
+    ]);
+    with_token.ok(&[
+        "config",
+        "set-context",
+        "--current",
+        &format!("--user={sa}"),
+    ]);
+    assert!(
+        with_token
+            .ok(&["get", "namespaces"])
+            .contains("kube-system")
+    );
+
+    let short = k.fails(&["create", "token", &sa, "--duration=5m"]);
+    assert!(
+        short.contains("may not specify a duration less than 10 minutes"),
+        "{short}"
+    );
+    let missing = k.fails(&["create", "token", "nobody"]);
+    assert!(missing.contains("not found"), "{missing}");
+
+    k.ok(&["delete", "serviceaccount", &sa]);
+    let revoked = with_token.fails(&["get", "namespaces"]);
+    assert!(
+        revoked.contains("Unauthorized") || revoked.contains("must be logged in"),
+        "{revoked}"
+    );
 }
 
 #[test]
@@ -485,6 +547,7 @@ fn kubectl_first_steps_on_the_embedded_store() {
     for version in KUBECTL_VERSIONS {
         first_steps(&up, version);
         namespace_finalizers(&up, version);
+        service_account_tokens(&up, version);
     }
 }
 
@@ -494,6 +557,7 @@ fn kubectl_first_steps_on_etcd() {
     for version in KUBECTL_VERSIONS {
         first_steps(&up, version);
         namespace_finalizers(&up, version);
+        service_account_tokens(&up, version);
     }
 }
 

@@ -112,10 +112,16 @@ impl ApiError {
 
     /// 422: `Kind.group "name" is invalid: <causes>`.
     pub fn invalid(rt: &ResourceType, name: &str, causes: Vec<Cause>) -> Self {
-        let kind = if rt.group.is_empty() {
-            rt.kind.to_owned()
+        Self::invalid_kind(rt.group, rt.kind, name, causes)
+    }
+
+    /// 422 for an object of `group`/`kind`, which need not be a stored resource (a
+    /// subresource's request object such as `TokenRequest`).
+    pub fn invalid_kind(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
+        let qualified = if group.is_empty() {
+            kind.to_owned()
         } else {
-            format!("{}.{}", rt.kind, rt.group)
+            format!("{kind}.{group}")
         };
         let rendered: Vec<String> = causes.iter().map(Cause::render).collect();
         let list = match rendered.as_slice() {
@@ -127,13 +133,11 @@ impl ApiError {
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
             .collect();
         Self {
-            details: Some(
-                json!({"name": name, "group": rt.group, "kind": rt.kind, "causes": causes}),
-            ),
+            details: Some(json!({"name": name, "group": group, "kind": kind, "causes": causes})),
             ..Self::new(
                 422,
                 "Invalid",
-                format!("{kind} {name:?} is invalid: {list}"),
+                format!("{qualified} {name:?} is invalid: {list}"),
             )
         }
     }

@@ -1,0 +1,179 @@
+//! Service-account tokens: JWTs signed (ES256) with the tenant's own key, as the
+//! TokenRequest API (`serviceaccounts/<name>/token`, `kubectl create token`) issues them and
+//! as bearer tokens present them back.
+//!
+//! A token names its issuer (`https://<tenant>.<domain>`, unique per tenant), its audiences,
+//! its service account (name and uid) and optionally the object it is bound to; it is
+//! accepted only by the tenant whose key signed it, only while unexpired, only for an
+//! audience the server answers to, and only while the service account (and the bound
+//! object) still exist with the same uid — checked by the caller against the store.
+//!
+//! The JWS compact form (`base64url(header).base64url(claims).base64url(r||s)`) is written
+//! here over ring's ECDSA: `jsonwebtoken` would bring a second crypto stack (RustCrypto or
+//! aws-lc) beside the ring that TLS and certificates already use, for three lines of framing.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use ring::rand::SystemRandom;
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
+    UnparsedPublicKey,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The shortest and longest lives a TokenRequest may ask for (upstream's limits).
+pub(crate) const MIN_EXPIRATION: i64 = 600;
+pub(crate) const MAX_EXPIRATION: i64 = 1 << 32;
+/// The life of a token whose request names none.
+pub(crate) const DEFAULT_EXPIRATION: i64 = 3600;
+
+/// What a service-account token says (the claims kube-apiserver puts in bound tokens).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Vec<String>,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    #[serde(rename = "kubernetes.io")]
+    pub kubernetes: KubernetesClaims,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubernetesClaims {
+    pub namespace: String,
+    pub serviceaccount: ObjectClaim,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pod: Option<ObjectClaim>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub secret: Option<ObjectClaim>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub node: Option<ObjectClaim>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectClaim {
+    pub name: String,
+    pub uid: String,
+}
+
+/// A tenant's token signer and verifier.
+pub struct Signer {
+    key: EcdsaKeyPair,
+    kid: String,
+    issuer: String,
+}
+
+impl Signer {
+    /// A signer over a PKCS#8 P-256 key, issuing as `issuer`.
+    pub fn new(pkcs8: &[u8], issuer: String) -> Result<Self, ring::error::KeyRejected> {
+        let key = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8,
+            &SystemRandom::new(),
+        )?;
+        // The key id: a digest of the public key, as JWKS consumers match it.
+        let kid = B64.encode(Sha256::digest(key.public_key().as_ref()));
+        Ok(Self { key, kid, issuer })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The signed token for `claims`.
+    pub fn sign(&self, claims: &Claims) -> String {
+        let header = serde_json::json!({"alg": "ES256", "kid": self.kid, "typ": "JWT"});
+        let mut token = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(serde_json::to_vec(claims).expect("claims serialize"))
+        );
+        let signature = self
+            .key
+            .sign(&SystemRandom::new(), token.as_bytes())
+            .expect("ECDSA signing does not fail with a valid key");
+        token.push('.');
+        token.push_str(&B64.encode(signature.as_ref()));
+        token
+    }
+
+    /// The claims of `token` if this signer signed it, it is valid at `now` (unix seconds)
+    /// and it is meant for this server (its audiences include the issuer).
+    pub fn verify(&self, token: &str, now: i64) -> Option<Claims> {
+        let (signed, signature) = token.rsplit_once('.')?;
+        let (header, claims) = signed.split_once('.')?;
+        let header: serde_json::Value = serde_json::from_slice(&B64.decode(header).ok()?).ok()?;
+        if header["alg"] != "ES256" {
+            return None;
+        }
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, self.key.public_key().as_ref())
+            .verify(signed.as_bytes(), &B64.decode(signature).ok()?)
+            .ok()?;
+        let claims: Claims = serde_json::from_slice(&B64.decode(claims).ok()?).ok()?;
+        let valid = claims.iss == self.issuer
+            && claims.nbf <= now
+            && now < claims.exp
+            && claims.aud.contains(&self.issuer);
+        valid.then_some(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer(issuer: &str) -> Signer {
+        let key = rcgen::KeyPair::generate().expect("key");
+        Signer::new(&key.serialize_der(), issuer.into()).expect("signer")
+    }
+
+    fn claims(iss: &str, aud: &[&str], exp: i64) -> Claims {
+        Claims {
+            iss: iss.into(),
+            sub: "system:serviceaccount:ns:sa".into(),
+            aud: aud.iter().map(|a| (*a).to_owned()).collect(),
+            iat: 1000,
+            nbf: 1000,
+            exp,
+            kubernetes: KubernetesClaims {
+                namespace: "ns".into(),
+                serviceaccount: ObjectClaim {
+                    name: "sa".into(),
+                    uid: "u1".into(),
+                },
+                pod: None,
+                secret: None,
+                node: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_token_is_valid_only_where_when_and_for_whom_it_was_issued() {
+        let a = signer("https://a.vcluster.local");
+        let b = signer("https://b.vcluster.local");
+        let good = claims(a.issuer(), &["https://a.vcluster.local"], 2000);
+        let token = a.sign(&good);
+        assert_eq!(token.split('.').count(), 3, "a JWS compact serialization");
+        assert_eq!(a.verify(&token, 1500), Some(good.clone()));
+        assert_eq!(b.verify(&token, 1500), None, "another tenant's key");
+        assert_eq!(a.verify(&token, 2000), None, "expired");
+        assert_eq!(a.verify(&token, 999), None, "not yet valid");
+        let elsewhere = a.sign(&claims(a.issuer(), &["vault"], 2000));
+        assert_eq!(a.verify(&elsewhere, 1500), None, "for another audience");
+        // A changed claim breaks the signature.
+        let (head, rest) = token.split_once('.').expect("parts");
+        let (_, sig) = rest.split_once('.').expect("parts");
+        let mut forged = good;
+        forged.kubernetes.serviceaccount.name = "admin".into();
+        let forged = format!(
+            "{head}.{}.{sig}",
+            B64.encode(serde_json::to_vec(&forged).expect("json"))
+        );
+        assert_eq!(a.verify(&forged, 1500), None, "forged claims");
+        assert_eq!(a.verify("a.b.c", 1500), None);
+    }
+}
