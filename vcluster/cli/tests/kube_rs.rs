@@ -1,6 +1,6 @@
 //! kube-rs against `vcluster up`: discovery, the typed and the dynamic client, a watcher,
-//! and a watch from a revision the server no longer holds (410 inside the stream, which is
-//! what makes kube-rs's watcher re-list).
+//! a watch from a revision the server no longer holds (410 inside the stream), and a
+//! watcher that recovers from that 410 by re-listing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -147,6 +147,49 @@ async fn scenario(up: &Up) {
         "{events:?}"
     );
 
+    // A watcher of a quiet namespace whose watches end every second: while the writes below
+    // push its revision out of the window, its next watch gets 410, and it must re-list and
+    // go on seeing events.
+    namespaces
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: kube::api::ObjectMeta {
+                    name: Some("rs-quiet".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create namespace");
+    let quiet: Api<ConfigMap> = Api::namespaced(client.clone(), "rs-quiet");
+    let (inits_tx, mut inits) = tokio::sync::mpsc::unbounded_channel();
+    let recovering = tokio::spawn({
+        let stream = watcher(quiet.clone(), watcher::Config::default().timeout(1));
+        async move {
+            let mut stream = std::pin::pin!(stream);
+            let mut expired = 0;
+            while let Ok(Some(item)) =
+                tokio::time::timeout(Duration::from_secs(60), stream.next()).await
+            {
+                match item {
+                    Ok(watcher::Event::InitDone) => {
+                        let _ = inits_tx.send(());
+                    }
+                    Ok(watcher::Event::Apply(cm)) if cm.name_any() == "after" => {
+                        return expired;
+                    }
+                    Ok(_) => {}
+                    Err(watcher::Error::WatchError(status)) if status.code == 410 => expired += 1,
+                    Err(e) => panic!("the watcher failed: {e}"),
+                }
+            }
+            panic!("the watcher never saw the object created after the 410");
+        }
+    });
+    inits.recv().await.expect("the first list");
+
     // Enough writes to push the first revisions out of the watch cache's window, then a
     // watch from the oldest: the server answers 410 inside the stream.
     let old = created.resource_version().expect("rv");
@@ -167,6 +210,18 @@ async fn scenario(up: &Up) {
         Some(Ok(WatchEvent::Error(e))) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
         other => panic!("a watch from a revision out of the window answered {other:?}"),
     }
+
+    // The quiet watcher re-lists after its 410 and then sees a new object.
+    tokio::time::timeout(Duration::from_secs(20), inits.recv())
+        .await
+        .expect("the watcher re-listed")
+        .expect("the watcher task is running");
+    quiet
+        .create(&PostParams::default(), &config_map("after", "1"))
+        .await
+        .expect("create after the re-list");
+    let expired = recovering.await.expect("watcher task");
+    assert!(expired >= 1, "the watcher never got a 410");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
