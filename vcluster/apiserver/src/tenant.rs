@@ -37,7 +37,9 @@ pub struct Tenant {
     /// The tenant's keys: everything it owns, and nothing else.
     pub store: Arc<dyn Store>,
     pub identity: Identity,
-    caches: Mutex<HashMap<(&'static str, &'static str), Arc<WatchCache>>>,
+    caches: RwLock<HashMap<(&'static str, &'static str), Arc<WatchCache>>>,
+    /// Held while a cache is being started, so that each is started once.
+    starting: Mutex<()>,
 }
 
 impl Tenant {
@@ -48,16 +50,25 @@ impl Tenant {
         rt: &'static ResourceType,
         start: u64,
     ) -> Result<Arc<WatchCache>, vcluster_store::Error> {
-        let mut caches = self.caches.lock().await;
         let key = (rt.group, rt.plural);
-        if let Some(cache) = caches.get(&key)
-            && cache.is_alive()
-        {
-            return Ok(cache.clone());
+        let running = || {
+            let caches = self.caches.read().expect("caches lock");
+            caches.get(&key).filter(|c| c.is_alive()).cloned()
+        };
+        // Every request that reads a cache comes here: the common case takes a read lock.
+        if let Some(cache) = running() {
+            return Ok(cache);
+        }
+        let _one_at_a_time = self.starting.lock().await;
+        if let Some(cache) = running() {
+            return Ok(cache);
         }
         let prefix = registry::storage_prefix(rt, None);
         let cache = WatchCache::start(self.store.clone(), Bytes::from(prefix), start).await?;
-        caches.insert(key, cache.clone());
+        self.caches
+            .write()
+            .expect("caches lock")
+            .insert(key, cache.clone());
         Ok(cache)
     }
 }
@@ -192,7 +203,8 @@ impl Tenants {
             name: name.to_owned(),
             store,
             identity,
-            caches: Mutex::new(HashMap::new()),
+            caches: RwLock::new(HashMap::new()),
+            starting: Mutex::new(()),
         });
         self.tenants
             .write()
