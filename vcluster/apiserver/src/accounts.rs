@@ -15,7 +15,7 @@ use crate::tokens::{
     Claims, DEFAULT_EXPIRATION, KubernetesClaims, MAX_EXPIRATION, MIN_EXPIRATION, ObjectClaim,
 };
 
-fn resource(plural: &str) -> &'static ResourceType {
+fn resource(plural: &str) -> std::sync::Arc<ResourceType> {
     registry::find("", "v1", plural).expect("a built-in core resource")
 }
 
@@ -30,8 +30,8 @@ async fn find(
     let namespace = rt.namespaced.then_some(namespace);
     current(
         tenant,
-        rt,
-        registry::storage_key(rt, namespace, name).as_bytes(),
+        &rt,
+        registry::storage_key(&rt, namespace, name).as_bytes(),
     )
     .await
 }
@@ -84,14 +84,14 @@ pub(crate) async fn token_request(tenant: &Tenant, target: &Target, body: &Value
             "may not specify a duration larger than 2^32 seconds",
         ));
     }
-    let account = find(tenant, "serviceaccounts", namespace, name)
+    let account = &find(tenant, "serviceaccounts", namespace, name)
         .await?
-        .ok_or_else(|| ApiError::not_found(resource("serviceaccounts"), name))?;
+        .ok_or_else(|| ApiError::not_found(&resource("serviceaccounts"), name))?;
     let mut kubernetes = KubernetesClaims {
         namespace: namespace.to_owned(),
         serviceaccount: ObjectClaim {
             name: name.to_owned(),
-            uid: uid(&account),
+            uid: uid(account),
         },
         pod: None,
         secret: None,
@@ -113,10 +113,10 @@ pub(crate) async fn token_request(tenant: &Tenant, target: &Target, body: &Value
                 ));
             }
         };
-        let object = find(tenant, plural, namespace, bound_name)
+        let object = &find(tenant, plural, namespace, bound_name)
             .await?
-            .ok_or_else(|| ApiError::not_found(resource(plural), bound_name))?;
-        let actual = uid(&object);
+            .ok_or_else(|| ApiError::not_found(&resource(plural), bound_name))?;
+        let actual = uid(object);
         if let Some(given) = bound["uid"].as_str().filter(|u| !u.is_empty())
             && given != actual
         {
@@ -163,10 +163,10 @@ pub(crate) async fn token_request(tenant: &Tenant, target: &Target, body: &Value
 pub(crate) async fn authenticate(tenant: &Tenant, token: &str) -> Option<User> {
     let claims = tenant.identity.tokens.verify(token, now())?;
     let k = &claims.kubernetes;
-    let still = |object: Option<std::sync::Arc<Value>>, claim: &ObjectClaim| {
-        object.is_some_and(|o| uid(&o) == claim.uid)
+    let still = |object: &Option<std::sync::Arc<Value>>, claim: &ObjectClaim| {
+        object.as_ref().is_some_and(|o| uid(o) == claim.uid)
     };
-    let account = find(
+    let account = &find(
         tenant,
         "serviceaccounts",
         &k.namespace,
@@ -179,7 +179,7 @@ pub(crate) async fn authenticate(tenant: &Tenant, token: &str) -> Option<User> {
     }
     for (plural, bound) in [("pods", &k.pod), ("secrets", &k.secret), ("nodes", &k.node)] {
         if let Some(bound) = bound {
-            let object = find(tenant, plural, &k.namespace, &bound.name).await.ok()?;
+            let object = &find(tenant, plural, &k.namespace, &bound.name).await.ok()?;
             if !still(object, bound) {
                 return None;
             }

@@ -6,12 +6,13 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
-use vcluster_core::registry::{self, ResourceType};
+use vcluster_core::registry::ResourceType;
 use vcluster_core::status::ApiError;
 
 use crate::http::{Body, error, full, ok, text};
 use crate::router::{Route, route};
 use crate::tenant::{Tenant, Tenants};
+use crate::types::TypeSet;
 use crate::{accounts, resources, tls};
 
 /// The Kubernetes version this server answers as.
@@ -91,20 +92,21 @@ pub(crate) async fn handle(
         return error(&ApiError::new(401, "Unauthorized", "Unauthorized"));
     };
     tracing::debug!(user = %user.name, "authenticated");
+    let types = tenant.types();
     match route {
         Route::Api => ok(&api_versions(req.headers())),
-        Route::Apis => ok(&api_group_list()),
-        Route::Group(group) => match api_group(&group) {
+        Route::Apis => ok(&api_group_list(&types)),
+        Route::Group(group) => match api_group(&types, &group) {
             Some(g) => ok(&g),
             None => error(&not_found()),
         },
-        Route::GroupVersion { group, version } => match resource_list(&group, &version) {
+        Route::GroupVersion { group, version } => match resource_list(&types, &group, &version) {
             Some(list) => ok(&list),
             None => error(&not_found()),
         },
         Route::OpenApiV2 => openapi_v2(),
-        Route::OpenApiV3 => ok(&crate::openapi::index()),
-        Route::OpenApiV3Document(key) => match crate::openapi::document(&key) {
+        Route::OpenApiV3 => ok(&crate::openapi::index(&types)),
+        Route::OpenApiV3Document(key) => match crate::openapi::document(&types, &key) {
             Some(doc) => {
                 let mut response = Response::new(full(doc));
                 response.headers_mut().insert(
@@ -115,7 +117,10 @@ pub(crate) async fn handle(
             }
             None => error(&not_found()),
         },
-        Route::Resource(target) => resources::handle(&tenant, target, req).await,
+        Route::Resource(path) => match path.resolve(&types) {
+            Some(target) => resources::handle(&tenant, target, req).await,
+            None => error(&not_found()),
+        },
         Route::NotFound | Route::Health | Route::Version => error(&not_found()),
     }
 }
@@ -206,25 +211,26 @@ fn api_versions(headers: &http::HeaderMap) -> Value {
     })
 }
 
-fn group_json(group: &str, versions: &[&str]) -> Value {
+fn group_json(group: &str, versions: &[String]) -> Value {
     let gv = |v: &str| json!({"groupVersion": format!("{group}/{v}"), "version": v});
     json!({
         "name": group,
         "versions": versions.iter().map(|v| gv(v)).collect::<Vec<_>>(),
-        "preferredVersion": gv(versions[0]),
+        "preferredVersion": gv(&versions[0]),
     })
 }
 
-fn api_group_list() -> Value {
-    let groups: Vec<Value> = registry::groups()
+fn api_group_list(types: &TypeSet) -> Value {
+    let groups: Vec<Value> = types
+        .groups()
         .iter()
         .map(|(g, vs)| group_json(g, vs))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-fn api_group(group: &str) -> Option<Value> {
-    let groups = registry::groups();
+fn api_group(types: &TypeSet, group: &str) -> Option<Value> {
+    let groups = types.groups();
     let (g, versions) = groups.iter().find(|(g, _)| *g == group)?;
     let mut out = group_json(g, versions);
     out["kind"] = json!("APIGroup");
@@ -242,7 +248,7 @@ fn resource_entries(rt: &ResourceType) -> Vec<Value> {
         "shortNames": rt.short_names,
         "categories": rt.categories,
     })];
-    for sub in rt.subresources {
+    for sub in &rt.subresources {
         let mut entry = json!({
             "name": format!("{}/{}", rt.plural, sub.name),
             "singularName": "",
@@ -260,9 +266,10 @@ fn resource_entries(rt: &ResourceType) -> Vec<Value> {
     out
 }
 
-fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let resources: Vec<Value> = registry::resources(group, version)
-        .flat_map(resource_entries)
+fn resource_list(types: &TypeSet, group: &str, version: &str) -> Option<Value> {
+    let resources: Vec<Value> = types
+        .resources(group, version)
+        .flat_map(|rt| resource_entries(rt))
         .collect();
     if resources.is_empty() {
         return None;
@@ -295,7 +302,8 @@ mod tests {
 
     #[test]
     fn discovery_lists_every_group_version_with_subresources() {
-        let list = api_group_list();
+        let types = TypeSet::default();
+        let list = api_group_list(&types);
         let groups = list["groups"].as_array().expect("groups");
         assert!(
             groups
@@ -309,12 +317,12 @@ mod tests {
                     v["version"].as_str().expect("v"),
                 );
                 assert!(
-                    resource_list(g, version).is_some(),
+                    resource_list(&types, g, version).is_some(),
                     "{g}/{version} advertised but empty"
                 );
             }
         }
-        let apps = resource_list("apps", "v1").expect("apps/v1");
+        let apps = resource_list(&types, "apps", "v1").expect("apps/v1");
         let scale = apps["resources"]
             .as_array()
             .expect("resources")
@@ -325,7 +333,7 @@ mod tests {
             (scale["group"].as_str(), scale["kind"].as_str()),
             (Some("autoscaling"), Some("Scale"))
         );
-        let core = resource_list("", "v1").expect("v1");
+        let core = resource_list(&types, "", "v1").expect("v1");
         let pods = core["resources"]
             .as_array()
             .expect("resources")

@@ -17,6 +17,7 @@ mod server;
 mod tenant;
 mod tls;
 mod tokens;
+mod types;
 mod watch;
 
 pub use api::{Connection, KUBE_VERSION, User};

@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use vcluster_core::registry::{self, ResourceType};
 
+use crate::types::TypeSet;
+
 /// Adds the schema of one kind (and every type it uses) to `generator`, by registry kind.
 type AddSchema = fn(&mut SchemaGenerator) -> String;
 
@@ -90,7 +92,7 @@ fn gv_key(group: &str, version: &str) -> String {
 }
 
 fn paths(rt: &ResourceType) -> Value {
-    let prefix = format!("/{}", gv_key(rt.group, rt.version));
+    let prefix = format!("/{}", gv_key(&rt.group, &rt.version));
     let collection = if rt.namespaced {
         format!("{prefix}/namespaces/{{namespace}}/{}", rt.plural)
     } else {
@@ -123,14 +125,18 @@ fn documents() -> &'static BTreeMap<String, (Bytes, String)> {
     static DOCS: OnceLock<BTreeMap<String, (Bytes, String)>> = OnceLock::new();
     DOCS.get_or_init(|| {
         let mut docs = BTreeMap::new();
-        let mut gvs: Vec<(&str, &str)> = registry::BUILTINS.iter().map(|r| (r.group, r.version)).collect();
+        let mut gvs: Vec<(&str, &str)> = registry::BUILTINS
+            .iter()
+            .map(|r| (r.group.as_str(), r.version.as_str()))
+            .collect();
         gvs.dedup();
+        let builtins = TypeSet::default();
         for (group, version) in gvs {
             let mut generator = SchemaSettings::openapi3().into_generator();
             let mut kinds = Vec::new();
             let mut all_paths = serde_json::Map::new();
-            for rt in registry::resources(group, version) {
-                if let Some(add) = schema_of(rt.group, rt.version, rt.kind) {
+            for rt in builtins.resources(group, version) {
+                if let Some(add) = schema_of(&rt.group, &rt.version, &rt.kind) {
                     kinds.push((add(&mut generator), rt));
                 }
                 if let Value::Object(p) = paths(rt) {
@@ -161,7 +167,7 @@ fn documents() -> &'static BTreeMap<String, (Bytes, String)> {
 }
 
 /// `/openapi/v3`: where each group-version's document is.
-pub(crate) fn index() -> Value {
+pub(crate) fn index(_types: &TypeSet) -> Value {
     let paths: serde_json::Map<String, Value> = documents()
         .iter()
         .map(|(key, (_, hash))| {
@@ -175,7 +181,7 @@ pub(crate) fn index() -> Value {
 }
 
 /// `/openapi/v3/<key>`: one group-version's document.
-pub(crate) fn document(key: &str) -> Option<Bytes> {
+pub(crate) fn document(_types: &TypeSet, key: &str) -> Option<Bytes> {
     documents().get(key).map(|(bytes, _)| bytes.clone())
 }
 
@@ -185,15 +191,17 @@ mod tests {
 
     #[test]
     fn every_builtin_kind_has_a_schema_with_its_gvk() {
-        for rt in registry::BUILTINS {
+        for rt in registry::BUILTINS.iter() {
             assert!(
-                schema_of(rt.group, rt.version, rt.kind).is_some(),
+                schema_of(&rt.group, &rt.version, &rt.kind).is_some(),
                 "{} has no schema",
                 rt.qualified()
             );
         }
-        let apps: Value =
-            serde_json::from_slice(&document("apis/apps/v1").expect("apps/v1")).expect("json");
+        let apps: Value = serde_json::from_slice(
+            &document(&TypeSet::default(), "apis/apps/v1").expect("apps/v1"),
+        )
+        .expect("json");
         let deployment = &apps["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
         assert_eq!(
             deployment["x-kubernetes-group-version-kind"][0]["kind"],
@@ -205,7 +213,7 @@ mod tests {
             "{spec_ref}"
         );
         assert!(
-            index()["paths"]["api/v1"]["serverRelativeURL"]
+            index(&TypeSet::default())["paths"]["api/v1"]["serverRelativeURL"]
                 .as_str()
                 .is_some_and(|u| u.starts_with("/openapi/v3/api/v1?hash="))
         );

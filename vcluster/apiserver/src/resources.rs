@@ -64,11 +64,11 @@ async fn dispatch(
         }
         (Method::GET, true, None) => {
             let listed = list(tenant, &target, &params).await?;
-            Ok(shaped_list(target.rt, shape(&headers), listed))
+            Ok(shaped_list(&target.rt, shape(&headers), listed))
         }
         (Method::GET, false, None | Some("status")) => {
             let object = get(tenant, &target).await?;
-            Ok(ok(&shaped_object(target.rt, shape(&headers), object)))
+            Ok(ok(&shaped_object(&target.rt, shape(&headers), object)))
         }
         (Method::POST, true, None) => {
             let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
@@ -105,7 +105,7 @@ async fn dispatch(
         }
         (Method::DELETE, true, None) => {
             let deleted = delete_collection(tenant, &target, &params).await?;
-            Ok(shaped_list(target.rt, Shape::Object, deleted))
+            Ok(shaped_list(&target.rt, Shape::Object, deleted))
         }
         (Method::GET, false, Some("scale")) => {
             scale(tenant, &target, None, &params).await.map(|v| ok(&v))
@@ -226,7 +226,7 @@ fn decode_body(headers: &http::HeaderMap, body: &[u8]) -> Result<Value> {
 
 fn key(target: &Target, name: &str) -> Bytes {
     Bytes::from(registry::storage_key(
-        target.rt,
+        &target.rt,
         target.namespace.as_deref(),
         name,
     ))
@@ -270,7 +270,7 @@ async fn read(tenant: &Tenant, target: &Target, name: &str) -> Result<(KeyValue,
         .get(&key(target, name))
         .await
         .map_err(store_error)?
-        .ok_or_else(|| ApiError::not_found(target.rt, name))?;
+        .ok_or_else(|| ApiError::not_found(&target.rt, name))?;
     let object = served(&kv)?;
     Ok((kv, object))
 }
@@ -359,7 +359,7 @@ pub(crate) fn shaped_object(rt: &ResourceType, shape: Shape, object: Value) -> V
 /// The fields every resource can be selected by, and those of some types.
 pub(crate) fn selectable_fields(rt: &ResourceType) -> Vec<&'static str> {
     let mut fields = vec!["metadata.name", "metadata.namespace"];
-    match (rt.group, rt.kind) {
+    match rt.gk() {
         ("", "Pod") => fields.extend([
             "spec.nodeName",
             "spec.restartPolicy",
@@ -459,7 +459,7 @@ async fn list(
     target: &Target,
     params: &HashMap<String, String>,
 ) -> Result<Listed> {
-    let rt = target.rt;
+    let rt = &target.rt;
     let selectors = Selectors::parse(rt, params)?;
     let prefix = registry::storage_prefix(rt, target.namespace.as_deref());
     let limit = match params.get("limit").map(String::as_str) {
@@ -543,7 +543,7 @@ async fn list_from_cache(
     prefix: &str,
     at_least: u64,
 ) -> Result<Listed> {
-    let rt = target.rt;
+    let rt = &target.rt;
     let cache = tenant.cache(rt, at_least).await.map_err(store_error)?;
     let mut head = cache.subscribe();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
@@ -582,7 +582,7 @@ async fn list_from_cache(
 /// read informers and look up live only what they miss. No store read in the common case.
 pub(crate) async fn current(
     tenant: &Tenant,
-    rt: &'static ResourceType,
+    rt: &ResourceType,
     key: &[u8],
 ) -> Result<Option<Arc<Value>>> {
     if let Some(found) = tenant.cache(rt, 0).await.map_err(store_error)?.get(key) {
@@ -602,7 +602,7 @@ async fn namespace_open(
     namespace: &str,
     name: &str,
 ) -> Result<()> {
-    let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are built in");
+    let namespaces = &registry::find("", "v1", "namespaces").expect("namespaces are built in");
     let key = registry::storage_key(namespaces, None, namespace);
     let Some(found) = current(tenant, namespaces, key.as_bytes()).await? else {
         return Err(ApiError::not_found(namespaces, namespace));
@@ -628,17 +628,17 @@ async fn create(
     if let Some(ns) = &target.namespace {
         namespace_open(
             tenant,
-            target.rt,
+            &target.rt,
             ns,
             meta_str(&body, "name").unwrap_or_default(),
         )
         .await?;
     }
-    strict_fields(target.rt, params, &body)?;
+    strict_fields(&target.rt, params, &body)?;
     let generated = meta_str(&body, "name").is_none_or(str::is_empty);
     for _ in 0..RETRIES {
         let object = object::prepare_create(
-            target.rt,
+            &target.rt,
             body.clone(),
             target.namespace.as_deref(),
             &fresh(),
@@ -649,7 +649,7 @@ async fn create(
         let key = key(target, &name);
         if dry_run(params) {
             if tenant.store.get(&key).await.map_err(store_error)?.is_some() {
-                return Err(ApiError::already_exists(target.rt, &name));
+                return Err(ApiError::already_exists(&target.rt, &name));
             }
             return Ok(object);
         }
@@ -658,7 +658,7 @@ async fn create(
             // A generated name that collided: draw another.
             Err(vcluster_store::Error::AlreadyExists { .. }) if generated => continue,
             Err(vcluster_store::Error::AlreadyExists { .. }) => {
-                return Err(ApiError::already_exists(target.rt, &name));
+                return Err(ApiError::already_exists(&target.rt, &name));
             }
             Err(e) => return Err(store_error(e)),
         }
@@ -685,9 +685,9 @@ async fn update(
     for _ in 0..RETRIES {
         let (kv, current) = read(tenant, target, name).await?;
         let changed = change(&current)?;
-        strict_fields(target.rt, params, &changed)?;
+        strict_fields(&target.rt, params, &changed)?;
         let object = object::prepare_update(
-            target.rt,
+            &target.rt,
             &current,
             changed,
             target.namespace.as_deref(),
@@ -698,7 +698,7 @@ async fn update(
             return Ok(with_resource_version(object, kv.mod_revision));
         }
         // The last finalizer removed from an object being deleted: it goes now.
-        if object::is_deleting(&object) && !object::has_finalizers(target.rt, &object) {
+        if object::is_deleting(&object) && !object::has_finalizers(&target.rt, &object) {
             return match tenant
                 .store
                 .delete(key(target, name), Some(kv.mod_revision))
@@ -707,10 +707,10 @@ async fn update(
                 Ok(deleted) => Ok(with_resource_version(object, deleted.revision)),
                 Err(vcluster_store::Error::Conflict { .. }) if !conditional => continue,
                 Err(vcluster_store::Error::Conflict { .. }) => {
-                    Err(ApiError::conflict(target.rt, name))
+                    Err(ApiError::conflict(&target.rt, name))
                 }
                 Err(vcluster_store::Error::NotFound { .. }) => {
-                    Err(ApiError::not_found(target.rt, name))
+                    Err(ApiError::not_found(&target.rt, name))
                 }
                 Err(e) => Err(store_error(e)),
             };
@@ -728,15 +728,15 @@ async fn update(
             Ok(kv) => return Ok(with_resource_version(object, kv.mod_revision)),
             Err(vcluster_store::Error::Conflict { .. }) if !conditional => continue,
             Err(vcluster_store::Error::Conflict { .. }) => {
-                return Err(ApiError::conflict(target.rt, name));
+                return Err(ApiError::conflict(&target.rt, name));
             }
             Err(vcluster_store::Error::NotFound { .. }) => {
-                return Err(ApiError::not_found(target.rt, name));
+                return Err(ApiError::not_found(&target.rt, name));
             }
             Err(e) => return Err(store_error(e)),
         }
     }
-    Err(ApiError::conflict(target.rt, name))
+    Err(ApiError::conflict(&target.rt, name))
 }
 
 /// Applies a patch of media type `media` to `doc`, an object of `api_version`/`kind`.
@@ -804,7 +804,7 @@ async fn patch_object(
     params: &HashMap<String, String>,
 ) -> Result<Value> {
     let patch = parse_patch(patch)?;
-    let rt = target.rt;
+    let rt = &target.rt;
     let scope = scope(target.subresource.as_deref());
     update(
         tenant,
@@ -814,7 +814,7 @@ async fn patch_object(
         conditional_patch(&patch),
         |current| {
             let mut doc = current.clone();
-            apply_patch(media, &patch, &mut doc, &rt.api_version(), rt.kind)?;
+            apply_patch(media, &patch, &mut doc, &rt.api_version(), &rt.kind)?;
             Ok(doc)
         },
     )
@@ -858,7 +858,7 @@ async fn scale(
     change: Option<(&str, Value)>,
     params: &HashMap<String, String>,
 ) -> Result<Value> {
-    let rt = target.rt;
+    let rt = &target.rt;
     let Some((media, body)) = change else {
         return Ok(to_scale(rt, &get(tenant, target).await?));
     };
@@ -952,7 +952,7 @@ fn delete_options(
 }
 
 async fn delete(tenant: &Tenant, target: &Target, options: &Value) -> Result<Value> {
-    let rt = target.rt;
+    let rt = &target.rt;
     let name = target.name.as_deref().expect("a named target");
     let dry = options["dryRun"]
         .as_array()

@@ -1,16 +1,55 @@
 //! URL grammar: which endpoint a path names.
 
-use vcluster_core::registry::{self, ResourceType};
+use std::sync::Arc;
+
+use vcluster_core::registry::ResourceType;
+
+use crate::types::TypeSet;
 
 /// A request for a resource: a collection, one object, or one object's subresource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
-    pub rt: &'static ResourceType,
+    pub rt: Arc<ResourceType>,
     /// The namespace from the URL (for namespaced resources; `None` for a list or watch
     /// across all namespaces).
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
+}
+
+/// A resource path as the URL spells it, before it is matched against the served types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResourcePath {
+    group: String,
+    version: String,
+    plural: String,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+impl ResourcePath {
+    /// What the path names among `types`, if it names anything served.
+    pub(crate) fn resolve(self, types: &TypeSet) -> Option<Target> {
+        let rt = types.find(&self.group, &self.version, &self.plural)?;
+        if self.namespace.is_some() && !rt.namespaced {
+            return None;
+        }
+        if rt.namespaced && self.namespace.is_none() && self.name.is_some() {
+            return None;
+        }
+        if let Some(sub) = &self.subresource
+            && rt.subresource(sub).is_none()
+        {
+            return None;
+        }
+        Some(Target {
+            rt,
+            namespace: self.namespace,
+            name: self.name,
+            subresource: self.subresource,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +67,7 @@ pub(crate) enum Route {
     OpenApiV3,
     /// One group-version's document: `api/v1`, `apis/apps/v1`.
     OpenApiV3Document(String),
-    Resource(Target),
+    Resource(ResourcePath),
     NotFound,
 }
 
@@ -77,22 +116,10 @@ fn resource(group: &str, version: &str, rest: &[&str]) -> Route {
         [plural, name, sub] => (*plural, Some(*name), Some(*sub)),
         _ => return Route::NotFound,
     };
-    let Some(rt) = registry::find(group, version, plural) else {
-        return Route::NotFound;
-    };
-    if namespace.is_some() && !rt.namespaced {
-        return Route::NotFound;
-    }
-    if rt.namespaced && namespace.is_none() && name.is_some() {
-        return Route::NotFound;
-    }
-    if let Some(sub) = subresource
-        && rt.subresource(sub).is_none()
-    {
-        return Route::NotFound;
-    }
-    Route::Resource(Target {
-        rt,
+    Route::Resource(ResourcePath {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        plural: plural.to_owned(),
         namespace: namespace.map(str::to_owned),
         name: name.map(str::to_owned),
         subresource: subresource.map(str::to_owned),
@@ -105,8 +132,15 @@ mod tests {
 
     fn target(path: &str) -> Target {
         match route(path) {
-            Route::Resource(t) => t,
+            Route::Resource(p) => p.resolve(&TypeSet::default()).expect("a served type"),
             other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    fn resolved(path: &str) -> Option<Target> {
+        match route(path) {
+            Route::Resource(p) => p.resolve(&TypeSet::default()),
+            _ => None,
         }
     }
 
@@ -115,7 +149,7 @@ mod tests {
         let t = target("/apis/apps/v1/namespaces/ns1/deployments/web/scale");
         assert_eq!(
             (
-                t.rt.plural,
+                t.rt.plural.as_str(),
                 t.namespace.as_deref(),
                 t.name.as_deref(),
                 t.subresource.as_deref()
@@ -123,37 +157,41 @@ mod tests {
             ("deployments", Some("ns1"), Some("web"), Some("scale"))
         );
         let t = target("/api/v1/pods");
-        assert_eq!((t.rt.plural, t.namespace, t.name), ("pods", None, None));
+        assert_eq!(
+            (t.rt.plural.as_str(), t.namespace, t.name),
+            ("pods", None, None)
+        );
         let t = target("/api/v1/namespaces/foo");
         assert_eq!(
-            (t.rt.plural, t.name.as_deref()),
+            (t.rt.plural.as_str(), t.name.as_deref()),
             ("namespaces", Some("foo"))
         );
         let t = target("/api/v1/namespaces/foo/status");
         assert_eq!(
-            (t.rt.plural, t.name.as_deref(), t.subresource.as_deref()),
+            (
+                t.rt.plural.as_str(),
+                t.name.as_deref(),
+                t.subresource.as_deref()
+            ),
             ("namespaces", Some("foo"), Some("status"))
         );
         let t = target("/api/v1/namespaces/foo/configmaps");
         assert_eq!(
-            (t.rt.plural, t.namespace.as_deref()),
+            (t.rt.plural.as_str(), t.namespace.as_deref()),
             ("configmaps", Some("foo"))
         );
-        assert_eq!(route("/api/v1/namespaces/foo/widgets"), Route::NotFound);
+        assert_eq!(resolved("/api/v1/namespaces/foo/widgets"), None);
         assert_eq!(
-            route("/api/v1/namespaces/foo/nodes/n1"),
-            Route::NotFound,
+            resolved("/api/v1/namespaces/foo/nodes/n1"),
+            None,
             "nodes are cluster-scoped"
         );
         assert_eq!(
-            route("/api/v1/pods/p1"),
-            Route::NotFound,
+            resolved("/api/v1/pods/p1"),
+            None,
             "a namespaced object needs its namespace"
         );
-        assert_eq!(
-            route("/api/v1/namespaces/foo/configmaps/c/status"),
-            Route::NotFound
-        );
+        assert_eq!(resolved("/api/v1/namespaces/foo/configmaps/c/status"), None);
         assert_eq!(
             route("/apis/apps/v1"),
             Route::GroupVersion {

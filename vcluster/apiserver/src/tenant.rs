@@ -13,6 +13,7 @@ use vcluster_store::{Backend, Scoped, Store};
 
 use crate::cache::WatchCache;
 use crate::identity::{self, Identity, StoredIdentity};
+use crate::types::TypeSet;
 
 /// Where identities are kept: outside every tenant's prefix (`/tenants/<name>/`), so no
 /// tenant's store view can reach any identity.
@@ -37,20 +38,27 @@ pub struct Tenant {
     /// The tenant's keys: everything it owns, and nothing else.
     pub store: Arc<dyn Store>,
     pub identity: Identity,
-    caches: RwLock<HashMap<(&'static str, &'static str), Arc<WatchCache>>>,
+    caches: RwLock<HashMap<(String, String), Arc<WatchCache>>>,
+    /// The types this tenant serves (built-ins and its custom resources).
+    types: RwLock<Arc<TypeSet>>,
     /// Held while a cache is being started, so that each is started once.
     starting: Mutex<()>,
 }
 
 impl Tenant {
+    /// The types this tenant serves now.
+    pub(crate) fn types(&self) -> Arc<TypeSet> {
+        self.types.read().expect("types lock").clone()
+    }
+
     /// The watch cache of a resource, created on first use starting at `start` (the
     /// revision the first watcher asks for, so it is served without a gap).
     pub async fn cache(
         &self,
-        rt: &'static ResourceType,
+        rt: &ResourceType,
         start: u64,
     ) -> Result<Arc<WatchCache>, vcluster_store::Error> {
-        let key = (rt.group, rt.plural);
+        let key = (rt.group.clone(), rt.plural.clone());
         let running = || {
             let caches = self.caches.read().expect("caches lock");
             caches.get(&key).filter(|c| c.is_alive()).cloned()
@@ -205,6 +213,7 @@ impl Tenants {
             identity,
             caches: RwLock::new(HashMap::new()),
             starting: Mutex::new(()),
+            types: RwLock::new(Arc::default()),
         });
         self.tenants
             .write()
@@ -217,7 +226,7 @@ impl Tenants {
 
 /// Creates what every cluster starts with, where missing.
 async fn bootstrap(store: &dyn Store) -> Result<(), vcluster_store::Error> {
-    let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are built in");
+    let namespaces = &registry::find("", "v1", "namespaces").expect("namespaces are built in");
     for ns in BOOTSTRAP_NAMESPACES {
         let object = prepare_create(
             namespaces,

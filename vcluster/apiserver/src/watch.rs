@@ -36,7 +36,7 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, ApiError> {
     if params.get("sendInitialEvents").is_some_and(|v| v == "true") {
         return Err(ApiError::invalid(
-            target.rt,
+            &target.rt,
             "",
             vec![vcluster_core::status::Cause {
                 reason: "FieldValueForbidden",
@@ -45,7 +45,7 @@ pub(crate) async fn handle(
             }],
         ));
     }
-    let selectors = Selectors::parse(target.rt, params)?;
+    let selectors = Selectors::parse(&target.rt, params)?;
     let requested = parse_revision(params)?.unwrap_or(0);
     let timeout = params
         .get("timeoutSeconds")
@@ -55,7 +55,7 @@ pub(crate) async fn handle(
         .get("allowWatchBookmarks")
         .is_some_and(|v| v == "true");
     let cache = tenant
-        .cache(target.rt, requested)
+        .cache(&target.rt, requested)
         .await
         .map_err(|e| match e {
             vcluster_store::Error::Compacted {
@@ -68,9 +68,9 @@ pub(crate) async fn handle(
         })?;
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let watcher = Watcher {
-        rt: target.rt,
+        rt: target.rt.clone(),
         prefix: Bytes::from(registry::storage_prefix(
-            target.rt,
+            &target.rt,
             target.namespace.as_deref(),
         )),
         selectors,
@@ -88,7 +88,7 @@ pub(crate) async fn handle(
 }
 
 struct Watcher {
-    rt: &'static ResourceType,
+    rt: Arc<ResourceType>,
     /// Keys of the watched namespace (or all).
     prefix: Bytes,
     selectors: Selectors,
@@ -129,7 +129,7 @@ impl Watcher {
     async fn send(&self, kind: &str, object: &Value) -> bool {
         let line = match (kind, self.shape) {
             ("ADDED" | "MODIFIED" | "DELETED", shape @ (Shape::Table | Shape::Metadata)) => {
-                line(kind, &shaped_object(self.rt, shape, object.clone()))
+                line(kind, &shaped_object(&self.rt, shape, object.clone()))
             }
             _ => line(kind, object),
         };

@@ -32,7 +32,7 @@ fn get_mut<'a>(object: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
 
 /// Applies the defaults of a resource's kind to `object`.
 pub fn apply(rt: &ResourceType, object: &mut Value) {
-    match (rt.group, rt.kind) {
+    match rt.gk() {
         ("", "Pod") => pod_spec(get_mut(object, &["spec"])),
         ("", "Namespace") => {
             // Upstream labels every namespace with its name, overwriting any other value.
@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_bare_deployment_gets_upstreams_defaults() {
-        let rt = find("apps", "v1", "deployments").expect("deployments");
+        let rt = &find("apps", "v1", "deployments").expect("deployments");
         let mut d = json!({"spec": {"template": {"spec": {"containers": [
             {"name": "a", "image": "nginx", "ports": [{"containerPort": 80}]},
             {"name": "b", "image": "registry:5000/app:1.2"},
@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn what_the_client_set_is_kept() {
-        let rt = find("apps", "v1", "deployments").expect("deployments");
+        let rt = &find("apps", "v1", "deployments").expect("deployments");
         let mut d = json!({"spec": {"replicas": 0, "strategy": {"type": "Recreate"}}});
         apply(rt, &mut d);
         assert_eq!(d["spec"]["replicas"], 0);
@@ -279,7 +279,7 @@ mod tests {
             json!({"type": "Recreate"}),
             "no rollingUpdate for Recreate"
         );
-        let job = find("batch", "v1", "jobs").expect("jobs");
+        let job = &find("batch", "v1", "jobs").expect("jobs");
         let mut j = json!({"spec": {"parallelism": 3, "template": {"spec": {"restartPolicy": "Never", "containers": []}}}});
         apply(job, &mut j);
         assert!(
@@ -287,7 +287,7 @@ mod tests {
             "parallel work queues keep completions unset"
         );
         assert_eq!(j["spec"]["template"]["spec"]["restartPolicy"], "Never");
-        let svc = find("", "v1", "services").expect("services");
+        let svc = &find("", "v1", "services").expect("services");
         let mut s = json!({"spec": {"ports": [{"port": 80}]}});
         apply(svc, &mut s);
         assert_eq!(

@@ -37,12 +37,12 @@ const GENERATION_KINDS: &[&str] = &[
 ];
 
 fn tracks_generation(rt: &ResourceType) -> bool {
-    GENERATION_KINDS.contains(&rt.kind)
+    GENERATION_KINDS.contains(&rt.kind.as_str())
 }
 
 /// Which naming rule a resource's names follow.
 fn name_rule(rt: &ResourceType) -> NameRule {
-    match rt.kind {
+    match rt.kind.as_str() {
         "Namespace" | "Service" => NameRule::Label,
         "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" | "PriorityClass" => {
             NameRule::PathSegment
@@ -119,7 +119,7 @@ fn check_type(rt: &ResourceType, object: &mut Value) -> Result<(), ApiError> {
     let map = object
         .as_object_mut()
         .ok_or_else(|| ApiError::bad_request("the request body is not a JSON object"))?;
-    for (field, expected) in [("apiVersion", api_version.as_str()), ("kind", rt.kind)] {
+    for (field, expected) in [("apiVersion", api_version.as_str()), ("kind", &rt.kind)] {
         match map.get(field) {
             None | Some(Value::Null) => {
                 map.insert(field.into(), Value::String(expected.into()));
@@ -241,7 +241,7 @@ fn valid(rt: &ResourceType, object: Value) -> Result<Value, ApiError> {
 /// (its controllers own it), with the phase upstream sets for pods and namespaces.
 fn initial_status(rt: &ResourceType, object: &mut Value) {
     let map = object.as_object_mut().expect("checked by check_type");
-    match (rt.group, rt.kind) {
+    match rt.gk() {
         ("", "Pod") => {
             map.insert("status".into(), json!({"phase": "Pending"}));
         }
@@ -463,7 +463,7 @@ mod tests {
 
     #[test]
     fn create_fills_server_fields_and_generates_names() {
-        let deploy = find("apps", "v1", "deployments").expect("deployments");
+        let deploy = &find("apps", "v1", "deployments").expect("deployments");
         let body = json!({"metadata": {"generateName": "web-", "resourceVersion": "5"}, "spec": deployment_spec(2), "status": {"replicas": 9}});
         let out = prepare_create(deploy, body, Some("default"), &fresh()).expect("create");
         assert_eq!(out["apiVersion"], "apps/v1");
@@ -482,7 +482,7 @@ mod tests {
 
     #[test]
     fn create_rejects_bad_names_namespaces_and_types() {
-        let cm = find("", "v1", "configmaps").expect("configmaps");
+        let cm = &find("", "v1", "configmaps").expect("configmaps");
         let e = prepare_create(
             cm,
             json!({"metadata": {"name": "Bad_Name"}}),
@@ -510,11 +510,11 @@ mod tests {
         )
         .expect_err("wrong kind");
         assert_eq!(e.code, 400);
-        let ns = find("", "v1", "namespaces").expect("namespaces");
+        let ns = &find("", "v1", "namespaces").expect("namespaces");
         let e = prepare_create(ns, json!({"metadata": {"name": "a.b"}}), None, &fresh())
             .expect_err("label");
         assert_eq!(e.code, 422, "namespace names are labels: no dots");
-        let role = find("rbac.authorization.k8s.io", "v1", "clusterroles").expect("clusterroles");
+        let role = &find("rbac.authorization.k8s.io", "v1", "clusterroles").expect("clusterroles");
         prepare_create(
             role,
             json!({"metadata": {"name": "system:node"}}),
@@ -526,7 +526,7 @@ mod tests {
 
     #[test]
     fn update_checks_the_resource_version_and_keeps_what_the_server_owns() {
-        let deploy = find("apps", "v1", "deployments").expect("deployments");
+        let deploy = &find("apps", "v1", "deployments").expect("deployments");
         let stored = prepare_create(
             deploy,
             json!({"metadata": {"name": "web"}, "spec": deployment_spec(1)}),

@@ -1,5 +1,7 @@
-//! The one table of resources. Discovery, routing, storage keys and (later) OpenAPI are all
-//! derived from it, so a resource is added in exactly one place.
+//! The one table of resources. Discovery, routing, storage keys and OpenAPI are all derived
+//! from it, so a resource is added in exactly one place.
+
+use std::sync::{Arc, LazyLock};
 
 /// The verbs a resource (or subresource) answers, as discovery lists them.
 pub const CRUD: &[&str] = &[
@@ -37,23 +39,31 @@ const SCALE: Subresource = Subresource {
     verbs: GET_PATCH_UPDATE,
 };
 
-/// One resource of the API: what discovery says of it and how it is stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One resource of the API: what discovery says of it and how it is stored. Built-in types
+/// are made once ([`BUILTINS`]); a tenant's custom resources are made from its CRDs.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResourceType {
     /// `""` for the core group.
-    pub group: &'static str,
-    pub version: &'static str,
-    pub kind: &'static str,
-    pub plural: &'static str,
-    pub singular: &'static str,
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
+    pub singular: String,
     pub namespaced: bool,
-    pub short_names: &'static [&'static str],
-    pub categories: &'static [&'static str],
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
     pub verbs: &'static [&'static str],
-    pub subresources: &'static [Subresource],
+    pub subresources: Vec<Subresource>,
+    /// What a custom resource's definition adds: its schema, printer columns, scale paths.
+    pub custom: Option<Arc<crate::crd::Custom>>,
 }
 
 impl ResourceType {
+    /// Group and kind, for matching on the built-in kinds' own rules.
+    pub fn gk(&self) -> (&str, &str) {
+        (&self.group, &self.kind)
+    }
+
     /// `apps/v1`, or `v1` for the core group.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -76,7 +86,7 @@ impl ResourceType {
         format!("{}List", self.kind)
     }
 
-    pub fn subresource(&self, name: &str) -> Option<&'static Subresource> {
+    pub fn subresource(&self, name: &str) -> Option<&Subresource> {
         self.subresources.iter().find(|s| s.name == name)
     }
 
@@ -90,18 +100,19 @@ macro_rules! resources {
     ($( $group:literal $version:literal $kind:literal $plural:literal $singular:literal
         $scope:ident [$($short:literal),*] [$($cat:literal),*] $verbs:expr, [$($sub:expr),*]; )*) => {
         /// Every built-in resource served, in discovery order.
-        pub static BUILTINS: &[ResourceType] = &[$(ResourceType {
-            group: $group,
-            version: $version,
-            kind: $kind,
-            plural: $plural,
-            singular: $singular,
+        pub static BUILTINS: LazyLock<Vec<Arc<ResourceType>>> = LazyLock::new(|| vec![$(Arc::new(ResourceType {
+            group: $group.into(),
+            version: $version.into(),
+            kind: $kind.into(),
+            plural: $plural.into(),
+            singular: $singular.into(),
             namespaced: resources!(@scope $scope),
-            short_names: &[$($short),*],
-            categories: &[$($cat),*],
+            short_names: vec![$($short.into()),*],
+            categories: vec![$($cat.into()),*],
             verbs: $verbs,
-            subresources: &[$($sub),*],
-        }),*];
+            subresources: vec![$($sub),*],
+            custom: None,
+        })),*]);
     };
     (@scope namespaced) => { true };
     (@scope cluster) => { false };
@@ -181,7 +192,7 @@ pub fn storage_prefix(rt: &ResourceType, namespace: Option<&str>) -> String {
     let group = if rt.group.is_empty() {
         "core"
     } else {
-        rt.group
+        &rt.group
     };
     match namespace {
         Some(ns) => format!("/{group}/{}/{ns}/", rt.plural),
@@ -194,36 +205,65 @@ pub fn storage_key(rt: &ResourceType, namespace: Option<&str>, name: &str) -> St
     format!("{}{name}", storage_prefix(rt, namespace))
 }
 
-/// The resource served at `group/version` under `plural`.
-pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
+/// The built-in resource served at `group/version` under `plural`.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
     BUILTINS
         .iter()
         .find(|r| r.group == group && r.version == version && r.plural == plural)
+        .cloned()
 }
 
-/// The groups served, each with its versions in preference order, in discovery order.
-pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
-    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for rt in BUILTINS.iter().filter(|r| !r.group.is_empty()) {
+/// The built-in resource of `kind` in `group/version`.
+pub fn find_kind(group: &str, version: &str, kind: &str) -> Option<Arc<ResourceType>> {
+    BUILTINS
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.kind == kind)
+        .cloned()
+}
+
+/// The groups of `types`, each with its versions in preference order (Kubernetes' version
+/// order), in the order the groups first appear.
+pub fn groups<'a>(types: impl IntoIterator<Item = &'a ResourceType>) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for rt in types.into_iter().filter(|r| !r.group.is_empty()) {
         match out.iter_mut().find(|(g, _)| *g == rt.group) {
-            Some((_, versions)) if !versions.contains(&rt.version) => versions.push(rt.version),
+            Some((_, versions)) if !versions.contains(&rt.version) => {
+                versions.push(rt.version.clone())
+            }
             Some(_) => {}
-            None => out.push((rt.group, vec![rt.version])),
+            None => out.push((rt.group.clone(), vec![rt.version.clone()])),
         }
     }
-    // Preferred first: v2 before v1 (kube's version order for the versions we serve).
     for (_, versions) in &mut out {
-        versions.sort_by(|a, b| b.cmp(a));
+        versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
     }
     out
 }
 
-/// The resources of one group-version.
-pub fn resources(group: &str, version: &str) -> impl Iterator<Item = &'static ResourceType> {
-    let (group, version) = (group.to_owned(), version.to_owned());
-    BUILTINS
-        .iter()
-        .filter(move |r| r.group == group && r.version == version)
+/// Kubernetes' version order as a key to sort by, highest first: GA before beta before
+/// alpha, then the higher major and minor numbers; versions of no such form come last, in
+/// alphabetical order (`v2, v1, v2beta1, v1beta2, v1alpha1, foo1`).
+fn version_priority(version: &str) -> (u8, u8, u32, u32, std::cmp::Reverse<String>) {
+    let kube = || -> Option<(u8, u32, u32)> {
+        let rest = version.strip_prefix('v')?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let major: u32 = rest[..digits].parse().ok()?;
+        let tail = &rest[digits..];
+        if tail.is_empty() {
+            return Some((3, major, 0));
+        }
+        let (level, minor) = match tail.strip_prefix("beta") {
+            Some(minor) => (2, minor),
+            None => (1, tail.strip_prefix("alpha")?),
+        };
+        Some((level, major, minor.parse().ok()?))
+    };
+    match kube() {
+        Some((level, major, minor)) => (1, level, major, minor, std::cmp::Reverse(String::new())),
+        None => (0, 0, 0, 0, std::cmp::Reverse(version.to_owned())),
+    }
 }
 
 #[cfg(test)]
@@ -240,7 +280,7 @@ mod tests {
             );
             for b in &BUILTINS[i + 1..] {
                 assert!(
-                    (a.group, a.version, a.plural) != (b.group, b.version, b.plural),
+                    (&a.group, &a.version, &a.plural) != (&b.group, &b.version, &b.plural),
                     "{} twice",
                     a.qualified()
                 );
@@ -250,12 +290,12 @@ mod tests {
 
     #[test]
     fn keys_of_namespaced_and_cluster_scoped_objects() {
-        let deploy = find("apps", "v1", "deployments").expect("deployments");
+        let deploy = &find("apps", "v1", "deployments").expect("deployments");
         assert_eq!(
             storage_key(deploy, Some("ns1"), "web"),
             "/apps/deployments/ns1/web"
         );
-        let ns = find("", "v1", "namespaces").expect("namespaces");
+        let ns = &find("", "v1", "namespaces").expect("namespaces");
         assert_eq!(storage_key(ns, None, "default"), "/core/namespaces/default");
         // A namespace's prefix never covers a namespace whose name extends it.
         assert!(
@@ -265,11 +305,41 @@ mod tests {
 
     #[test]
     fn autoscaling_prefers_v2() {
-        let groups = groups();
+        let groups = groups(BUILTINS.iter().map(|rt| &**rt));
         let autoscaling = groups
             .iter()
             .find(|(g, _)| *g == "autoscaling")
             .expect("autoscaling");
         assert_eq!(autoscaling.1, vec!["v2", "v1"]);
+    }
+
+    #[test]
+    fn versions_in_kubernetes_order() {
+        let mut versions = vec![
+            "v1alpha1",
+            "foo10",
+            "v2",
+            "v1beta1",
+            "v1",
+            "v11alpha2",
+            "v10beta3",
+            "foo1",
+            "v1beta2",
+        ];
+        versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+        assert_eq!(
+            versions,
+            vec![
+                "v2",
+                "v1",
+                "v10beta3",
+                "v1beta2",
+                "v1beta1",
+                "v11alpha2",
+                "v1alpha1",
+                "foo1",
+                "foo10"
+            ]
+        );
     }
 }

@@ -112,7 +112,7 @@ impl ApiError {
 
     /// 422: `Kind.group "name" is invalid: <causes>`.
     pub fn invalid(rt: &ResourceType, name: &str, causes: Vec<Cause>) -> Self {
-        Self::invalid_kind(rt.group, rt.kind, name, causes)
+        Self::invalid_kind(&rt.group, &rt.kind, name, causes)
     }
 
     /// 422 for an object of `group`/`kind`, which need not be a stored resource (a
@@ -180,12 +180,12 @@ mod tests {
 
     #[test]
     fn messages_read_like_kube_apiservers() {
-        let deploy = find("apps", "v1", "deployments").expect("deployments");
+        let deploy = &find("apps", "v1", "deployments").expect("deployments");
         assert_eq!(
             ApiError::not_found(deploy, "web").message,
             r#"deployments.apps "web" not found"#
         );
-        let cm = find("", "v1", "configmaps").expect("configmaps");
+        let cm = &find("", "v1", "configmaps").expect("configmaps");
         let e = ApiError::invalid(
             cm,
             "Bad",

@@ -179,7 +179,7 @@ fn job_completions(o: &Value, _: i64) -> Value {
 
 fn columns(rt: &ResourceType) -> Vec<Column> {
     let mut out = vec![col("Name", "string", 0, name)];
-    out.extend(match (rt.group, rt.kind) {
+    out.extend(match rt.gk() {
         ("", "Namespace") => vec![col("Status", "string", 0, |o, _| {
             json!(s(o, "/status/phase"))
         })],
@@ -297,7 +297,7 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
         _ => vec![],
     });
     out.push(col("Age", "date", 0, age));
-    if (rt.group, rt.kind) == ("", "Pod") {
+    if rt.gk() == ("", "Pod") {
         out.push(col("IP", "string", 1, |o, _| {
             or_none(s(o, "/status/podIP").to_owned())
         }));
@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn a_deployment_row_has_kubectls_columns() {
-        let deploy = find("apps", "v1", "deployments").expect("deployments");
+        let deploy = &find("apps", "v1", "deployments").expect("deployments");
         let d = json!({"metadata": {"name": "web", "creationTimestamp": "2026-01-01T00:00:00Z"},
             "spec": {"replicas": 3}, "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}});
         let now = epoch("2026-01-01T00:05:10Z").expect("time");

@@ -14,7 +14,7 @@ use crate::status::Cause;
 /// The causes that make `object` invalid; empty when it is valid.
 pub fn validate(rt: &ResourceType, object: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
-    match (rt.group, rt.kind) {
+    match rt.gk() {
         ("", "Pod") => pod_spec(object.get("spec"), "spec", &mut causes),
         ("", "PodTemplate") => pod_spec(
             object.pointer("/template/spec"),
@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn a_deployment_whose_selector_misses_its_pods_is_invalid() {
-        let rt = find("apps", "v1", "deployments").expect("deployments");
+        let rt = &find("apps", "v1", "deployments").expect("deployments");
         let good = json!({"spec": {"selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "web", "tier": "x"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}});
         assert!(validate(rt, &good).is_empty());
@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn services_and_config_keys() {
-        let svc = find("", "v1", "services").expect("services");
+        let svc = &find("", "v1", "services").expect("services");
         assert!(validate(svc, &json!({"spec": {"ports": [{"port": 80}]}})).is_empty());
         assert!(
             validate(svc, &json!({"spec": {"clusterIP": "None"}})).is_empty(),
@@ -271,7 +271,7 @@ mod tests {
             .reason,
             "FieldValueNotSupported"
         );
-        let cm = find("", "v1", "configmaps").expect("configmaps");
+        let cm = &find("", "v1", "configmaps").expect("configmaps");
         assert!(validate(cm, &json!({"data": {"a.conf": "x"}})).is_empty());
         assert_eq!(
             validate(cm, &json!({"data": {"bad key": "x"}}))[0].field,
