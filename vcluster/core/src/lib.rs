@@ -19,5 +19,6 @@ pub mod protobuf;
 pub mod registry;
 pub mod selector;
 pub mod status;
+pub mod structural;
 pub mod table;
 pub mod validation;

@@ -34,8 +34,48 @@ impl Cause {
         }
     }
 
+    /// An invalid value of any JSON type, rendered as upstream renders it (strings quoted,
+    /// numbers and booleans bare).
+    pub fn invalid_value(field: impl Into<String>, value: &Value, detail: &str) -> Self {
+        Self {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {}: {detail}", render_value(value)),
+        }
+    }
+
+    /// A value of the wrong JSON type.
+    pub fn type_invalid(field: impl Into<String>, value: &Value, detail: &str) -> Self {
+        Self {
+            reason: "FieldValueTypeInvalid",
+            ..Self::invalid_value(field, value, detail)
+        }
+    }
+
+    pub fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Self {
+        let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+        Self {
+            reason: "FieldValueNotSupported",
+            field: field.into(),
+            message: format!(
+                "Unsupported value: {value:?}: supported values: {}",
+                list.join(", ")
+            ),
+        }
+    }
+
     fn render(&self) -> String {
         format!("{}: {}", self.field, self.message)
+    }
+}
+
+/// A value as Go's `%#v`-like rendering in field errors shows it.
+fn render_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        Value::Object(_) => "\"object\"".to_owned(),
+        Value::Array(_) => "\"array\"".to_owned(),
+        other => other.to_string(),
     }
 }
 
