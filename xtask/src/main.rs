@@ -86,7 +86,8 @@ fn json_names(dir: &Path) -> anyhow::Result<HashMap<String, HashMap<String, Stri
                 fields.insert(normalize(rust), json.to_owned());
             }
         }
-        out.insert(name, fields);
+        // Keyed in lowercase: prost renames `JSONSchemaProps` to `JsonSchemaProps`.
+        out.insert(name.to_lowercase(), fields);
     }
     Ok(out)
 }
@@ -186,7 +187,7 @@ fn protogen() -> anyhow::Result<()> {
                 continue;
             }
             let full = format!("{}.{}", package_of(&module), s.ident);
-            let json = names.get(&full);
+            let json = names.get(&full.to_lowercase());
             let mut fields = Vec::new();
             for f in &s.fields {
                 let ident = f.ident.as_ref().context("named field")?.to_string();
@@ -196,10 +197,19 @@ fn protogen() -> anyhow::Result<()> {
                 let Some((kind, tag, repeated)) = prost_kind(&attr) else {
                     bail!("{full}.{ident}: unsupported prost field {attr}");
                 };
-                let json_name = json
-                    .and_then(|j| j.get(&normalize(&ident)))
-                    .cloned()
-                    .unwrap_or_else(|| lower_camel(&ident));
+                // k8s-openapi names `$ref` `ref_path`, where prost has `ref`. A message field
+                // k8s-openapi lacks is embedded inline in JSON (Go's `json:",inline"`, such as
+                // `Volume.volumeSource`): its JSON name is empty.
+                let found = json.map(|j| {
+                    j.get(&normalize(&ident))
+                        .or_else(|| j.get(&normalize(&format!("{ident}_path"))))
+                        .cloned()
+                });
+                let json_name = match found {
+                    Some(Some(name)) => name,
+                    Some(None) if kind == "Message" => String::new(),
+                    _ => lower_camel(&ident),
+                };
                 let rust_ty = f.ty.to_token_stream().to_string();
                 let ty = match kind {
                     "Message" => format!("Ty::Message({:?})", resolve(&rust_ty, &module)?),

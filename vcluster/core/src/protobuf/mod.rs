@@ -23,9 +23,19 @@ pub(crate) struct Message {
 }
 
 impl Message {
-    /// The type of the field with this JSON name.
+    /// The type of the field with this JSON name, looking into inline members too.
     pub(crate) fn field(&self, json: &str) -> Option<&'static Ty> {
-        self.fields.iter().find(|f| f.json == json).map(|f| &f.ty)
+        if let Some(f) = self.fields.iter().find(|f| f.json == json) {
+            return Some(&f.ty);
+        }
+        self.fields
+            .iter()
+            .filter(|f| f.json.is_empty())
+            .filter_map(|f| match f.ty {
+                Ty::Message(name) => index().get(name).copied(),
+                _ => None,
+            })
+            .find_map(|inline| inline.field(json))
     }
 
     /// The message a field holds (directly, in a list or as map values).
@@ -41,6 +51,8 @@ impl Message {
 
 pub(crate) struct Field {
     tag: u32,
+    /// Empty for a message embedded inline (Go's `json:",inline"`): its fields are the
+    /// parent's in JSON.
     json: &'static str,
     ty: Ty,
 }
@@ -257,11 +269,13 @@ fn decode_message(message: &Message, bytes: &[u8], depth: usize) -> Result<Optio
                     map.insert(k, v);
                 }
             }
-            ty => {
-                if let Some(v) = value(ty, wire, &mut reader, depth, false)? {
+            ty => match value(ty, wire, &mut reader, depth, false)? {
+                Some(Value::Object(members)) if field.json.is_empty() => object.extend(members),
+                Some(v) if !field.json.is_empty() => {
                     object.insert(field.json.into(), v);
                 }
-            }
+                _ => {}
+            },
         }
     }
     Ok(Some(Value::Object(object)))

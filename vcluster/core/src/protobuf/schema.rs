@@ -467,7 +467,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 2,
-                json: "ruleWithOperations",
+                json: "",
                 ty: Ty::Message("io.k8s.api.admissionregistration.v1.RuleWithOperations"),
             },
         ],
@@ -547,7 +547,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 2,
-                json: "rule",
+                json: "",
                 ty: Ty::Message("io.k8s.api.admissionregistration.v1.Rule"),
             },
         ],
@@ -1172,7 +1172,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 2,
-                json: "ruleWithOperations",
+                json: "",
                 ty: Ty::Message("io.k8s.api.admissionregistration.v1.RuleWithOperations"),
             },
         ],
@@ -1799,7 +1799,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 2,
-                json: "ruleWithOperations",
+                json: "",
                 ty: Ty::Message("io.k8s.api.admissionregistration.v1.RuleWithOperations"),
             },
         ],
@@ -9080,7 +9080,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[
             Field {
                 tag: 1,
-                json: "volumeId",
+                json: "volumeID",
                 ty: Ty::String,
             },
             Field {
@@ -9538,7 +9538,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[
             Field {
                 tag: 1,
-                json: "localObjectReference",
+                json: "",
                 ty: Ty::Message("io.k8s.api.core.v1.LocalObjectReference"),
             },
             Field {
@@ -9553,7 +9553,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[
             Field {
                 tag: 1,
-                json: "localObjectReference",
+                json: "",
                 ty: Ty::Message("io.k8s.api.core.v1.LocalObjectReference"),
             },
             Field {
@@ -9618,7 +9618,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[
             Field {
                 tag: 1,
-                json: "localObjectReference",
+                json: "",
                 ty: Ty::Message("io.k8s.api.core.v1.LocalObjectReference"),
             },
             Field {
@@ -9638,7 +9638,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[
             Field {
                 tag: 1,
-                json: "localObjectReference",
+                json: "",
                 ty: Ty::Message("io.k8s.api.core.v1.LocalObjectReference"),
             },
             Field {
@@ -10315,7 +10315,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[
             Field {
                 tag: 1,
-                json: "ephemeralContainerCommon",
+                json: "",
                 ty: Ty::Message("io.k8s.api.core.v1.EphemeralContainerCommon"),
             },
             Field {
@@ -10601,7 +10601,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[
             Field {
                 tag: 1,
-                json: "targetWwNs",
+                json: "targetWWNs",
                 ty: Ty::Repeated(&Ty::String),
             },
             Field {
@@ -12226,7 +12226,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 2,
-                json: "persistentVolumeSource",
+                json: "",
                 ty: Ty::Message("io.k8s.api.core.v1.PersistentVolumeSource"),
             },
             Field {
@@ -13034,7 +13034,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 42,
-                json: "workloadRef",
+                json: "",
                 ty: Ty::Message("io.k8s.api.core.v1.WorkloadReference"),
             },
         ],
@@ -13139,7 +13139,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 20,
-                json: "resources",
+                json: "",
                 ty: Ty::Message("io.k8s.api.core.v1.ResourceRequirements"),
             },
         ],
@@ -13297,7 +13297,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[
             Field {
                 tag: 1,
-                json: "handler",
+                json: "",
                 ty: Ty::Message("io.k8s.api.core.v1.ProbeHandler"),
             },
             Field {
@@ -14014,7 +14014,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[
             Field {
                 tag: 1,
-                json: "localObjectReference",
+                json: "",
                 ty: Ty::Message("io.k8s.api.core.v1.LocalObjectReference"),
             },
             Field {
@@ -14029,7 +14029,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[
             Field {
                 tag: 1,
-                json: "localObjectReference",
+                json: "",
                 ty: Ty::Message("io.k8s.api.core.v1.LocalObjectReference"),
             },
             Field {
@@ -14064,7 +14064,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[
             Field {
                 tag: 1,
-                json: "localObjectReference",
+                json: "",
                 ty: Ty::Message("io.k8s.api.core.v1.LocalObjectReference"),
             },
             Field {
@@ -14738,7 +14738,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 2,
-                json: "volumeSource",
+                json: "",
                 ty: Ty::Message("io.k8s.api.core.v1.VolumeSource"),
             },
         ],
@@ -18600,7 +18600,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 2,
-                json: "ingressRuleValue",
+                json: "",
                 ty: Ty::Message("io.k8s.api.networking.v1.IngressRuleValue"),
             },
         ],
@@ -20632,7 +20632,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 3,
-                json: "deviceConfiguration",
+                json: "",
                 ty: Ty::Message("io.k8s.api.resource.v1.DeviceConfiguration"),
             },
         ],
@@ -20728,7 +20728,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 2,
-                json: "deviceConfiguration",
+                json: "",
                 ty: Ty::Message("io.k8s.api.resource.v1.DeviceConfiguration"),
             },
         ],
@@ -20752,7 +20752,7 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "io.k8s.api.resource.v1.DeviceClassConfiguration",
         fields: &[Field {
             tag: 1,
-            json: "deviceConfiguration",
+            json: "",
             ty: Ty::Message("io.k8s.api.resource.v1.DeviceConfiguration"),
         }],
     },
@@ -21375,7 +21375,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 3,
-                json: "status",
+                json: "",
                 ty: Ty::Message("io.k8s.api.resource.v1alpha3.DeviceTaintRuleStatus"),
             },
         ],
@@ -21675,7 +21675,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 3,
-                json: "deviceConfiguration",
+                json: "",
                 ty: Ty::Message("io.k8s.api.resource.v1beta1.DeviceConfiguration"),
             },
         ],
@@ -21771,7 +21771,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 2,
-                json: "deviceConfiguration",
+                json: "",
                 ty: Ty::Message("io.k8s.api.resource.v1beta1.DeviceConfiguration"),
             },
         ],
@@ -21795,7 +21795,7 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "io.k8s.api.resource.v1beta1.DeviceClassConfiguration",
         fields: &[Field {
             tag: 1,
-            json: "deviceConfiguration",
+            json: "",
             ty: Ty::Message("io.k8s.api.resource.v1beta1.DeviceConfiguration"),
         }],
     },
@@ -22581,7 +22581,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 3,
-                json: "deviceConfiguration",
+                json: "",
                 ty: Ty::Message("io.k8s.api.resource.v1beta2.DeviceConfiguration"),
             },
         ],
@@ -22677,7 +22677,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 2,
-                json: "deviceConfiguration",
+                json: "",
                 ty: Ty::Message("io.k8s.api.resource.v1beta2.DeviceConfiguration"),
             },
         ],
@@ -22701,7 +22701,7 @@ pub(super) static MESSAGES: &[Message] = &[
         name: "io.k8s.api.resource.v1beta2.DeviceClassConfiguration",
         fields: &[Field {
             tag: 1,
-            json: "deviceConfiguration",
+            json: "",
             ty: Ty::Message("io.k8s.api.resource.v1beta2.DeviceConfiguration"),
         }],
     },
@@ -25069,12 +25069,12 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 2,
-                json: "schema",
+                json: "$schema",
                 ty: Ty::String,
             },
             Field {
                 tag: 3,
-                json: "ref",
+                json: "$ref",
                 ty: Ty::String,
             },
             Field {
@@ -25275,37 +25275,37 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 38,
-                json: "xKubernetesPreserveUnknownFields",
+                json: "x-kubernetes-preserve-unknown-fields",
                 ty: Ty::Bool,
             },
             Field {
                 tag: 39,
-                json: "xKubernetesEmbeddedResource",
+                json: "x-kubernetes-embedded-resource",
                 ty: Ty::Bool,
             },
             Field {
                 tag: 40,
-                json: "xKubernetesIntOrString",
+                json: "x-kubernetes-int-or-string",
                 ty: Ty::Bool,
             },
             Field {
                 tag: 41,
-                json: "xKubernetesListMapKeys",
+                json: "x-kubernetes-list-map-keys",
                 ty: Ty::Repeated(&Ty::String),
             },
             Field {
                 tag: 42,
-                json: "xKubernetesListType",
+                json: "x-kubernetes-list-type",
                 ty: Ty::String,
             },
             Field {
                 tag: 43,
-                json: "xKubernetesMapType",
+                json: "x-kubernetes-map-type",
                 ty: Ty::String,
             },
             Field {
                 tag: 44,
-                json: "xKubernetesValidations",
+                json: "x-kubernetes-validations",
                 ty: Ty::Repeated(&Ty::Message(
                     "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ValidationRule",
                 )),
@@ -25317,14 +25317,14 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[
             Field {
                 tag: 1,
-                json: "schema",
+                json: "",
                 ty: Ty::Message(
                     "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JsonSchemaProps",
                 ),
             },
             Field {
                 tag: 2,
-                json: "jSonSchemas",
+                json: "",
                 ty: Ty::Repeated(&Ty::Message(
                     "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JsonSchemaProps",
                 )),
@@ -25341,7 +25341,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 2,
-                json: "schema",
+                json: "",
                 ty: Ty::Message(
                     "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JsonSchemaProps",
                 ),
@@ -25353,7 +25353,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[
             Field {
                 tag: 1,
-                json: "schema",
+                json: "",
                 ty: Ty::Message(
                     "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JsonSchemaProps",
                 ),

@@ -163,6 +163,69 @@ fn times_and_durations_print_as_go_does() {
     assert_eq!(go_duration(250_000_000), "250ms");
 }
 
+/// JSON names that are not the camelCase of prost's field names: k8s-openapi's are used.
+#[test]
+fn irregular_json_names() {
+    use k8s_pb::apiextensions_apiserver::pkg::apis::apiextensions::v1 as ext;
+    let schema = ext::JsonSchemaProps {
+        r#type: Some("object".into()),
+        r#ref: Some("#/definitions/x".into()),
+        x_kubernetes_preserve_unknown_fields: Some(true),
+        x_kubernetes_list_map_keys: vec!["name".into()],
+        ..Default::default()
+    };
+    let crd = ext::CustomResourceDefinition {
+        metadata: Some(object_meta("widgets.example.com")),
+        spec: Some(ext::CustomResourceDefinitionSpec {
+            group: Some("example.com".into()),
+            versions: vec![ext::CustomResourceDefinitionVersion {
+                name: Some("v1".into()),
+                schema: Some(ext::CustomResourceValidation {
+                    open_apiv3_schema: Some(schema),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let envelope_crd = envelope(
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        crd.encode_to_vec(),
+    );
+    let json = decode(&envelope_crd).expect("decode");
+    let decoded = &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    assert_eq!(decoded["x-kubernetes-preserve-unknown-fields"], true);
+    assert_eq!(decoded["x-kubernetes-list-map-keys"], json!(["name"]));
+    assert_eq!(decoded["$ref"], "#/definitions/x");
+
+    let fc = core::FcVolumeSource {
+        target_ww_ns: vec!["w1".into()],
+        ..Default::default()
+    };
+    let pod = core::Pod {
+        metadata: Some(object_meta("p")),
+        spec: Some(core::PodSpec {
+            volumes: vec![core::Volume {
+                name: Some("v".into()),
+                volume_source: Some(core::VolumeSource {
+                    fc: Some(fc),
+                    ..Default::default()
+                }),
+            }],
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let json = decode(&envelope("v1", "Pod", pod.encode_to_vec())).expect("decode");
+    assert_eq!(
+        json["spec"]["volumes"][0]["fc"]["targetWWNs"],
+        json!(["w1"]),
+        "{json}"
+    );
+}
+
 #[test]
 fn delete_options_from_a_typed_client() {
     let options = meta::DeleteOptions {
