@@ -92,7 +92,10 @@ pub(crate) async fn handle(
         return error(&ApiError::new(401, "Unauthorized", "Unauthorized"));
     };
     tracing::debug!(user = %user.name, "authenticated");
-    let types = tenant.types();
+    let types = match crate::crds::types(&tenant).await {
+        Ok(types) => types,
+        Err(e) => return error(&e),
+    };
     match route {
         Route::Api => ok(&api_versions(req.headers())),
         Route::Apis => ok(&api_group_list(&types)),

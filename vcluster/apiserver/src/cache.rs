@@ -211,6 +211,28 @@ impl WatchCache {
         (objects, state.revision)
     }
 
+    /// The revision of the last change applied.
+    pub fn revision(&self) -> u64 {
+        self.state.read().expect("cache lock").revision
+    }
+
+    /// Waits until the cache has applied `revision`, for at most `within`; the revision it
+    /// reached otherwise.
+    pub async fn wait_for(&self, revision: u64, within: std::time::Duration) -> Result<(), u64> {
+        let mut head = self.subscribe();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let reached = *head.borrow_and_update();
+            if reached >= revision {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, head.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Err(self.revision()),
+            }
+        }
+    }
+
     /// The cached object at `key`.
     pub fn get(&self, key: &[u8]) -> Option<Arc<Value>> {
         let state = self.state.read().expect("cache lock");

@@ -8,6 +8,7 @@
 mod accounts;
 mod api;
 mod cache;
+mod crds;
 mod http;
 mod identity;
 mod openapi;

@@ -22,7 +22,7 @@ use vcluster_store::{KeyValue, RangeRequest};
 use crate::http::{Body, Shape, content_type, error, json as respond, ok, query, read_body, shape};
 use crate::router::Target;
 use crate::tenant::{Tenant, fresh};
-use crate::{accounts, watch};
+use crate::{accounts, crds, watch};
 
 /// How often a write retries after losing a compare-and-swap it may retry.
 const RETRIES: usize = 16;
@@ -37,7 +37,15 @@ pub(crate) async fn handle(
     target: Target,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    match dispatch(tenant, target, req).await {
+    let writes_crds = crds::is_crd(&target.rt) && req.method() != Method::GET;
+    let answered = dispatch(tenant, target, req).await;
+    let answered = match answered {
+        Ok(response) if writes_crds && response.status().is_success() => {
+            crds::settle(tenant).await.map(|()| response)
+        }
+        other => other,
+    };
+    match answered {
         Ok(response) => response,
         Err(e) => {
             if e.code >= 500 {
@@ -232,7 +240,7 @@ fn key(target: &Target, name: &str) -> Bytes {
     ))
 }
 
-fn store_error(e: vcluster_store::Error) -> ApiError {
+pub(crate) fn store_error(e: vcluster_store::Error) -> ApiError {
     match e {
         vcluster_store::Error::Compacted {
             requested,
@@ -288,7 +296,8 @@ pub(crate) fn now() -> i64 {
 /// A list in the shape the client asked for.
 fn shaped_list(rt: &ResourceType, shape: Shape, list: Listed) -> Response<Body> {
     match shape {
-        Shape::Object if list.encoded.is_some() => {
+        // Custom objects may be stored at another version than the one asked for.
+        Shape::Object if list.encoded.is_some() && rt.custom.is_none() => {
             // The items are encoded already: splice them into the list.
             let encoded = list.encoded.unwrap_or_default();
             let head = json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": list.metadata});
@@ -314,11 +323,17 @@ fn shaped_list(rt: &ResourceType, shape: Shape, list: Listed) -> Response<Body> 
                 metadata: &'a Value,
                 items: &'a [Arc<Value>],
             }
+            let items: Vec<Arc<Value>> = if rt.custom.is_some() {
+                let served = |o: &Arc<Value>| Arc::new(crds::in_version(rt, (**o).clone()));
+                list.items.iter().map(served).collect()
+            } else {
+                list.items
+            };
             let body = Body {
                 kind: rt.list_kind(),
                 api_version: rt.api_version(),
                 metadata: &list.metadata,
-                items: &list.items,
+                items: &items,
             };
             let bytes = serde_json::to_vec(&body).expect("a list serializes");
             crate::http::json_bytes(StatusCode::OK, bytes)
@@ -344,7 +359,7 @@ fn shaped_list(rt: &ResourceType, shape: Shape, list: Listed) -> Response<Body> 
 /// One object in the shape the client asked for.
 pub(crate) fn shaped_object(rt: &ResourceType, shape: Shape, object: Value) -> Value {
     match shape {
-        Shape::Object => object,
+        Shape::Object => crds::in_version(rt, object),
         Shape::Table => {
             let rv = object
                 .pointer("/metadata/resourceVersion")
@@ -545,26 +560,19 @@ async fn list_from_cache(
 ) -> Result<Listed> {
     let rt = &target.rt;
     let cache = tenant.cache(rt, at_least).await.map_err(store_error)?;
-    let mut head = cache.subscribe();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
-    let (objects, revision) = loop {
-        let (objects, revision) = cache.snapshot(prefix.as_bytes());
-        if revision >= at_least {
-            break (objects, revision);
-        }
-        // The cache has not yet seen that revision: wait for it, as upstream does, then
-        // answer "too large resource version".
-        match tokio::time::timeout_at(deadline, head.changed()).await {
-            Ok(Ok(())) => {}
-            _ => {
-                return Err(ApiError::new(
-                    504,
-                    "Timeout",
-                    format!("Too large resource version: {at_least}, current: {revision}"),
-                ));
-            }
-        }
-    };
+    // A revision the cache has not seen yet is waited for, as upstream does, then answered
+    // "too large resource version".
+    if let Err(current) = cache
+        .wait_for(at_least, std::time::Duration::from_secs(3))
+        .await
+    {
+        return Err(ApiError::new(
+            504,
+            "Timeout",
+            format!("Too large resource version: {at_least}, current: {current}"),
+        ));
+    }
+    let (objects, revision) = cache.snapshot(prefix.as_bytes());
     let (items, encoded) = objects
         .into_iter()
         .filter(|(_, cached)| selectors.matches(&cached.object))
@@ -643,6 +651,7 @@ async fn create(
             target.namespace.as_deref(),
             &fresh(),
         )?;
+        let object = crds::admit(tenant, &target.rt, object, true).await?;
         let name = meta_str(&object, "name")
             .expect("prepared objects are named")
             .to_owned();
@@ -673,7 +682,7 @@ async fn create(
 /// Reads, changes (with `change`, given the object as served) and writes back one object.
 /// `conditional` says the client sent a resourceVersion: a lost race is then a 409; without
 /// one, the change is applied again to the newer object.
-async fn update(
+pub(crate) async fn update(
     tenant: &Tenant,
     target: &Target,
     scope: UpdateScope,
@@ -694,6 +703,7 @@ async fn update(
             name,
             scope,
         )?;
+        let object = crds::admit(tenant, &target.rt, object, false).await?;
         if dry_run(params) {
             return Ok(with_resource_version(object, kv.mod_revision));
         }
@@ -803,8 +813,17 @@ async fn patch_object(
     patch: &[u8],
     params: &HashMap<String, String>,
 ) -> Result<Value> {
-    let patch = parse_patch(patch)?;
     let rt = &target.rt;
+    if rt.custom.is_some() && media == "application/strategic-merge-patch+json" {
+        // Custom resources have no patch strategies; clients fall back to merge patches.
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: \
+             application/json-patch+json, application/merge-patch+json",
+        ));
+    }
+    let patch = parse_patch(patch)?;
     let scope = scope(target.subresource.as_deref());
     update(
         tenant,
@@ -822,8 +841,36 @@ async fn patch_object(
 }
 
 /// The `autoscaling/v1` Scale view of an object with replicas.
+/// The JSON pointers of a scalable type's desired and observed replicas.
+fn replica_pointers(rt: &ResourceType) -> (String, String) {
+    let pointer = |dotted: &str| dotted.replace('.', "/");
+    match rt.custom.as_ref().and_then(|c| c.scale.as_ref()) {
+        Some(paths) => (
+            pointer(&paths.spec_replicas),
+            pointer(&paths.status_replicas),
+        ),
+        None => ("/spec/replicas".into(), "/status/replicas".into()),
+    }
+}
+
 fn to_scale(rt: &ResourceType, object: &Value) -> Value {
+    let custom_selector = rt
+        .custom
+        .as_ref()
+        .and_then(|c| c.scale.as_ref())
+        .map(|paths| {
+            let at = paths.label_selector.as_deref().map(|p| p.replace('.', "/"));
+            at.and_then(|p| {
+                object
+                    .pointer(&p)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+        });
+    let (spec_replicas, status_replicas) = replica_pointers(rt);
     let selector = match object.pointer("/spec/selector") {
+        _ if custom_selector.is_some() => custom_selector.unwrap_or_default(),
         Some(Value::Object(s)) if rt.kind == "ReplicationController" => s
             .iter()
             .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
@@ -843,9 +890,9 @@ fn to_scale(rt: &ResourceType, object: &Value) -> Value {
             "resourceVersion": meta["resourceVersion"],
             "creationTimestamp": meta["creationTimestamp"],
         },
-        "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "spec": {"replicas": object.pointer(&spec_replicas).cloned().unwrap_or(json!(0))},
         "status": {
-            "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "replicas": object.pointer(&status_replicas).cloned().unwrap_or(json!(0)),
             "selector": selector,
         },
     })
@@ -892,7 +939,12 @@ async fn scale(
                     )
                 })?;
             let mut object = current.clone();
-            object["spec"]["replicas"] = json!(replicas);
+            let (spec_replicas, _) = replica_pointers(rt);
+            let at = spec_replicas
+                .split('/')
+                .skip(1)
+                .fold(&mut object, |at, segment| &mut at[segment]);
+            *at = json!(replicas);
             // The resourceVersion the client sent (if any) guards the write.
             object["metadata"]["resourceVersion"] = scale["metadata"]["resourceVersion"].clone();
             Ok(object)
@@ -951,7 +1003,7 @@ fn delete_options(
     decode_body(headers, body)
 }
 
-async fn delete(tenant: &Tenant, target: &Target, options: &Value) -> Result<Value> {
+pub(crate) async fn delete(tenant: &Tenant, target: &Target, options: &Value) -> Result<Value> {
     let rt = &target.rt;
     let name = target.name.as_deref().expect("a named target");
     let dry = options["dryRun"]

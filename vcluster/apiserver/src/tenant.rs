@@ -38,17 +38,36 @@ pub struct Tenant {
     /// The tenant's keys: everything it owns, and nothing else.
     pub store: Arc<dyn Store>,
     pub identity: Identity,
-    caches: RwLock<HashMap<(String, String), Arc<WatchCache>>>,
+    /// Watch caches by group, then plural (looked up without allocating).
+    caches: RwLock<HashMap<String, HashMap<String, Arc<WatchCache>>>>,
     /// The types this tenant serves (built-ins and its custom resources).
     types: RwLock<Arc<TypeSet>>,
+    /// The CRDs whose objects are being deleted.
+    cleaning: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Held while a cache is being started, so that each is started once.
     starting: Mutex<()>,
 }
 
 impl Tenant {
-    /// The types this tenant serves now.
-    pub(crate) fn types(&self) -> Arc<TypeSet> {
+    /// The types this tenant served when they were last made (see `crds::types`).
+    pub(crate) fn current_types(&self) -> Arc<TypeSet> {
         self.types.read().expect("types lock").clone()
+    }
+
+    pub(crate) fn set_types(&self, types: Arc<TypeSet>) {
+        *self.types.write().expect("types lock") = types;
+    }
+
+    /// Marks the cleanup of CRD `name` as running; false if it already is.
+    pub(crate) fn start_cleanup(&self, name: &str) -> bool {
+        self.cleaning
+            .lock()
+            .expect("cleanup lock")
+            .insert(name.to_owned())
+    }
+
+    pub(crate) fn end_cleanup(&self, name: &str) {
+        self.cleaning.lock().expect("cleanup lock").remove(name);
     }
 
     /// The watch cache of a resource, created on first use starting at `start` (the
@@ -58,10 +77,13 @@ impl Tenant {
         rt: &ResourceType,
         start: u64,
     ) -> Result<Arc<WatchCache>, vcluster_store::Error> {
-        let key = (rt.group.clone(), rt.plural.clone());
         let running = || {
             let caches = self.caches.read().expect("caches lock");
-            caches.get(&key).filter(|c| c.is_alive()).cloned()
+            caches
+                .get(&rt.group)
+                .and_then(|g| g.get(&rt.plural))
+                .filter(|c| c.is_alive())
+                .cloned()
         };
         // Every request that reads a cache comes here: the common case takes a read lock.
         if let Some(cache) = running() {
@@ -76,7 +98,9 @@ impl Tenant {
         self.caches
             .write()
             .expect("caches lock")
-            .insert(key, cache.clone());
+            .entry(rt.group.clone())
+            .or_default()
+            .insert(rt.plural.clone(), cache.clone());
         Ok(cache)
     }
 }
@@ -214,6 +238,7 @@ impl Tenants {
             caches: RwLock::new(HashMap::new()),
             starting: Mutex::new(()),
             types: RwLock::new(Arc::default()),
+            cleaning: Default::default(),
         });
         self.tenants
             .write()

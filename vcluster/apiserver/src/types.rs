@@ -10,6 +10,8 @@ use vcluster_core::registry::{self, BUILTINS, ResourceType};
 pub(crate) struct TypeSet {
     /// The served versions of the tenant's established CRDs.
     pub(crate) custom: Vec<Arc<ResourceType>>,
+    /// The revision of the tenant's CRDs this set was made from.
+    pub(crate) revision: u64,
 }
 
 impl TypeSet {

@@ -121,15 +121,20 @@ impl Watcher {
     /// Sends an object whose JSON is already encoded.
     async fn send_cached(&self, kind: &str, object: &Value, encoded: &[u8]) -> bool {
         match self.shape {
-            Shape::Object => self.tx.send(framed(kind, encoded)).await.is_ok(),
+            // Custom objects may be stored at another version than the one watched.
+            Shape::Object
+                if self.rt.custom.is_none() || object["apiVersion"] == *self.rt.api_version() =>
+            {
+                self.tx.send(framed(kind, encoded)).await.is_ok()
+            }
             _ => self.send(kind, object).await,
         }
     }
 
     async fn send(&self, kind: &str, object: &Value) -> bool {
-        let line = match (kind, self.shape) {
-            ("ADDED" | "MODIFIED" | "DELETED", shape @ (Shape::Table | Shape::Metadata)) => {
-                line(kind, &shaped_object(&self.rt, shape, object.clone()))
+        let line = match kind {
+            "ADDED" | "MODIFIED" | "DELETED" => {
+                line(kind, &shaped_object(&self.rt, self.shape, object.clone()))
             }
             _ => line(kind, object),
         };

@@ -183,6 +183,7 @@ resources! {
     "rbac.authorization.k8s.io" "v1" "RoleBinding" "rolebindings" "rolebinding" namespaced [] [] CRUD, [];
     "rbac.authorization.k8s.io" "v1" "ClusterRole" "clusterroles" "clusterrole" cluster [] [] CRUD, [];
     "rbac.authorization.k8s.io" "v1" "ClusterRoleBinding" "clusterrolebindings" "clusterrolebinding" cluster [] [] CRUD, [];
+    "apiextensions.k8s.io" "v1" "CustomResourceDefinition" "customresourcedefinitions" "customresourcedefinition" cluster ["crd", "crds"] ["api-extensions"] CRUD, [STATUS];
 }
 
 /// Where a resource's objects are stored in a tenant's keyspace. Both versions of a

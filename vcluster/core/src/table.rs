@@ -6,24 +6,52 @@ use serde_json::{Value, json};
 
 use crate::registry::ResourceType;
 
+type Cell = Box<dyn Fn(&Value, i64) -> Value>;
+
 struct Column {
-    name: &'static str,
-    ty: &'static str,
-    priority: u8,
-    cell: fn(&Value, i64) -> Value,
+    name: String,
+    ty: String,
+    description: String,
+    priority: i64,
+    cell: Cell,
 }
 
-const fn col(
-    name: &'static str,
-    ty: &'static str,
-    priority: u8,
-    cell: fn(&Value, i64) -> Value,
-) -> Column {
+fn col(name: &str, ty: &str, priority: i64, cell: fn(&Value, i64) -> Value) -> Column {
     Column {
-        name,
-        ty,
+        name: name.to_owned(),
+        ty: ty.to_owned(),
+        description: String::new(),
         priority,
-        cell,
+        cell: Box::new(cell),
+    }
+}
+
+/// A CRD's printer column: its JSONPath's values (joined by commas), `<none>` where it
+/// finds none, and the age of a `date`.
+fn printer_column(c: &crate::crd::Column) -> Column {
+    let path = format!("${}", c.json_path);
+    let ty = c.type_.clone();
+    let cell = move |o: &Value, now: i64| -> Value {
+        use jsonpath_rust::JsonPath;
+        let found: Vec<&Value> = o.query(&path).unwrap_or_default();
+        match (found.as_slice(), ty.as_str()) {
+            ([], _) => json!("<none>"),
+            ([one], "date") => json!(since(one.as_str().unwrap_or_default(), now)),
+            ([one], _) => (*one).clone(),
+            (many, _) => json!(
+                many.iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        }
+    };
+    Column {
+        name: c.name.clone(),
+        ty: c.type_.clone(),
+        description: c.description.clone(),
+        priority: c.priority,
+        cell: Box::new(cell),
     }
 }
 
@@ -179,6 +207,11 @@ fn job_completions(o: &Value, _: i64) -> Value {
 
 fn columns(rt: &ResourceType) -> Vec<Column> {
     let mut out = vec![col("Name", "string", 0, name)];
+    if let Some(custom) = rt.custom.as_ref().filter(|c| !c.columns.is_empty()) {
+        // A CRD that names its columns gets those, after the name (upstream adds no age).
+        out.extend(custom.columns.iter().map(printer_column));
+        return out;
+    }
     out.extend(match rt.gk() {
         ("", "Namespace") => vec![col("Status", "string", 0, |o, _| {
             json!(s(o, "/status/phase"))
@@ -328,7 +361,7 @@ pub fn table(rt: &ResourceType, objects: &[Value], list_meta: Value, now: i64) -
                 "name": c.name,
                 "type": c.ty,
                 "format": if c.name == "Name" { "name" } else { "" },
-                "description": "",
+                "description": c.description,
                 "priority": c.priority,
             })
         })
@@ -370,6 +403,34 @@ mod tests {
         assert_eq!(names, ["Name", "Ready", "Up-to-date", "Available", "Age"]);
         assert_eq!(t["rows"][0]["cells"], json!(["web", "2/3", 3, 2, "5m10s"]));
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    }
+
+    #[test]
+    fn a_custom_resource_row_has_its_printer_columns() {
+        let mut crd = json!({
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                "names": {"plural": "widgets", "kind": "Widget"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "additionalPrinterColumns": [
+                        {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+                        {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"},
+                        {"name": "Color", "type": "string", "jsonPath": ".spec.color", "priority": 1},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ]}]},
+        });
+        crate::crd::accept(&mut crd, [], "t");
+        let rt = &crate::crd::served_types(&crd)[0];
+        let w = json!({"metadata": {"name": "w1", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"size": 3}, "status": {"conditions": [{"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]}});
+        let now = epoch("2026-01-01T00:01:00Z").expect("time");
+        let t = table(rt, &[w], json!({}), now);
+        assert_eq!(t["columnDefinitions"][2]["name"], "Ready");
+        assert_eq!(t["columnDefinitions"][3]["priority"], 1);
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["w1", 3, "True", "<none>", "60s"])
+        );
     }
 
     #[test]
