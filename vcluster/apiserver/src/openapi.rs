@@ -3,12 +3,12 @@
 //! leaves validation to the server (the PATCH operations list `fieldValidation`).
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use vcluster_core::registry::{self, ResourceType};
 
@@ -121,6 +121,61 @@ fn paths(rt: &ResourceType) -> Value {
     })
 }
 
+/// An OpenAPI document of `paths` and `schemas`, serialized, with its hash.
+fn serialized(paths: Map<String, Value>, schemas: impl serde::Serialize) -> (Bytes, String) {
+    let (major, minor) = crate::KUBE_VERSION;
+    let doc = json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": format!("v{major}.{minor}.0")},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    });
+    let bytes = Bytes::from(serde_json::to_vec(&doc).expect("a JSON value serializes"));
+    let hash = Sha256::digest(&bytes)
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    (bytes, hash)
+}
+
+/// The document of a group-version of the tenant's custom resources: each kind's schema
+/// from its CRD, with `apiVersion`, `kind` and `metadata` as every object has them.
+fn custom_document(types: &TypeSet, key: &str) -> Option<(Bytes, String)> {
+    let kinds: Vec<&Arc<ResourceType>> = types
+        .custom
+        .iter()
+        .filter(|rt| gv_key(&rt.group, &rt.version) == key)
+        .collect();
+    if kinds.is_empty() {
+        return None;
+    }
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let meta = add::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(&mut generator);
+    let mut schemas = generator.take_definitions(true);
+    let mut all_paths = Map::new();
+    for rt in kinds {
+        let given = rt.custom.as_ref().and_then(|c| c.schema.clone());
+        let mut schema = given.unwrap_or_else(
+            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        );
+        schema["properties"]["apiVersion"] = json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."});
+        schema["properties"]["kind"] = json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."});
+        schema["properties"]["metadata"] = json!({"allOf": [{"$ref": format!("#/components/schemas/{meta}")}], "description": "Standard object's metadata."});
+        schema["x-kubernetes-group-version-kind"] =
+            json!([{"group": rt.group, "version": rt.version, "kind": rt.kind}]);
+        let reversed: Vec<&str> = rt.group.split('.').rev().collect();
+        schemas.insert(
+            format!("{}.{}.{}", reversed.join("."), rt.version, rt.kind),
+            schema,
+        );
+        if let Value::Object(p) = paths(rt) {
+            all_paths.extend(p);
+        }
+    }
+    Some(serialized(all_paths, schemas))
+}
+
 /// Every group-version's document, serialized, with its hash.
 fn documents() -> &'static BTreeMap<String, (Bytes, String)> {
     static DOCS: OnceLock<BTreeMap<String, (Bytes, String)>> = OnceLock::new();
@@ -135,7 +190,7 @@ fn documents() -> &'static BTreeMap<String, (Bytes, String)> {
         for (group, version) in gvs {
             let mut generator = SchemaSettings::openapi3().into_generator();
             let mut kinds = Vec::new();
-            let mut all_paths = serde_json::Map::new();
+            let mut all_paths = Map::new();
             for rt in builtins.resources(group, version) {
                 if let Some(add) = schema_of(&rt.group, &rt.version, &rt.kind) {
                     kinds.push((add(&mut generator), rt));
@@ -153,37 +208,38 @@ fn documents() -> &'static BTreeMap<String, (Bytes, String)> {
                     );
                 }
             }
-            let doc = json!({
-                "openapi": "3.0.0",
-                "info": {"title": "Kubernetes", "version": format!("v{}.{}.0", crate::KUBE_VERSION.0, crate::KUBE_VERSION.1)},
-                "paths": all_paths,
-                "components": {"schemas": schemas},
-            });
-            let bytes = Bytes::from(serde_json::to_vec(&doc).expect("a JSON value serializes"));
-            let hash: String = Sha256::digest(&bytes).iter().take(16).map(|b| format!("{b:02X}")).collect();
-            docs.insert(gv_key(group, version), (bytes, hash));
+            docs.insert(gv_key(group, version), serialized(all_paths, schemas));
         }
         docs
     })
 }
 
-/// `/openapi/v3`: where each group-version's document is.
-pub(crate) fn index(_types: &TypeSet) -> Value {
-    let paths: serde_json::Map<String, Value> = documents()
+/// `/openapi/v3`: where each group-version's document is, the tenant's own included.
+pub(crate) fn index(types: &TypeSet) -> Value {
+    let entry = |key: &str, hash: &str| {
+        json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")})
+    };
+    let mut paths: Map<String, Value> = documents()
         .iter()
-        .map(|(key, (_, hash))| {
-            (
-                key.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
-            )
-        })
+        .map(|(key, (_, hash))| (key.clone(), entry(key, hash)))
         .collect();
+    for rt in &types.custom {
+        let key = gv_key(&rt.group, &rt.version);
+        if !paths.contains_key(&key)
+            && let Some((_, hash)) = custom_document(types, &key)
+        {
+            paths.insert(key.clone(), entry(&key, &hash));
+        }
+    }
     json!({"paths": paths})
 }
 
 /// `/openapi/v3/<key>`: one group-version's document.
-pub(crate) fn document(_types: &TypeSet, key: &str) -> Option<Bytes> {
-    documents().get(key).map(|(bytes, _)| bytes.clone())
+pub(crate) fn document(types: &TypeSet, key: &str) -> Option<Bytes> {
+    match documents().get(key) {
+        Some((bytes, _)) => Some(bytes.clone()),
+        None => custom_document(types, key).map(|(bytes, _)| bytes),
+    }
 }
 
 #[cfg(test)]

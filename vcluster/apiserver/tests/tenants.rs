@@ -113,6 +113,28 @@ fn tenants_are_isolated_and_reject_each_others_credentials() {
     );
     assert_unauthorized(&stolen_robot.fails(&["get", "cm"]));
 
+    // A's custom resource types are a's alone.
+    let crd = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: plans.a.example.com}
+spec:
+  group: a.example.com
+  scope: Namespaced
+  names: {plural: plans, kind: Plan}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+";
+    let created = ka.run_with(&["apply", "-f", "-"], Some(crd));
+    assert!(created.ok, "{}", created.stderr);
+    assert!(ka.ok(&["api-resources"]).contains("a.example.com"));
+    assert!(!kb.ok(&["api-resources"]).contains("a.example.com"));
+    let unknown = kb.fails(&["get", "plans.a.example.com"]);
+    assert!(unknown.contains("doesn't have a resource type"), "{unknown}");
+    assert!(!kb.ok(&["get", "crds"]).contains("plans.a.example.com"));
+
     // By path prefix: /clusters/b reaches b; with a's credential it is refused.
     let b_by_path = b_config.replace(&server, &format!("{server}/clusters/b"));
     let kb_path = Kubectl::new("v36", write("b-path", &b_by_path));

@@ -119,6 +119,17 @@ fn custom_resources(up: &Up, version: &str) {
         "{table}"
     );
 
+    // kubectl explain reads the CRD's schema from /openapi/v3.
+    let explained = k.ok(&[
+        "explain",
+        "widgets.spec.color",
+        &format!("--api-version={group}/v1"),
+    ]);
+    assert!(
+        explained.contains("color") && explained.contains("<string>"),
+        "{explained}"
+    );
+
     // Schema violations: 422 with the field's path, nothing written.
     let invalid = k.run_with(&["apply", "-f", "-"], Some(&widget(&group, "w2", "big")));
     assert!(!invalid.ok);
