@@ -216,9 +216,7 @@ fn documents() -> &'static BTreeMap<String, (Bytes, String)> {
 
 /// `/openapi/v3`: where each group-version's document is, the tenant's own included.
 pub(crate) fn index(types: &TypeSet) -> Value {
-    let entry = |key: &str, hash: &str| {
-        json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")})
-    };
+    let entry = |key: &str, hash: &str| json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")});
     let mut paths: Map<String, Value> = documents()
         .iter()
         .map(|(key, (_, hash))| (key.clone(), entry(key, hash)))

@@ -132,7 +132,10 @@ spec:
     assert!(ka.ok(&["api-resources"]).contains("a.example.com"));
     assert!(!kb.ok(&["api-resources"]).contains("a.example.com"));
     let unknown = kb.fails(&["get", "plans.a.example.com"]);
-    assert!(unknown.contains("doesn't have a resource type"), "{unknown}");
+    assert!(
+        unknown.contains("doesn't have a resource type"),
+        "{unknown}"
+    );
     assert!(!kb.ok(&["get", "crds"]).contains("plans.a.example.com"));
 
     // By path prefix: /clusters/b reaches b; with a's credential it is refused.

@@ -1,5 +1,6 @@
-//! helm 3.18 against `vcluster up`: create a chart, install, upgrade with changed values,
-//! roll back and uninstall (without `--wait`: nothing runs pods until the controllers come).
+//! helm 3.18 against `vcluster up`: create a chart (with a CRD and a custom resource of
+//! it), install, upgrade with changed values, roll back and uninstall (without `--wait`:
+//! nothing runs pods until the controllers come).
 
 use std::path::Path;
 use std::process::Command;
@@ -44,6 +45,44 @@ fn replicas(k: &Kubectl) -> i64 {
     d["spec"]["replicas"].as_i64().expect("replicas")
 }
 
+const CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.demo.example.com}
+spec:
+  group: demo.example.com
+  scope: Namespaced
+  names: {plural: widgets, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {size: {type: integer}}}
+";
+
+const WIDGET: &str = "apiVersion: demo.example.com/v1
+kind: Widget
+metadata:
+  name: {{ include \"chart.fullname\" . }}
+spec:
+  size: {{ .Values.replicaCount }}
+";
+
+fn widget_size(k: &Kubectl) -> i64 {
+    let w: Value = serde_json::from_str(&k.ok(&[
+        "get",
+        "widgets.demo.example.com",
+        "demo-chart",
+        "-o",
+        "json",
+    ]))
+    .expect("json");
+    w["spec"]["size"].as_i64().expect("size")
+}
+
 fn lifecycle(store: StoreKind) {
     let up = Up::start(store);
     let kubeconfig = up.kubeconfig();
@@ -53,9 +92,14 @@ fn lifecycle(store: StoreKind) {
     };
     let k = Kubectl::new("v33", &kubeconfig);
     helm.ok(&["create", "chart"]);
+    let chart = helm.home.path().join("chart");
+    std::fs::create_dir_all(chart.join("crds")).expect("crds directory");
+    std::fs::write(chart.join("crds/widget.yaml"), CRD).expect("write the CRD");
+    std::fs::write(chart.join("templates/widget.yaml"), WIDGET).expect("write the widget");
     let installed = helm.ok(&["install", "demo", "./chart"]);
     assert!(installed.contains("STATUS: deployed"), "{installed}");
     assert_eq!(replicas(&k), 1);
+    assert_eq!(widget_size(&k), 1);
     assert!(
         k.ok(&["get", "service", "demo-chart", "-o", "name"])
             .contains("service/demo-chart")
@@ -66,16 +110,22 @@ fn lifecycle(store: StoreKind) {
 
     helm.ok(&["upgrade", "demo", "./chart", "--set", "replicaCount=3"]);
     assert_eq!(replicas(&k), 3);
+    assert_eq!(widget_size(&k), 3, "the custom resource was upgraded");
     let history = helm.ok(&["history", "demo", "-o", "json"]);
     let history: Value = serde_json::from_str(&history).expect("history json");
     assert_eq!(history.as_array().map(Vec::len), Some(2));
 
     helm.ok(&["rollback", "demo", "1"]);
     assert_eq!(replicas(&k), 1, "the rollback restored revision 1's values");
+    assert_eq!(widget_size(&k), 1);
 
     helm.ok(&["uninstall", "demo"]);
     let gone = k.fails(&["get", "deployment", "demo-chart"]);
     assert!(gone.contains("not found"), "{gone}");
+    let gone = k.fails(&["get", "widgets.demo.example.com", "demo-chart"]);
+    assert!(gone.contains("not found"), "{gone}");
+    // helm never deletes the CRDs of a chart's crds/ directory.
+    k.ok(&["get", "crd", "widgets.demo.example.com"]);
     let left = k.ok(&["get", "secrets", "-l", "owner=helm", "-o", "name"]);
     assert!(
         left.trim().is_empty(),

@@ -74,6 +74,46 @@ try:
     raise SystemExit("the evicted pod is still there")
 except ApiException as e:
     assert e.status == 404, e.status
+# Custom objects: a CRD, then CRUD and a watch through CustomObjectsApi.
+ext = client.ApiextensionsV1Api()
+ext.create_custom_resource_definition({
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "gizmos.py.example.com"},
+    "spec": {"group": "py.example.com", "scope": "Namespaced",
+             "names": {"plural": "gizmos", "kind": "Gizmo"},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                               "spec": {"type": "object", "properties": {"level": {"type": "integer"}}}}}}}]},
+})
+co = client.CustomObjectsApi()
+gizmo_events = []
+def follow_gizmos(rv):
+    w = watch.Watch()
+    for ev in w.stream(co.list_namespaced_custom_object, "py.example.com", "v1", ns, "gizmos", resource_version=rv, timeout_seconds=10):
+        gizmo_events.append((ev["type"], ev["object"]["metadata"]["name"]))
+        if ev["type"] == "DELETED":
+            w.stop()
+rv = co.list_namespaced_custom_object("py.example.com", "v1", ns, "gizmos")["metadata"]["resourceVersion"]
+gt = threading.Thread(target=follow_gizmos, args=(rv,))
+gt.start()
+g = co.create_namespaced_custom_object("py.example.com", "v1", ns, "gizmos",
+    {"apiVersion": "py.example.com/v1", "kind": "Gizmo", "metadata": {"name": "g1"}, "spec": {"level": 1}})
+assert g["metadata"]["uid"], g
+listed = co.list_namespaced_custom_object("py.example.com", "v1", ns, "gizmos")
+assert [i["metadata"]["name"] for i in listed["items"]] == ["g1"], listed
+patched = co.patch_namespaced_custom_object("py.example.com", "v1", ns, "gizmos", "g1", {"spec": {"level": 2}})
+assert patched["spec"]["level"] == 2, patched
+try:
+    co.create_namespaced_custom_object("py.example.com", "v1", ns, "gizmos",
+        {"apiVersion": "py.example.com/v1", "kind": "Gizmo", "metadata": {"name": "bad"}, "spec": {"level": "high"}})
+    raise SystemExit("an invalid custom object was accepted")
+except ApiException as e:
+    assert e.status == 422 and "spec.level" in e.body, (e.status, e.body)
+co.delete_namespaced_custom_object("py.example.com", "v1", ns, "gizmos", "g1")
+gt.join(20)
+kinds = [k for k, _ in gizmo_events]
+assert kinds and kinds[0] == "ADDED" and "MODIFIED" in kinds and kinds[-1] == "DELETED", gizmo_events
+
 # A YAML request body (the API server takes application/yaml as kube-apiserver does),
 # and a malformed one refused with 400.
 api = client.ApiClient()
