@@ -161,7 +161,20 @@ pub(crate) async fn token_request(tenant: &Tenant, target: &Target, body: &Value
 /// this server, and naming a service account (and bound object) that still exists with the
 /// same uid — a deleted and recreated account does not inherit old tokens.
 pub(crate) async fn authenticate(tenant: &Tenant, token: &str) -> Option<User> {
-    let claims = tenant.identity.tokens.verify(token, now())?;
+    let server = [tenant.identity.tokens.issuer().to_owned()];
+    authenticate_for(tenant, token, &server)
+        .await
+        .map(|(user, _)| user)
+}
+
+/// The same for a token meant for any of `audiences`, with the audiences it is for (what a
+/// TokenReview answers).
+pub(crate) async fn authenticate_for(
+    tenant: &Tenant,
+    token: &str,
+    audiences: &[String],
+) -> Option<(User, Vec<String>)> {
+    let claims = tenant.identity.tokens.verify_for(token, now(), audiences)?;
     let k = &claims.kubernetes;
     let still = |object: &Option<std::sync::Arc<Value>>, claim: &ObjectClaim| {
         object.as_ref().is_some_and(|o| uid(o) == claim.uid)
@@ -185,12 +198,18 @@ pub(crate) async fn authenticate(tenant: &Tenant, token: &str) -> Option<User> {
             }
         }
     }
-    Some(User {
-        name: claims.sub,
+    let user = User {
+        name: claims.sub.clone(),
         groups: vec![
             "system:serviceaccounts".into(),
             format!("system:serviceaccounts:{}", k.namespace),
             "system:authenticated".into(),
         ],
-    })
+    };
+    let for_whom = claims
+        .aud
+        .into_iter()
+        .filter(|a| audiences.contains(a))
+        .collect();
+    Some((user, for_whom))
 }

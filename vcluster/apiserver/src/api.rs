@@ -13,7 +13,7 @@ use crate::http::{Body, error, full, ok, text};
 use crate::router::{Route, route};
 use crate::tenant::{Tenant, Tenants};
 use crate::types::TypeSet;
-use crate::{accounts, resources, tls};
+use crate::{accounts, authz, resources, tls};
 
 /// The Kubernetes version this server answers as.
 pub const KUBE_VERSION: (&str, &str) = ("1", "34");
@@ -96,20 +96,40 @@ pub(crate) async fn handle(
         Ok(types) => types,
         Err(e) => return error(&e),
     };
+    // Authorization: of the resource a path names, or of the path itself.
+    let Route::Resource(resource) = route else {
+        let what = authz::path_attributes(req.method(), &path);
+        if let Err(e) = authz::authorize(&tenant, &user, &what).await {
+            return error(&e);
+        }
+        return other_route(route, &types, &req);
+    };
+    let Some(target) = resource.resolve(&types) else {
+        return error(&not_found());
+    };
+    let what = authz::resource_attributes(req.method(), &target, &crate::http::query(req.uri()));
+    if let Err(e) = authz::authorize(&tenant, &user, &what).await {
+        return error(&e);
+    }
+    resources::handle(&tenant, &user, target, req).await
+}
+
+/// Discovery and OpenAPI.
+fn other_route(route: Route, types: &TypeSet, req: &Request<Incoming>) -> Response<Body> {
     match route {
         Route::Api => ok(&api_versions(req.headers())),
-        Route::Apis => ok(&api_group_list(&types)),
-        Route::Group(group) => match api_group(&types, &group) {
+        Route::Apis => ok(&api_group_list(types)),
+        Route::Group(group) => match api_group(types, &group) {
             Some(g) => ok(&g),
             None => error(&not_found()),
         },
-        Route::GroupVersion { group, version } => match resource_list(&types, &group, &version) {
+        Route::GroupVersion { group, version } => match resource_list(types, &group, &version) {
             Some(list) => ok(&list),
             None => error(&not_found()),
         },
         Route::OpenApiV2 => openapi_v2(),
-        Route::OpenApiV3 => ok(&crate::openapi::index(&types)),
-        Route::OpenApiV3Document(key) => match crate::openapi::document(&types, &key) {
+        Route::OpenApiV3 => ok(&crate::openapi::index(types)),
+        Route::OpenApiV3Document(key) => match crate::openapi::document(types, &key) {
             Some(doc) => {
                 let mut response = Response::new(full(doc));
                 response.headers_mut().insert(
@@ -120,11 +140,9 @@ pub(crate) async fn handle(
             }
             None => error(&not_found()),
         },
-        Route::Resource(path) => match path.resolve(&types) {
-            Some(target) => resources::handle(&tenant, target, req).await,
-            None => error(&not_found()),
-        },
-        Route::NotFound | Route::Health | Route::Version => error(&not_found()),
+        Route::Resource(_) | Route::NotFound | Route::Health | Route::Version => {
+            error(&not_found())
+        }
     }
 }
 
@@ -161,11 +179,9 @@ fn pick_tenant(
     Ok((tenant, path.to_owned()))
 }
 
-/// A bearer token or a client certificate of this tenant; anything else is anonymous and
-/// refused. A credential of another tenant never verifies here: tokens are compared with
-/// this tenant's, and certificates are checked against this tenant's CA.
 /// Who is asking: the tenant admin's token, a service-account token of this tenant, or a
-/// client certificate signed by this tenant's CA. Anything else is nobody (401).
+/// client certificate signed by this tenant's CA. Anything else is nobody (401): a
+/// credential of another tenant never verifies here.
 async fn authenticate(
     tenant: &Tenant,
     conn: &Connection,

@@ -7,12 +7,14 @@
 
 mod accounts;
 mod api;
+mod authz;
 mod cache;
 mod crds;
 mod http;
 mod identity;
 mod openapi;
 mod resources;
+mod reviews;
 mod router;
 mod server;
 mod tenant;

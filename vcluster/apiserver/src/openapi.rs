@@ -80,6 +80,11 @@ kinds! {
     ("rbac.authorization.k8s.io", "v1", "RoleBinding") => k::rbac::v1::RoleBinding,
     ("rbac.authorization.k8s.io", "v1", "ClusterRole") => k::rbac::v1::ClusterRole,
     ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => k::rbac::v1::ClusterRoleBinding,
+    ("authorization.k8s.io", "v1", "SelfSubjectAccessReview") => k::authorization::v1::SelfSubjectAccessReview,
+    ("authorization.k8s.io", "v1", "SelfSubjectRulesReview") => k::authorization::v1::SelfSubjectRulesReview,
+    ("authorization.k8s.io", "v1", "SubjectAccessReview") => k::authorization::v1::SubjectAccessReview,
+    ("authentication.k8s.io", "v1", "SelfSubjectReview") => k::authentication::v1::SelfSubjectReview,
+    ("authentication.k8s.io", "v1", "TokenReview") => k::authentication::v1::TokenReview,
     ("apiextensions.k8s.io", "v1", "CustomResourceDefinition") => k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 }
 

@@ -22,7 +22,7 @@ use vcluster_store::{KeyValue, RangeRequest};
 use crate::http::{Body, Shape, content_type, error, json as respond, ok, query, read_body, shape};
 use crate::router::Target;
 use crate::tenant::{Tenant, fresh};
-use crate::{accounts, crds, watch};
+use crate::{User, accounts, crds, reviews, watch};
 
 /// How often a write retries after losing a compare-and-swap it may retry.
 const RETRIES: usize = 16;
@@ -34,11 +34,12 @@ pub(crate) type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 pub(crate) async fn handle(
     tenant: &Tenant,
+    user: &User,
     target: Target,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let writes_crds = crds::is_crd(&target.rt) && req.method() != Method::GET;
-    let answered = dispatch(tenant, target, req).await;
+    let answered = dispatch(tenant, user, target, req).await;
     let answered = match answered {
         Ok(response) if writes_crds && response.status().is_success() => {
             crds::settle(tenant).await.map(|()| response)
@@ -58,6 +59,7 @@ pub(crate) async fn handle(
 
 async fn dispatch(
     tenant: &Tenant,
+    user: &User,
     target: Target,
     req: Request<Incoming>,
 ) -> Result<Response<Body>> {
@@ -66,6 +68,20 @@ async fn dispatch(
     let headers = req.headers().clone();
     let sub = target.subresource.as_deref();
     let collection = target.name.is_none();
+    if reviews::is_review(&target.rt) {
+        // Questions, answered and never stored: only create is served.
+        if method != Method::POST || !collection {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                format!("{method} is not supported on {}", target.rt.qualified()),
+            ));
+        }
+        let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
+        return reviews::answer(tenant, user, &target.rt, body)
+            .await
+            .map(|v| respond(StatusCode::CREATED, &v));
+    }
     match (method, collection, sub) {
         (Method::GET, true, None) if is_true(params.get("watch")) => {
             watch::handle(tenant, &target, &params, shape(&headers)).await

@@ -42,6 +42,8 @@ pub struct Tenant {
     caches: RwLock<HashMap<String, HashMap<String, Arc<WatchCache>>>>,
     /// The types this tenant serves (built-ins and its custom resources).
     types: RwLock<Arc<TypeSet>>,
+    /// The RBAC policy and the revisions of the role and binding caches it was built at.
+    policy: RwLock<Option<(Vec<u64>, Arc<vcluster_core::rbac::Policy>)>>,
     /// The CRDs whose objects are being deleted.
     cleaning: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Held while a cache is being started, so that each is started once.
@@ -56,6 +58,22 @@ impl Tenant {
 
     pub(crate) fn set_types(&self, types: Arc<TypeSet>) {
         *self.types.write().expect("types lock") = types;
+    }
+
+    /// The policy built at these revisions of the RBAC caches, if it is the current one.
+    pub(crate) fn current_policy(
+        &self,
+        revisions: &[u64],
+    ) -> Option<Arc<vcluster_core::rbac::Policy>> {
+        let policy = self.policy.read().expect("policy lock");
+        policy
+            .as_ref()
+            .filter(|(at, _)| at == revisions)
+            .map(|(_, p)| p.clone())
+    }
+
+    pub(crate) fn set_policy(&self, revisions: Vec<u64>, policy: Arc<vcluster_core::rbac::Policy>) {
+        *self.policy.write().expect("policy lock") = Some((revisions, policy));
     }
 
     /// Marks the cleanup of CRD `name` as running; false if it already is.
@@ -239,6 +257,7 @@ impl Tenants {
             starting: Mutex::new(()),
             types: RwLock::new(Arc::default()),
             cleaning: Default::default(),
+            policy: RwLock::new(None),
         });
         self.tenants
             .write()
@@ -251,21 +270,33 @@ impl Tenants {
 
 /// Creates what every cluster starts with, where missing.
 async fn bootstrap(store: &dyn Store) -> Result<(), vcluster_store::Error> {
-    let namespaces = &registry::find("", "v1", "namespaces").expect("namespaces are built in");
-    for ns in BOOTSTRAP_NAMESPACES {
-        let object = prepare_create(
-            namespaces,
-            json!({"metadata": {"name": ns}, "spec": {"finalizers": ["kubernetes"]}}),
-            None,
-            &fresh(),
-        )
-        .expect("bootstrap namespaces are valid");
-        let key = Bytes::from(registry::storage_key(namespaces, None, ns));
+    let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are built in");
+    let mut objects: Vec<(Arc<ResourceType>, serde_json::Value)> = BOOTSTRAP_NAMESPACES
+        .iter()
+        .map(|ns| {
+            let body = json!({"metadata": {"name": ns}, "spec": {"finalizers": ["kubernetes"]}});
+            (namespaces.clone(), body)
+        })
+        .collect();
+    for (plural, body) in vcluster_core::rbac::bootstrap() {
+        let rt = registry::find("rbac.authorization.k8s.io", "v1", plural)
+            .expect("RBAC types are built in");
+        objects.push((rt, body));
+    }
+    // Created together, so that the store commits them in one batch.
+    let creates = objects.into_iter().map(|(rt, body)| async move {
+        let object =
+            prepare_create(&rt, body, None, &fresh()).expect("bootstrap objects are valid");
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let key = Bytes::from(registry::storage_key(&rt, None, &name));
         let value = Bytes::from(serde_json::to_vec(&object).expect("json"));
         match store.create(key, value, None).await {
-            Ok(_) | Err(vcluster_store::Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e),
+            Ok(_) | Err(vcluster_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
-    }
-    Ok(())
+    });
+    futures::future::try_join_all(creates).await.map(drop)
 }

@@ -103,6 +103,11 @@ impl Signer {
     /// The claims of `token` if this signer signed it, it is valid at `now` (unix seconds)
     /// and it is meant for this server (its audiences include the issuer).
     pub fn verify(&self, token: &str, now: i64) -> Option<Claims> {
+        self.verify_for(token, now, std::slice::from_ref(&self.issuer))
+    }
+
+    /// The same, for a token meant for any of `audiences` (a TokenReview's).
+    pub fn verify_for(&self, token: &str, now: i64, audiences: &[String]) -> Option<Claims> {
         let (signed, signature) = token.rsplit_once('.')?;
         let (header, claims) = signed.split_once('.')?;
         let header: serde_json::Value = serde_json::from_slice(&B64.decode(header).ok()?).ok()?;
@@ -116,7 +121,7 @@ impl Signer {
         let valid = claims.iss == self.issuer
             && claims.nbf <= now
             && now < claims.exp
-            && claims.aud.contains(&self.issuer);
+            && claims.aud.iter().any(|a| audiences.contains(a));
         valid.then_some(claims)
     }
 }

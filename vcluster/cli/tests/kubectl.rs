@@ -503,7 +503,7 @@ fn service_account_tokens(up: &Up, version: &str) {
         .to_owned();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
 
-    // A kubeconfig with nothing but the token.
+    // A kubeconfig with nothing but the token: a least-privilege credential.
     let config = up.dir.path().join(format!("token-{version}"));
     std::fs::copy(up.kubeconfig(), &config).expect("copy the kubeconfig");
     let with_token = Kubectl::new(version, &config);
@@ -519,10 +519,52 @@ fn service_account_tokens(up: &Up, version: &str) {
         "--current",
         &format!("--user={sa}"),
     ]);
+    let user = format!("system:serviceaccount:default:{sa}");
+    assert!(with_token.ok(&["auth", "whoami"]).contains(&user));
+    let forbidden = with_token.fails(&["get", "namespaces"]);
     assert!(
+        forbidden.contains(&format!(
+            r#"namespaces is forbidden: User "{user}" cannot list resource "namespaces" in API group "" at the cluster scope"#
+        )),
+        "{forbidden}"
+    );
+    // `can-i` answers "no" with exit code 1.
+    let no = with_token.run(&["auth", "can-i", "list", "configmaps"]);
+    assert_eq!((no.ok, no.stdout.trim()), (false, "no"), "{}", no.stderr);
+
+    // Bound to `view` in its namespace: it reads there, and nothing more.
+    k.ok(&[
+        "create",
+        "rolebinding",
+        &format!("{sa}-view"),
+        "--clusterrole=view",
+        &format!("--serviceaccount=default:{sa}"),
+        "-n",
+        "default",
+    ]);
+    with_token.ok(&["get", "configmaps", "-n", "default"]);
+    assert_eq!(
         with_token
-            .ok(&["get", "namespaces"])
-            .contains("kube-system")
+            .ok(&["auth", "can-i", "list", "configmaps"])
+            .trim(),
+        "yes"
+    );
+    let secrets = with_token.fails(&["get", "secrets", "-n", "default"]);
+    assert!(secrets.contains("forbidden"), "{secrets}");
+    let elsewhere = with_token.fails(&["get", "configmaps", "-n", "kube-system"]);
+    assert!(elsewhere.contains("forbidden"), "{elsewhere}");
+    let written = with_token.fails(&["create", "configmap", &format!("by-{sa}")]);
+    assert!(written.contains("forbidden"), "{written}");
+    let listed = with_token.ok(&["auth", "can-i", "--list", "-n", "default"]);
+    assert!(
+        listed.contains("configmaps") && listed.contains("[get list watch]"),
+        "{listed}"
+    );
+    assert!(!listed.contains("secrets "), "{listed}");
+    assert!(
+        !k.ok(&["get", "configmaps", "-o", "name"])
+            .contains(&format!("by-{sa}")),
+        "a forbidden create wrote"
     );
 
     let short = k.fails(&["create", "token", &sa, "--duration=5m"]);
@@ -534,7 +576,7 @@ fn service_account_tokens(up: &Up, version: &str) {
     assert!(missing.contains("not found"), "{missing}");
 
     k.ok(&["delete", "serviceaccount", &sa]);
-    let revoked = with_token.fails(&["get", "namespaces"]);
+    let revoked = with_token.fails(&["get", "configmaps", "-n", "default"]);
     assert!(
         revoked.contains("Unauthorized") || revoked.contains("must be logged in"),
         "{revoked}"

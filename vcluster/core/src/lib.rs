@@ -16,6 +16,7 @@ pub mod defaults;
 pub mod object;
 pub mod patch;
 pub mod protobuf;
+pub mod rbac;
 pub mod registry;
 pub mod selector;
 pub mod status;

@@ -183,6 +183,11 @@ resources! {
     "rbac.authorization.k8s.io" "v1" "RoleBinding" "rolebindings" "rolebinding" namespaced [] [] CRUD, [];
     "rbac.authorization.k8s.io" "v1" "ClusterRole" "clusterroles" "clusterrole" cluster [] [] CRUD, [];
     "rbac.authorization.k8s.io" "v1" "ClusterRoleBinding" "clusterrolebindings" "clusterrolebinding" cluster [] [] CRUD, [];
+    "authorization.k8s.io" "v1" "SelfSubjectAccessReview" "selfsubjectaccessreviews" "" cluster [] [] CREATE_ONLY, [];
+    "authorization.k8s.io" "v1" "SelfSubjectRulesReview" "selfsubjectrulesreviews" "" cluster [] [] CREATE_ONLY, [];
+    "authorization.k8s.io" "v1" "SubjectAccessReview" "subjectaccessreviews" "" cluster [] [] CREATE_ONLY, [];
+    "authentication.k8s.io" "v1" "SelfSubjectReview" "selfsubjectreviews" "" cluster [] [] CREATE_ONLY, [];
+    "authentication.k8s.io" "v1" "TokenReview" "tokenreviews" "" cluster [] [] CREATE_ONLY, [];
     "apiextensions.k8s.io" "v1" "CustomResourceDefinition" "customresourcedefinitions" "customresourcedefinition" cluster ["crd", "crds"] ["api-extensions"] CRUD, [STATUS];
 }
 
@@ -274,8 +279,9 @@ mod tests {
     #[test]
     fn every_resource_is_unique_and_listable_and_watchable() {
         for (i, a) in BUILTINS.iter().enumerate() {
+            let review = a.verbs == CREATE_ONLY;
             assert!(
-                a.verbs.contains(&"list") && a.verbs.contains(&"watch"),
+                review || (a.verbs.contains(&"list") && a.verbs.contains(&"watch")),
                 "{} lacks list/watch (the garbage collector needs both)",
                 a.qualified()
             );

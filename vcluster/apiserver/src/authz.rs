@@ -1,0 +1,138 @@
+//! Authorization: every request's attributes checked against the tenant's RBAC policy.
+//!
+//! The policy is built from the tenant's watch caches of roles and bindings and rebuilt
+//! only when one of them changes; `system:masters` (the tenant admin) is allowed without
+//! reading it, so a tenant whose only user is its admin never starts those caches.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::Method;
+use serde_json::{Value, json};
+use vcluster_core::rbac::{self, Attributes, Policy, Subject};
+use vcluster_core::registry;
+use vcluster_core::status::ApiError;
+
+use crate::User;
+use crate::resources::{Result, store_error};
+use crate::router::Target;
+use crate::tenant::Tenant;
+
+const RBAC_KINDS: [&str; 4] = [
+    "clusterroles",
+    "roles",
+    "clusterrolebindings",
+    "rolebindings",
+];
+
+/// The tenant's policy as of its latest roles and bindings.
+pub(crate) async fn policy(tenant: &Tenant) -> Result<Arc<Policy>> {
+    let mut caches = Vec::new();
+    for plural in RBAC_KINDS {
+        let rt = registry::find("rbac.authorization.k8s.io", "v1", plural).expect("built in");
+        caches.push(tenant.cache(&rt, 0).await.map_err(store_error)?);
+    }
+    let revisions: Vec<u64> = caches.iter().map(|c| c.revision()).collect();
+    if let Some(policy) = tenant.current_policy(&revisions) {
+        return Ok(policy);
+    }
+    let objects: Vec<Vec<Arc<Value>>> = caches
+        .iter()
+        .map(|c| {
+            c.snapshot(b"")
+                .0
+                .into_iter()
+                .map(|(_, c)| c.object)
+                .collect()
+        })
+        .collect();
+    let of = |i: usize| objects[i].iter().map(|o| &**o);
+    let policy = Arc::new(Policy::new(of(0), of(1), of(2), of(3)));
+    tenant.set_policy(revisions, policy.clone());
+    Ok(policy)
+}
+
+/// The RBAC verb of a request on a resource.
+fn verb(method: &Method, target: &Target, params: &HashMap<String, String>) -> &'static str {
+    let watch = matches!(params.get("watch").map(String::as_str), Some("true" | "1"));
+    match (method, target.name.is_some()) {
+        (&Method::GET, false) if watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET | &Method::HEAD, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+/// The attributes of a request on a resource.
+pub(crate) fn resource_attributes(
+    method: &Method,
+    target: &Target,
+    params: &HashMap<String, String>,
+) -> Attributes {
+    Attributes {
+        verb: verb(method, target, params).into(),
+        api_group: target.rt.group.clone(),
+        resource: target.rt.plural.clone(),
+        subresource: target.subresource.clone().unwrap_or_default(),
+        namespace: target.namespace.clone().unwrap_or_default(),
+        name: target.name.clone().unwrap_or_default(),
+        path: None,
+    }
+}
+
+/// The attributes of a request for anything but a resource (discovery, OpenAPI).
+pub(crate) fn path_attributes(method: &Method, path: &str) -> Attributes {
+    Attributes {
+        verb: method.as_str().to_lowercase(),
+        path: Some(path.to_owned()),
+        ..Attributes::default()
+    }
+}
+
+fn subject(user: &User) -> Subject<'_> {
+    Subject {
+        user: &user.name,
+        groups: &user.groups,
+    }
+}
+
+/// Whether `user` may do `what` in this tenant.
+pub(crate) async fn allowed(tenant: &Tenant, user: &User, what: &Attributes) -> Result<bool> {
+    if user.groups.iter().any(|g| g == "system:masters") {
+        return Ok(true);
+    }
+    Ok(policy(tenant).await?.allows(&subject(user), what))
+}
+
+/// Allowed, or the 403 kube-apiserver would give.
+pub(crate) async fn authorize(tenant: &Tenant, user: &User, what: &Attributes) -> Result<()> {
+    if allowed(tenant, user, what).await? {
+        return Ok(());
+    }
+    tracing::debug!(user = %user.name, verb = %what.verb, resource = %what.resource, namespace = %what.namespace, "forbidden");
+    let details = (what.path.is_none())
+        .then(|| json!({"name": what.name, "group": what.api_group, "kind": what.resource}));
+    Err(ApiError {
+        details,
+        ..ApiError::new(403, "Forbidden", rbac::forbidden_message(&user.name, what))
+    })
+}
+
+/// The rules `user` has in `namespace` (SelfSubjectRulesReview).
+pub(crate) async fn rules(
+    tenant: &Tenant,
+    user: &User,
+    namespace: &str,
+) -> Result<Vec<rbac::Rule>> {
+    let policy = if user.groups.iter().any(|g| g == "system:masters") {
+        Arc::new(Policy::default())
+    } else {
+        policy(tenant).await?
+    };
+    Ok(policy.rules(&subject(user), namespace))
+}
