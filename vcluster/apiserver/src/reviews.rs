@@ -4,6 +4,7 @@
 //! (`kubectl auth whoami`) and `TokenReview`.
 
 use serde_json::{Value, json};
+use vcluster_core::object::strings;
 use vcluster_core::rbac::Attributes;
 use vcluster_core::registry::ResourceType;
 use vcluster_core::status::ApiError;
@@ -69,14 +70,7 @@ pub(crate) async fn answer(
         "SubjectAccessReview" => {
             let asked = User {
                 name: text(&spec, "user"),
-                groups: spec["groups"]
-                    .as_array()
-                    .map(|g| {
-                        g.iter()
-                            .filter_map(|x| x.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                groups: strings(&spec, "/groups"),
             };
             let allowed = authz::allowed(tenant, &asked, &attributes(&spec)).await?;
             json!({"allowed": allowed})
@@ -96,15 +90,10 @@ pub(crate) async fn answer(
         "TokenReview" => {
             let token = text(&spec, "token");
             let issuer = tenant.identity.tokens.issuer().to_owned();
-            let audiences: Vec<String> = spec["audiences"]
-                .as_array()
-                .filter(|a| !a.is_empty())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_else(|| vec![issuer]);
+            let mut audiences = strings(&spec, "/audiences");
+            if audiences.is_empty() {
+                audiences.push(issuer);
+            }
             match accounts::authenticate_for(tenant, &token, &audiences).await {
                 Some((who, audiences)) => json!({
                     "authenticated": true,

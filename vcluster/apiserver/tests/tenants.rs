@@ -107,7 +107,10 @@ fn tenants_are_isolated_and_reject_each_others_credentials() {
     let a_robot = a_token.replace(a.identity.admin_token(), &sa_token);
     let ka_robot = Kubectl::new("v36", write("a-robot", &a_robot));
     let whoami = ka_robot.ok(&["auth", "whoami"]);
-    assert!(whoami.contains("system:serviceaccount:default:robot"), "{whoami}");
+    assert!(
+        whoami.contains("system:serviceaccount:default:robot"),
+        "{whoami}"
+    );
     let stolen_robot = Kubectl::new(
         "v36",
         write("a-robot-to-b", &with_user_of(&b_token, &a_robot)),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::object::strings;
 use crate::registry::{CRUD, GET_PATCH_UPDATE, ResourceType, Subresource};
 use crate::status::Cause;
 
@@ -50,17 +51,6 @@ pub struct Custom {
 fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer)
         .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-fn strings(v: &Value, pointer: &str) -> Vec<String> {
-    v.pointer(pointer)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
         .unwrap_or_default()
 }
 

@@ -431,6 +431,19 @@ pub fn prepare_update(
     Ok(out)
 }
 
+/// The strings of the array at `pointer` in `value` (none where it is absent).
+pub fn strings(value: &Value, pointer: &str) -> Vec<String> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The object as served: its stored form with `metadata.resourceVersion` set.
 pub fn with_resource_version(mut object: Value, revision: u64) -> Value {
     if let Some(meta) = meta_mut(&mut object) {

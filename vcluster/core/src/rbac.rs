@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
+use crate::object::strings;
 use crate::selector::LabelSelector;
 
 /// What a request asks to do.
@@ -37,17 +38,6 @@ pub struct Rule {
     pub non_resource_urls: Vec<String>,
 }
 
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    v[key]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn covers(list: &[String], value: &str) -> bool {
     list.iter().any(|x| x == "*" || x == value)
 }
@@ -55,11 +45,11 @@ fn covers(list: &[String], value: &str) -> bool {
 impl Rule {
     pub fn from_json(v: &Value) -> Self {
         Self {
-            verbs: strings(v, "verbs"),
-            api_groups: strings(v, "apiGroups"),
-            resources: strings(v, "resources"),
-            resource_names: strings(v, "resourceNames"),
-            non_resource_urls: strings(v, "nonResourceURLs"),
+            verbs: strings(v, "/verbs"),
+            api_groups: strings(v, "/apiGroups"),
+            resources: strings(v, "/resources"),
+            resource_names: strings(v, "/resourceNames"),
+            non_resource_urls: strings(v, "/nonResourceURLs"),
         }
     }
 
