@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
+use vcluster_core::apply;
 use vcluster_core::object::{self, UpdateScope, meta_str, with_resource_version};
 use vcluster_core::registry::{self, ResourceType};
 use vcluster_core::selector::{FieldSelector, LabelSelector};
@@ -29,6 +30,9 @@ const RETRIES: usize = 16;
 
 /// The namespaces upstream's `NamespaceLifecycle` admission never lets go.
 const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+/// Server-side apply's patch type.
+const APPLY: &str = "application/apply-patch+yaml";
 
 pub(crate) type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -63,9 +67,21 @@ async fn dispatch(
     target: Target,
     req: Request<Incoming>,
 ) -> Result<Response<Body>> {
-    let params = query(req.uri());
+    let mut params = query(req.uri());
     let method = req.method().clone();
     let headers = req.headers().clone();
+    if content_type(&headers) == APPLY && !params.contains_key("fieldManager") {
+        return Err(ApiError::invalid_kind(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            vec![vcluster_core::status::Cause::required(
+                "fieldManager",
+                "is required for apply patch",
+            )],
+        ));
+    }
+    params.insert("fieldManager".into(), field_manager(&params, &headers));
     let sub = target.subresource.as_deref();
     let collection = target.name.is_none();
     if reviews::is_review(&target.rt) {
@@ -667,7 +683,10 @@ async fn create(
             target.namespace.as_deref(),
             &fresh(),
         )?;
-        let object = crds::admit(tenant, &target.rt, object, true).await?;
+        let mut object = crds::admit(tenant, &target.rt, object, true).await?;
+        if object.pointer("/metadata/managedFields").is_none() {
+            record(&target.rt, None, &mut object, params);
+        }
         let name = meta_str(&object, "name")
             .expect("prepared objects are named")
             .to_owned();
@@ -695,6 +714,124 @@ async fn create(
     ))
 }
 
+/// The 409 of an apply that would take fields other managers own, in upstream's wording.
+fn apply_conflict(conflicts: Vec<apply::Conflict>) -> ApiError {
+    let with = |c: &apply::Conflict| format!("{:?} using {}", c.manager, c.api_version);
+    let message = match conflicts.as_slice() {
+        [one] => format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            with(one),
+            one.field
+        ),
+        many => {
+            let mut text = format!("Apply failed with {} conflicts:", many.len());
+            let mut managers: Vec<String> = many.iter().map(with).collect();
+            managers.dedup();
+            for manager in managers {
+                text.push_str(&format!(" conflicts with {manager}:"));
+                for c in many.iter().filter(|c| with(c) == manager) {
+                    text.push_str(&format!("\n- {}", c.field));
+                }
+            }
+            text
+        }
+    };
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", with(c)), "field": c.field}))
+        .collect();
+    ApiError {
+        details: Some(json!({"causes": causes})),
+        ..ApiError::new(409, "Conflict", message)
+    }
+}
+
+/// `application/apply-patch+yaml`: the client's configuration applied as its field
+/// manager's, creating the object if it does not exist.
+async fn server_side_apply(
+    tenant: &Tenant,
+    target: &Target,
+    body: &[u8],
+    params: &HashMap<String, String>,
+) -> Result<Value> {
+    let mut applied: Value = serde_saphyr::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the apply configuration is not valid YAML or JSON: {e}"
+        ))
+    })?;
+    let rt = &target.rt;
+    let name = target.name.as_deref().expect("a named target");
+    if !applied.is_object() {
+        return Err(ApiError::bad_request(
+            "the apply configuration must be an object",
+        ));
+    }
+    if meta_str(&applied, "name").is_none() {
+        applied["metadata"]["name"] = json!(name);
+    }
+    let force = is_true(params.get("force"));
+    let manager = params.get("fieldManager").map_or("unknown", String::as_str);
+    let schema = rt.custom.as_ref().and_then(|c| c.schema.as_ref());
+    let api_version = rt.api_version();
+    let shape = apply::Shape::of(&api_version, &rt.kind, schema);
+    let now = fresh().now;
+    for _ in 0..RETRIES {
+        match read(tenant, target, name).await {
+            Err(e) if e.code == 404 => {
+                let created = apply::apply(None, &applied, shape, manager, force, &now)
+                    .map_err(apply_conflict)?;
+                let collection = Target {
+                    name: None,
+                    ..target.clone()
+                };
+                match create(tenant, &collection, created, params).await {
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    other => return other,
+                }
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {
+                let change = |current: &Value| {
+                    apply::apply(Some(current), &applied, shape, manager, force, &now)
+                        .map_err(apply_conflict)
+                };
+                let scope = scope(target.subresource.as_deref());
+                return update_owned(tenant, target, scope, params, false, false, change).await;
+            }
+        }
+    }
+    Err(ApiError::conflict(rt, name))
+}
+
+/// The manager a write is recorded under: the `fieldManager` parameter, else the client's
+/// name from its User-Agent (`kubectl/v1.33.0 ...` → `kubectl`), as upstream defaults it.
+fn field_manager(params: &HashMap<String, String>, headers: &http::HeaderMap) -> String {
+    if let Some(manager) = params.get("fieldManager").filter(|m| !m.is_empty()) {
+        return manager.clone();
+    }
+    headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|m| !m.is_empty())
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+/// Records `manager` as the owner of what a write changed (not for applies, which set
+/// `managedFields` themselves).
+fn record(
+    rt: &ResourceType,
+    old: Option<&Value>,
+    new: &mut Value,
+    params: &HashMap<String, String>,
+) {
+    let schema = rt.custom.as_ref().and_then(|c| c.schema.as_ref());
+    let manager = params.get("fieldManager").map_or("unknown", String::as_str);
+    let shape = apply::Shape::of(&rt.api_version(), &rt.kind, schema);
+    apply::record_update(old, new, shape, manager, &fresh().now);
+}
+
 /// Reads, changes (with `change`, given the object as served) and writes back one object.
 /// `conditional` says the client sent a resourceVersion: a lost race is then a 409; without
 /// one, the change is applied again to the newer object.
@@ -704,6 +841,20 @@ pub(crate) async fn update(
     scope: UpdateScope,
     params: &HashMap<String, String>,
     conditional: bool,
+    change: impl Fn(&Value) -> Result<Value>,
+) -> Result<Value> {
+    update_owned(tenant, target, scope, params, conditional, true, change).await
+}
+
+/// [`update`], recording the field manager's ownership or (`record: false`, for applies)
+/// keeping the `managedFields` the change set.
+async fn update_owned(
+    tenant: &Tenant,
+    target: &Target,
+    scope: UpdateScope,
+    params: &HashMap<String, String>,
+    conditional: bool,
+    record_owner: bool,
     change: impl Fn(&Value) -> Result<Value>,
 ) -> Result<Value> {
     let name = target.name.as_deref().expect("a named target");
@@ -719,7 +870,10 @@ pub(crate) async fn update(
             name,
             scope,
         )?;
-        let object = crds::admit(tenant, &target.rt, object, false).await?;
+        let mut object = crds::admit(tenant, &target.rt, object, false).await?;
+        if record_owner {
+            record(&target.rt, Some(&current), &mut object, params);
+        }
         if dry_run(params) {
             return Ok(with_resource_version(object, kv.mod_revision));
         }
@@ -830,6 +984,9 @@ async fn patch_object(
     params: &HashMap<String, String>,
 ) -> Result<Value> {
     let rt = &target.rt;
+    if media == APPLY {
+        return server_side_apply(tenant, target, patch, params).await;
+    }
     if rt.custom.is_some() && media == "application/strategic-merge-patch+json" {
         // Custom resources have no patch strategies; clients fall back to merge patches.
         return Err(ApiError::new(

@@ -1,4 +1,4 @@
-//! helm 3.18 against `vcluster up`: create a chart (with a CRD and a custom resource of
+//! helm 3.18 and helm 4 (server-side apply) against `vcluster up`: create a chart (with a CRD and a custom resource of
 //! it), install, upgrade with changed values, roll back and uninstall (without `--wait`:
 //! nothing runs pods until the controllers come).
 
@@ -12,6 +12,8 @@ mod common;
 use common::{StoreKind, Up};
 
 struct Helm<'a> {
+    /// `v33` is helm 3.18 (client-side three-way merges), `v36` helm 4 (server-side apply).
+    version: &'static str,
     kubeconfig: &'a Path,
     home: tempfile::TempDir,
 }
@@ -19,7 +21,7 @@ struct Helm<'a> {
 impl Helm<'_> {
     fn ok(&self, args: &[&str]) -> String {
         let home = self.home.path();
-        let out = Command::new(helm_bin("v33"))
+        let out = Command::new(helm_bin(self.version))
             .arg("--kubeconfig")
             .arg(self.kubeconfig)
             .args(args)
@@ -83,10 +85,11 @@ fn widget_size(k: &Kubectl) -> i64 {
     w["spec"]["size"].as_i64().expect("size")
 }
 
-fn lifecycle(store: StoreKind) {
+fn lifecycle(store: StoreKind, version: &'static str) {
     let up = Up::start(store);
     let kubeconfig = up.kubeconfig();
     let helm = Helm {
+        version,
         kubeconfig: &kubeconfig,
         home: tempfile::tempdir().expect("helm home"),
     };
@@ -135,10 +138,20 @@ fn lifecycle(store: StoreKind) {
 
 #[test]
 fn helm3_install_upgrade_rollback_uninstall_on_the_embedded_store() {
-    lifecycle(StoreKind::Embedded);
+    lifecycle(StoreKind::Embedded, "v33");
 }
 
 #[test]
 fn helm3_install_upgrade_rollback_uninstall_on_etcd() {
-    lifecycle(StoreKind::Etcd);
+    lifecycle(StoreKind::Etcd, "v33");
+}
+
+#[test]
+fn helm4_server_side_apply_lifecycle_on_the_embedded_store() {
+    lifecycle(StoreKind::Embedded, "v36");
+}
+
+#[test]
+fn helm4_server_side_apply_lifecycle_on_etcd() {
+    lifecycle(StoreKind::Etcd, "v36");
 }

@@ -583,6 +583,67 @@ fn service_account_tokens(up: &Up, version: &str) {
     );
 }
 
+/// `kubectl apply --server-side`: fields owned per manager, a conflict with another
+/// manager's value, `--force-conflicts` taking the field over, and fields a manager stops
+/// applying removed only where no one else owns them.
+fn server_side_apply(up: &Up, version: &str) {
+    let k = Kubectl::new(version, up.kubeconfig());
+    let name = format!("ssa-{version}");
+    let config = |data: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n{data}")
+    };
+    let apply = |manager: &str, data: &str, extra: &[&str]| {
+        let mut args = vec![
+            "apply",
+            "--server-side",
+            "--field-manager",
+            manager,
+            "-f",
+            "-",
+        ];
+        args.extend_from_slice(extra);
+        k.run_with(&args, Some(&config(data)))
+    };
+    let first = apply("alice", "  a: \"1\"\n  b: \"1\"\n", &[]);
+    assert!(
+        first.ok && first.stdout.contains("serverside-applied"),
+        "{}",
+        first.stderr
+    );
+    let conflict = apply("bob", "  a: \"2\"\n", &[]);
+    assert!(!conflict.ok);
+    assert!(
+        conflict.stderr.contains(r#"conflict with "alice""#) && conflict.stderr.contains(".data.a"),
+        "{}",
+        conflict.stderr
+    );
+    let forced = apply("bob", "  a: \"2\"\n", &["--force-conflicts"]);
+    assert!(forced.ok, "{}", forced.stderr);
+    // alice stops applying a (now bob's) and b (hers alone): b goes, a stays.
+    let again = apply("alice", "  c: \"3\"\n", &[]);
+    assert!(again.ok, "{}", again.stderr);
+    let cm = json(&k.ok(&["get", "cm", &name, "-o", "json", "--show-managed-fields"]));
+    assert_eq!(cm["data"], serde_json::json!({"a": "2", "c": "3"}));
+    let managers: Vec<&str> = cm["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        managers.contains(&"alice") && managers.contains(&"bob"),
+        "{managers:?}"
+    );
+    // Client-side apply keeps working beside it.
+    let client_side = k.run_with(
+        &["apply", "-f", "-"],
+        Some(&config("  a: \"2\"\n  c: \"3\"\n  d: \"4\"\n")),
+    );
+    assert!(client_side.ok, "{}", client_side.stderr);
+    let cm = json(&k.ok(&["get", "cm", &name, "-o", "json"]));
+    assert_eq!(cm["data"]["d"], "4");
+}
+
 #[test]
 fn kubectl_first_steps_on_the_embedded_store() {
     let up = Up::start(StoreKind::Embedded);
@@ -590,6 +651,7 @@ fn kubectl_first_steps_on_the_embedded_store() {
         first_steps(&up, version);
         namespace_finalizers(&up, version);
         service_account_tokens(&up, version);
+        server_side_apply(&up, version);
     }
 }
 
@@ -600,6 +662,7 @@ fn kubectl_first_steps_on_etcd() {
         first_steps(&up, version);
         namespace_finalizers(&up, version);
         service_account_tokens(&up, version);
+        server_side_apply(&up, version);
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`validation`]: the 422 rules of built-in kinds beyond names.
 //! - [`protobuf`]: Kubernetes protobuf request bodies, transcoded to JSON.
 
+pub mod apply;
 pub mod crd;
 pub mod defaults;
 pub mod object;

@@ -16,7 +16,7 @@ use crate::protobuf::{Message, message_for};
 
 /// How a list field merges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ListMerge {
+pub(crate) enum ListMerge {
     /// Elements are objects matched on this key.
     ByKey(&'static str),
     /// Elements are scalars merged as a set.
@@ -80,7 +80,7 @@ fn short_name(message: &Message) -> &str {
 }
 
 /// How `field` of a `message` merges, if it does.
-fn strategy(message: Option<&Message>, field: &str) -> Option<ListMerge> {
+pub(crate) fn strategy(message: Option<&Message>, field: &str) -> Option<ListMerge> {
     let message = message?;
     let name = short_name(message);
     if let Some((_, _, s)) = MERGE_LISTS
