@@ -102,7 +102,7 @@ pub(crate) async fn handle(
         if let Err(e) = authz::authorize(&tenant, &user, &what).await {
             return error(&e);
         }
-        return other_route(route, &types, &req);
+        return other_route(route, &tenant, &types, &req);
     };
     let Some(target) = resource.resolve(&types) else {
         return error(&not_found());
@@ -114,9 +114,16 @@ pub(crate) async fn handle(
     resources::handle(&tenant, &user, target, req).await
 }
 
-/// Discovery and OpenAPI.
-fn other_route(route: Route, types: &TypeSet, req: &Request<Incoming>) -> Response<Body> {
+/// Discovery, OpenAPI and the service-account issuer's documents.
+fn other_route(
+    route: Route,
+    tenant: &Tenant,
+    types: &TypeSet,
+    req: &Request<Incoming>,
+) -> Response<Body> {
     match route {
+        Route::OpenIdConfiguration => ok(&tenant.identity.tokens.openid_configuration()),
+        Route::Jwks => ok(&tenant.identity.tokens.jwks()),
         Route::Api => ok(&api_versions(req.headers())),
         Route::Apis => ok(&api_group_list(types)),
         Route::Group(group) => match api_group(types, &group) {

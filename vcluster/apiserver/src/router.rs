@@ -65,6 +65,10 @@ pub(crate) enum Route {
     },
     OpenApiV2,
     OpenApiV3,
+    /// `/.well-known/openid-configuration`: the service-account issuer's discovery document.
+    OpenIdConfiguration,
+    /// `/openid/v1/jwks`: the keys that verify service-account tokens.
+    Jwks,
     /// One group-version's document: `api/v1`, `apis/apps/v1`.
     OpenApiV3Document(String),
     Resource(ResourcePath),
@@ -86,6 +90,8 @@ pub(crate) fn route(path: &str) -> Route {
         ["api"] => Route::Api,
         ["apis"] => Route::Apis,
         ["openapi", "v2"] => Route::OpenApiV2,
+        [".well-known", "openid-configuration"] => Route::OpenIdConfiguration,
+        ["openid", "v1", "jwks"] => Route::Jwks,
         ["openapi", "v3"] => Route::OpenApiV3,
         ["openapi", "v3", rest @ ..] => Route::OpenApiV3Document(rest.join("/")),
         ["api", "v1"] => Route::GroupVersion {

@@ -83,6 +83,33 @@ impl Signer {
         &self.issuer
     }
 
+    /// The OIDC discovery document (`/.well-known/openid-configuration`): where a relying
+    /// party finds the keys that verify this tenant's tokens.
+    pub fn openid_configuration(&self) -> serde_json::Value {
+        serde_json::json!({
+            "issuer": self.issuer,
+            "jwks_uri": format!("{}/openid/v1/jwks", self.issuer),
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+        })
+    }
+
+    /// The key set (`/openid/v1/jwks`): the public key, as a JWK.
+    pub fn jwks(&self) -> serde_json::Value {
+        // An uncompressed P-256 point: 0x04, then x and y, 32 bytes each.
+        let point = self.key.public_key().as_ref();
+        serde_json::json!({"keys": [{
+            "use": "sig",
+            "kty": "EC",
+            "crv": "P-256",
+            "alg": "ES256",
+            "kid": self.kid,
+            "x": B64.encode(&point[1..33]),
+            "y": B64.encode(&point[33..65]),
+        }]})
+    }
+
     /// The signed token for `claims`.
     pub fn sign(&self, claims: &Claims) -> String {
         let header = serde_json::json!({"alg": "ES256", "kid": self.kid, "typ": "JWT"});
@@ -180,5 +207,23 @@ mod tests {
         );
         assert_eq!(a.verify(&forged, 1500), None, "forged claims");
         assert_eq!(a.verify("a.b.c", 1500), None);
+    }
+
+    #[test]
+    fn the_key_set_verifies_the_tokens() {
+        let a = signer("https://a.vcluster.local");
+        let token = a.sign(&claims(a.issuer(), &[a.issuer()], 2000));
+        let jwk = &a.jwks()["keys"][0];
+        let coordinate = |c: &str| B64.decode(jwk[c].as_str().expect("coordinate")).expect("b64");
+        let point = [vec![4u8], coordinate("x"), coordinate("y")].concat();
+        let (signed, signature) = token.rsplit_once('.').expect("parts");
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+            .verify(signed.as_bytes(), &B64.decode(signature).expect("b64"))
+            .expect("the published key verifies the token");
+        let header: serde_json::Value =
+            serde_json::from_slice(&B64.decode(token.split('.').next().expect("header")).expect("b64"))
+                .expect("json");
+        assert_eq!(header["kid"], jwk["kid"]);
+        assert_eq!(a.openid_configuration()["jwks_uri"], "https://a.vcluster.local/openid/v1/jwks");
     }
 }

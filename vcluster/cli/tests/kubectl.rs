@@ -567,6 +567,23 @@ fn service_account_tokens(up: &Up, version: &str) {
         "a forbidden create wrote"
     );
 
+    // Verifiable by others: the issuer's discovery document and keys (readable with the
+    // token itself), and a TokenReview.
+    let discovery = json(&with_token.ok(&["get", "--raw", "/.well-known/openid-configuration"]));
+    let issuer = discovery["issuer"].as_str().expect("issuer").to_owned();
+    assert!(issuer.starts_with("https://"), "{discovery}");
+    let jwks = json(&with_token.ok(&["get", "--raw", "/openid/v1/jwks"]));
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    let review = format!(
+        "apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec:\n  token: {token}\n"
+    );
+    let reviewed = k.run_with(&["create", "-f", "-", "-o", "json"], Some(&review));
+    assert!(reviewed.ok, "{}", reviewed.stderr);
+    let reviewed = json(&reviewed.stdout);
+    assert_eq!(reviewed["status"]["authenticated"], true, "{reviewed}");
+    assert_eq!(reviewed["status"]["user"]["username"], user.as_str());
+    assert_eq!(reviewed["status"]["audiences"][0], issuer.as_str());
+
     let short = k.fails(&["create", "token", &sa, "--duration=5m"]);
     assert!(
         short.contains("may not specify a duration less than 10 minutes"),

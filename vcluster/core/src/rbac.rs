@@ -531,6 +531,19 @@ pub fn bootstrap() -> Vec<(&'static str, Value)> {
         )
     };
     let mut out = roles;
+    out.push((
+        "clusterroles",
+        cluster_role(
+            "system:service-account-issuer-discovery",
+            bootstrap.clone(),
+            json!([{"nonResourceURLs": ["/.well-known/openid-configuration", "/.well-known/openid-configuration/", "/openid/v1/jwks", "/openid/v1/jwks/"], "verbs": ["get"]}]),
+        ),
+    ));
+    out.push(binding(
+        "system:service-account-issuer-discovery",
+        "system:service-account-issuer-discovery",
+        "system:serviceaccounts",
+    ));
     out.push(binding("cluster-admin", "cluster-admin", "system:masters"));
     out.push(binding(
         "system:basic-user",
