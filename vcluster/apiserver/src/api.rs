@@ -91,6 +91,10 @@ pub(crate) async fn handle(
     let Some(user) = authenticate(&tenant, conn, req.headers()).await else {
         return error(&ApiError::new(401, "Unauthorized", "Unauthorized"));
     };
+    let user = match authz::impersonate(&tenant, user, req.headers()).await {
+        Ok(user) => user,
+        Err(e) => return error(&e),
+    };
     tracing::debug!(user = %user.name, "authenticated");
     let types = match crate::crds::types(&tenant).await {
         Ok(types) => types,

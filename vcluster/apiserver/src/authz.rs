@@ -136,3 +136,62 @@ pub(crate) async fn rules(
     };
     Ok(policy.rules(&subject(user), namespace))
 }
+
+/// The user a request acts as: the authenticated one, or whom its `Impersonate-User` and
+/// `Impersonate-Group` headers name, if the authenticated user may impersonate them (the
+/// `impersonate` verb on `users`, `serviceaccounts` and `groups`, as upstream).
+pub(crate) async fn impersonate(
+    tenant: &Tenant,
+    user: User,
+    headers: &http::HeaderMap,
+) -> Result<User> {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect()
+    };
+    let groups = values("impersonate-group");
+    let Some(name) = values("impersonate-user").into_iter().next() else {
+        if groups.is_empty() {
+            return Ok(user);
+        }
+        return Err(ApiError::bad_request(format!(
+            "requested {groups:?} without impersonating a user"
+        )));
+    };
+    let ask = |resource: &str, namespace: &str, name: &str| Attributes {
+        verb: "impersonate".into(),
+        resource: resource.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+        ..Attributes::default()
+    };
+    let account = name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'));
+    let mut asks = vec![match account {
+        Some((ns, sa)) => ask("serviceaccounts", ns, sa),
+        None => ask("users", "", &name),
+    }];
+    asks.extend(groups.iter().map(|g| ask("groups", "", g)));
+    for what in &asks {
+        authorize(tenant, &user, what).await?;
+    }
+    let mut as_groups = groups;
+    if as_groups.is_empty()
+        && let Some((ns, _)) = account
+    {
+        as_groups.push("system:serviceaccounts".into());
+        as_groups.push(format!("system:serviceaccounts:{ns}"));
+    }
+    if !as_groups.iter().any(|g| g == "system:authenticated") {
+        as_groups.push("system:authenticated".into());
+    }
+    Ok(User {
+        name,
+        groups: as_groups,
+    })
+}

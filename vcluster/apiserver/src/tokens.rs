@@ -214,16 +214,24 @@ mod tests {
         let a = signer("https://a.vcluster.local");
         let token = a.sign(&claims(a.issuer(), &[a.issuer()], 2000));
         let jwk = &a.jwks()["keys"][0];
-        let coordinate = |c: &str| B64.decode(jwk[c].as_str().expect("coordinate")).expect("b64");
+        let coordinate = |c: &str| {
+            B64.decode(jwk[c].as_str().expect("coordinate"))
+                .expect("b64")
+        };
         let point = [vec![4u8], coordinate("x"), coordinate("y")].concat();
         let (signed, signature) = token.rsplit_once('.').expect("parts");
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
             .verify(signed.as_bytes(), &B64.decode(signature).expect("b64"))
             .expect("the published key verifies the token");
-        let header: serde_json::Value =
-            serde_json::from_slice(&B64.decode(token.split('.').next().expect("header")).expect("b64"))
-                .expect("json");
+        let header: serde_json::Value = serde_json::from_slice(
+            &B64.decode(token.split('.').next().expect("header"))
+                .expect("b64"),
+        )
+        .expect("json");
         assert_eq!(header["kid"], jwk["kid"]);
-        assert_eq!(a.openid_configuration()["jwks_uri"], "https://a.vcluster.local/openid/v1/jwks");
+        assert_eq!(
+            a.openid_configuration()["jwks_uri"],
+            "https://a.vcluster.local/openid/v1/jwks"
+        );
     }
 }

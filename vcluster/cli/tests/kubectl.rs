@@ -584,6 +584,35 @@ fn service_account_tokens(up: &Up, version: &str) {
     assert_eq!(reviewed["status"]["user"]["username"], user.as_str());
     assert_eq!(reviewed["status"]["audiences"][0], issuer.as_str());
 
+    // Impersonation: the admin may act as the account; the account may not act as others.
+    let as_account = k.ok(&[
+        "get",
+        "configmaps",
+        "-n",
+        "default",
+        &format!("--as={user}"),
+        "-o",
+        "name",
+    ]);
+    assert!(!as_account.contains("forbidden"));
+    let as_account = k.fails(&["get", "secrets", "-n", "default", &format!("--as={user}")]);
+    assert!(
+        as_account.contains(&format!(r#"User "{user}" cannot list resource "secrets""#)),
+        "{as_account}"
+    );
+    let escalate = with_token.fails(&[
+        "get",
+        "namespaces",
+        "--as=admin",
+        "--as-group=system:masters",
+    ]);
+    assert!(
+        escalate.contains(&format!(
+            r#"users "admin" is forbidden: User "{user}" cannot impersonate resource "users""#
+        )),
+        "{escalate}"
+    );
+
     let short = k.fails(&["create", "token", &sa, "--duration=5m"]);
     assert!(
         short.contains("may not specify a duration less than 10 minutes"),
