@@ -9,8 +9,8 @@
 //! - a new tenant's first answer: from creating it to its first successful request.
 //!
 //! `cargo bench -p vcluster-apiserver --bench api -- creates` runs one phase (`tenants`,
-//! `creates`, `creates-etcd` (needs `etcd` on the PATH), `reads` or `watchers`), e.g. under
-//! a profiler.
+//! `creates`, `creates-etcd` (needs `etcd` on the PATH), `reads`, `watchers`, `crds` or
+//! `rbac`), e.g. under a profiler.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,7 +46,32 @@ async fn client_for(tenant: &Tenant, tenants: &Tenants, server: &str) -> Client 
     let text = tenant
         .admin_kubeconfig(tenants, server, true)
         .expect("kubeconfig");
-    let kubeconfig: Kubeconfig = Kubeconfig::from_yaml(&text).expect("parse kubeconfig");
+    client_of(&text).await
+}
+
+/// A client of `user` (no groups: everything it may do comes from RBAC).
+async fn client_as(tenant: &Tenant, tenants: &Tenants, server: &str, user: &str) -> Client {
+    let (cert, key) = tenant
+        .identity
+        .issue_client(user, &[])
+        .expect("certificate");
+    let host = tenants.host(&tenant.name);
+    let text = vcluster_apiserver::Kubeconfig {
+        cluster: &tenant.name,
+        server,
+        tls_server_name: Some(&host),
+        ca_pem: tenant.identity.ca_cert_pem(),
+        user,
+        client_cert_pem: Some(&cert),
+        client_key_pem: Some(&key),
+        token: None,
+    }
+    .render();
+    client_of(&text).await
+}
+
+async fn client_of(text: &str) -> Client {
+    let kubeconfig: Kubeconfig = Kubeconfig::from_yaml(text).expect("parse kubeconfig");
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .expect("config");
@@ -162,6 +187,12 @@ async fn main() {
     if run("watchers") {
         rows.push(watchers(&tenant, &tenants, &server, &small_api).await);
     }
+    if run("crds") {
+        rows.extend(crds(&client).await);
+    }
+    if run("rbac") {
+        rows.push(rbac(&tenant, &tenants, &server, &client).await);
+    }
     for row in rows {
         println!("{row}");
     }
@@ -197,6 +228,145 @@ async fn serve(backend: Arc<dyn Backend>) -> Served {
         server,
         client,
     }
+}
+
+fn crd(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("things.g{i}.example.com")},
+        "spec": {"group": format!("g{i}.example.com"), "scope": "Namespaced",
+            "names": {"plural": "things", "kind": "Thing"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]},
+    })
+}
+
+/// 200 CRDs: from each one's creation to its first answered LIST, then discovery requests/s
+/// (`/apis`, the aggregated list of groups) with the 200 in place.
+async fn crds(client: &Client) -> [String; 2] {
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    let mut served = Vec::new();
+    for i in 0..200 {
+        let start = Instant::now();
+        let object: DynamicObject = serde_json::from_value(crd(i)).expect("crd");
+        crds.create(&PostParams::default(), &object)
+            .await
+            .expect("create crd");
+        let things: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            "default",
+            &ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk(&format!("g{i}.example.com"), "v1", "Thing"),
+                "things",
+            ),
+        );
+        // Served when its first LIST answers; a 404 means not yet.
+        loop {
+            match things.list(&ListParams::default()).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    tokio::time::sleep(Duration::from_millis(1)).await
+                }
+                Err(e) => panic!("list of a new CRD's objects: {e}"),
+            }
+        }
+        served.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    served.sort_by(f64::total_cmp);
+    let (s50, s99) = (percentile(&served, 0.5), percentile(&served, 0.99));
+    let discovery = {
+        let client = client.clone();
+        rate(CLIENTS as usize, RUN_FOR, move |_, _| {
+            let client = client.clone();
+            async move {
+                let groups = client.list_api_groups().await.expect("discovery");
+                assert!(groups.groups.len() > 200);
+            }
+        })
+        .await
+    };
+    eprintln!("crds: served p50 {s50:.1} ms, p99 {s99:.1} ms; discovery {discovery:.0}/s");
+    [
+        format!(
+            "| a CRD served (create to first LIST answered), 200 CRDs | p50 {s50:.1} ms, p99 {s99:.1} ms | ≤ 1 s |"
+        ),
+        format!("| discovery (`/apis`) with 200 CRDs, 64 clients | {discovery:.0}/s | ≥ 1,000/s |"),
+    ]
+}
+
+/// GETs of one object by a user whose rights come from RBAC, with 1,000 role bindings in
+/// the tenant, beside the same GETs by the admin (`system:masters`, never evaluated).
+async fn rbac(tenant: &Tenant, tenants: &Tenants, server: &str, admin: &Client) -> String {
+    use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    let mut team = k8s_openapi::api::core::v1::Namespace::default();
+    team.metadata.name = Some("team".into());
+    ns.create(&PostParams::default(), &team)
+        .await
+        .expect("namespace");
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), "team");
+    cms.create(&PostParams::default(), &config_map("target".into()))
+        .await
+        .expect("configmap");
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), "team");
+    let binding = |name: String, user: String| RoleBinding {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: "view".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: user,
+            ..Default::default()
+        }]),
+    };
+    for i in 0..999 {
+        bindings
+            .create(
+                &PostParams::default(),
+                &binding(format!("b{i}"), format!("user-{i}")),
+            )
+            .await
+            .expect("binding");
+    }
+    bindings
+        .create(
+            &PostParams::default(),
+            &binding("reader".into(), "reader".into()),
+        )
+        .await
+        .expect("binding");
+    let reader: Api<ConfigMap> =
+        Api::namespaced(client_as(tenant, tenants, server, "reader").await, "team");
+    reader.get("target").await.expect("the reader may get");
+    let gets = |api: Api<ConfigMap>| async move {
+        rate(CLIENTS as usize, RUN_FOR, move |_, _| {
+            let api = api.clone();
+            async move {
+                api.get("target").await.expect("get");
+            }
+        })
+        .await
+    };
+    let admin_rate = gets(cms.clone()).await;
+    let reader_rate = gets(reader).await;
+    let overhead = 100.0 * (admin_rate / reader_rate - 1.0);
+    eprintln!("rbac: admin {admin_rate:.0} GET/s, reader {reader_rate:.0} GET/s");
+    format!(
+        "| GET/s with 1,000 role bindings: RBAC-evaluated user vs admin (not evaluated) | {reader_rate:.0} vs {admin_rate:.0} ({overhead:+.0}% time per GET) | ≤ +10% |"
+    )
 }
 
 /// Idle tenants' memory and time to a first answer. Run first, before the other phases leave
