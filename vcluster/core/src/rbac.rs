@@ -544,6 +544,19 @@ pub fn bootstrap() -> Vec<(&'static str, Value)> {
         "system:service-account-issuer-discovery",
         "system:serviceaccounts",
     ));
+    out.push((
+        "clusterroles",
+        cluster_role(
+            "system:public-info-viewer",
+            bootstrap.clone(),
+            json!([{"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}]),
+        ),
+    ));
+    out.push(binding(
+        "system:public-info-viewer",
+        "system:public-info-viewer",
+        "system:authenticated",
+    ));
     out.push(binding("cluster-admin", "cluster-admin", "system:masters"));
     out.push(binding(
         "system:basic-user",
