@@ -195,3 +195,111 @@ pub(crate) async fn impersonate(
         groups: as_groups,
     })
 }
+
+/// Upstream's escalation check on RBAC writes: a role may hold, and a binding may grant,
+/// only permissions its author holds (where it applies), unless the author may `escalate`
+/// (roles) or `bind` (the bound role).
+pub(crate) async fn check_grant(
+    tenant: &Tenant,
+    user: &User,
+    rt: &vcluster_core::registry::ResourceType,
+    object: &Value,
+) -> Result<()> {
+    if rt.group != "rbac.authorization.k8s.io" || user.groups.iter().any(|g| g == "system:masters")
+    {
+        return Ok(());
+    }
+    let meta = |key: &str| {
+        object["metadata"][key]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (namespace, name) = (meta("namespace"), meta("name"));
+    let policy = policy(tenant).await?;
+    let (requested, bypass, role_kind, role_name) = match rt.kind.as_str() {
+        "Role" | "ClusterRole" => {
+            let rules: Vec<rbac::Rule> = object["rules"]
+                .as_array()
+                .map(|rs| rs.iter().map(rbac::Rule::from_json).collect())
+                .unwrap_or_default();
+            (rules, "escalate", rt.kind.clone(), name.clone())
+        }
+        _ => {
+            let kind = object["roleRef"]["kind"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let role = object["roleRef"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let rules = policy
+                .role_rules(&kind, &role, &namespace)
+                .map(<[rbac::Rule]>::to_vec)
+                .unwrap_or_default();
+            (rules, "bind", kind, role)
+        }
+    };
+    let plural = if role_kind == "Role" {
+        "roles"
+    } else {
+        "clusterroles"
+    };
+    let may_bypass = Attributes {
+        verb: bypass.into(),
+        api_group: "rbac.authorization.k8s.io".into(),
+        resource: plural.into(),
+        namespace: if role_kind == "Role" {
+            namespace.clone()
+        } else {
+            String::new()
+        },
+        name: role_name,
+        path: None,
+        subresource: String::new(),
+    };
+    if policy.allows(&subject(user), &may_bypass) {
+        return Ok(());
+    }
+    let held = policy.rules(&subject(user), &namespace);
+    let missing = rbac::not_held(&held, &requested);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = missing
+        .iter()
+        .map(|r| format!("{{{}}}", describe(r)))
+        .collect();
+    let message = format!(
+        "{} {name:?} is forbidden: user {:?} (groups={:?}) is attempting to grant RBAC permissions not currently held:\n{}",
+        rt.qualified(),
+        user.name,
+        user.groups,
+        shown.join("\n")
+    );
+    Err(ApiError {
+        details: Some(json!({"name": name, "group": rt.group, "kind": rt.plural})),
+        ..ApiError::new(403, "Forbidden", message)
+    })
+}
+
+/// A rule as upstream's escalation message prints it.
+fn describe(rule: &rbac::Rule) -> String {
+    let list = |name: &str, items: &[String]| {
+        let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+        format!("{name}:[{}]", quoted.join(", "))
+    };
+    let mut parts = Vec::new();
+    if rule.non_resource_urls.is_empty() {
+        parts.push(list("APIGroups", &rule.api_groups));
+        parts.push(list("Resources", &rule.resources));
+        if !rule.resource_names.is_empty() {
+            parts.push(list("ResourceNames", &rule.resource_names));
+        }
+    } else {
+        parts.push(list("NonResourceURLs", &rule.non_resource_urls));
+    }
+    parts.push(list("Verbs", &rule.verbs));
+    parts.join(", ")
+}

@@ -23,13 +23,29 @@ use vcluster_store::{KeyValue, RangeRequest};
 use crate::http::{Body, Shape, content_type, error, json as respond, ok, query, read_body, shape};
 use crate::router::Target;
 use crate::tenant::{Tenant, fresh};
-use crate::{User, accounts, crds, reviews, watch};
+use crate::{User, accounts, authz, crds, reviews, watch};
 
 /// How often a write retries after losing a compare-and-swap it may retry.
 const RETRIES: usize = 16;
 
 /// The namespaces upstream's `NamespaceLifecycle` admission never lets go.
 const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+tokio::task_local! {
+    /// The user a request acts for, for the admission checks deep in the write path (RBAC's
+    /// escalation check); writes of the server's own background work have none.
+    static REQUESTER: User;
+}
+
+/// The checks every write makes of the object it is about to store: a CRD's or custom
+/// object's (see `crds::admit`), and RBAC's escalation check for the requester.
+async fn admit(tenant: &Tenant, rt: &ResourceType, object: Value, creating: bool) -> Result<Value> {
+    let object = crds::admit(tenant, rt, object, creating).await?;
+    if let Ok(user) = REQUESTER.try_with(Clone::clone) {
+        authz::check_grant(tenant, &user, rt, &object).await?;
+    }
+    Ok(object)
+}
 
 /// Server-side apply's patch type.
 const APPLY: &str = "application/apply-patch+yaml";
@@ -43,7 +59,9 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let writes_crds = crds::is_crd(&target.rt) && req.method() != Method::GET;
-    let answered = dispatch(tenant, user, target, req).await;
+    let answered = REQUESTER
+        .scope(user.clone(), dispatch(tenant, user, target, req))
+        .await;
     let answered = match answered {
         Ok(response) if writes_crds && response.status().is_success() => {
             crds::settle(tenant).await.map(|()| response)
@@ -683,7 +701,7 @@ async fn create(
             target.namespace.as_deref(),
             &fresh(),
         )?;
-        let mut object = crds::admit(tenant, &target.rt, object, true).await?;
+        let mut object = admit(tenant, &target.rt, object, true).await?;
         if object.pointer("/metadata/managedFields").is_none() {
             record(&target.rt, None, &mut object, params);
         }
@@ -870,7 +888,7 @@ async fn update_owned(
             name,
             scope,
         )?;
-        let mut object = crds::admit(tenant, &target.rt, object, false).await?;
+        let mut object = admit(tenant, &target.rt, object, false).await?;
         if record_owner {
             record(&target.rt, Some(&current), &mut object, params);
         }

@@ -142,6 +142,41 @@ spec:
     );
     assert!(!kb.ok(&["get", "crds"]).contains("plans.a.example.com"));
 
+    // A's roles are a's alone: alice, who may read everything in a, may read nothing in b.
+    ka.ok(&[
+        "create",
+        "clusterrolebinding",
+        "alice-view",
+        "--clusterrole=view",
+        "--user=alice",
+    ]);
+    let alice_of = |tenant: &vcluster_apiserver::Tenant| {
+        let (cert, key) = tenant
+            .identity
+            .issue_client("alice", &[])
+            .expect("certificate");
+        let host = tenants.host(&tenant.name);
+        vcluster_apiserver::Kubeconfig {
+            cluster: &tenant.name,
+            server: &server,
+            tls_server_name: Some(&host),
+            ca_pem: tenant.identity.ca_cert_pem(),
+            user: "alice",
+            client_cert_pem: Some(&cert),
+            client_key_pem: Some(&key),
+            token: None,
+        }
+        .render()
+    };
+    let alice_a = Kubectl::new("v36", write("alice-a", &alice_of(&a)));
+    assert!(alice_a.ok(&["get", "cm"]).contains("secret-plans"));
+    let alice_b = Kubectl::new("v36", write("alice-b", &alice_of(&b)));
+    let refused = alice_b.fails(&["get", "cm"]);
+    assert!(
+        refused.contains(r#"User "alice" cannot list resource "configmaps""#),
+        "{refused}"
+    );
+
     // By path prefix: /clusters/b reaches b; with a's credential it is refused.
     let b_by_path = b_config.replace(&server, &format!("{server}/clusters/b"));
     let kb_path = Kubectl::new("v36", write("b-path", &b_by_path));

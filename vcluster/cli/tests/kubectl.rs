@@ -584,6 +584,41 @@ fn service_account_tokens(up: &Up, version: &str) {
     assert_eq!(reviewed["status"]["user"]["username"], user.as_str());
     assert_eq!(reviewed["status"]["audiences"][0], issuer.as_str());
 
+    // Admin of a namespace: it may bind roles there, but not grant what it does not hold.
+    let owned = format!("owned-{version}");
+    k.ok(&["create", "namespace", &owned]);
+    k.ok(&[
+        "create",
+        "rolebinding",
+        &format!("{sa}-admin"),
+        "--clusterrole=admin",
+        &format!("--serviceaccount=default:{sa}"),
+        "-n",
+        &owned,
+    ]);
+    with_token.ok(&[
+        "create",
+        "rolebinding",
+        "bob-view",
+        "--clusterrole=view",
+        "--user=bob",
+        "-n",
+        &owned,
+    ]);
+    let escalation = with_token.fails(&[
+        "create",
+        "rolebinding",
+        "self-admin",
+        "--clusterrole=cluster-admin",
+        &format!("--serviceaccount=default:{sa}"),
+        "-n",
+        &owned,
+    ]);
+    assert!(
+        escalation.contains("is attempting to grant RBAC permissions not currently held"),
+        "{escalation}"
+    );
+
     // Impersonation: the admin may act as the account; the account may not act as others.
     let as_account = k.ok(&[
         "get",

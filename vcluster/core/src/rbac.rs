@@ -111,8 +111,6 @@ struct Grant {
     namespace: Option<String>,
     /// `ClusterRole` or `Role` and its name; a Role is looked up in the binding's namespace.
     role: (String, String),
-    /// Where it came from, for the SelfSubjectRulesReview and for messages.
-    binding: String,
 }
 
 /// A tenant's RBAC objects, indexed for decisions.
@@ -223,13 +221,11 @@ impl Policy {
                     .unwrap_or_default()
                     .to_owned(),
             );
-            let name = binding["metadata"]["name"].as_str().unwrap_or_default();
             for subject in binding["subjects"].as_array().into_iter().flatten() {
                 if let Some(key) = subject_keys(subject, namespace) {
                     policy.by_subject.entry(key).or_default().push(Grant {
                         namespace: namespace.map(str::to_owned),
                         role: role.clone(),
-                        binding: name.to_owned(),
                     });
                 }
             }
@@ -311,10 +307,88 @@ impl Policy {
         out
     }
 
-    /// The bindings that grant `who` anything, for diagnostics.
-    pub fn bindings_of(&self, who: &Subject<'_>) -> Vec<String> {
-        self.grants(who).map(|g| g.binding.clone()).collect()
+    /// The rules of a role (`ClusterRole`, or `Role` in `namespace`), aggregation included.
+    pub fn role_rules(&self, kind: &str, name: &str, namespace: &str) -> Option<&[Rule]> {
+        let rules = match kind {
+            "ClusterRole" => self.cluster_roles.get(name),
+            "Role" => self.roles.get(&(namespace.to_owned(), name.to_owned())),
+            _ => None,
+        };
+        rules.map(Vec::as_slice)
     }
+}
+
+/// The parts of `requested` that `held` does not grant, as single-verb rules: what a user
+/// would give away that they do not have. A wildcard is covered only by a wildcard.
+pub fn not_held(held: &[Rule], requested: &[Rule]) -> Vec<Rule> {
+    let mut missing = Vec::new();
+    for rule in requested {
+        for verb in &rule.verbs {
+            let grants = |what: &Attributes| held.iter().any(|h| h.allows(what));
+            for url in &rule.non_resource_urls {
+                let what = Attributes {
+                    verb: verb.clone(),
+                    path: Some(url.clone()),
+                    ..Attributes::default()
+                };
+                let wildcard = url.ends_with('*');
+                let covered = if wildcard {
+                    held.iter().any(|h| {
+                        covers_verb(h, verb)
+                            && h.non_resource_urls.iter().any(|u| u == "*" || u == url)
+                    })
+                } else {
+                    grants(&what)
+                };
+                if !covered {
+                    missing.push(Rule {
+                        verbs: vec![verb.clone()],
+                        non_resource_urls: vec![url.clone()],
+                        ..Rule::default()
+                    });
+                }
+            }
+            for group in &rule.api_groups {
+                for resource in &rule.resources {
+                    let (resource_name, subresource) =
+                        resource.split_once('/').unwrap_or((resource, ""));
+                    let names: Vec<&str> = if rule.resource_names.is_empty() {
+                        vec![""]
+                    } else {
+                        rule.resource_names.iter().map(String::as_str).collect()
+                    };
+                    for name in names {
+                        let what = Attributes {
+                            verb: verb.clone(),
+                            api_group: group.clone(),
+                            resource: resource_name.to_owned(),
+                            subresource: subresource.to_owned(),
+                            name: name.to_owned(),
+                            ..Attributes::default()
+                        };
+                        if !grants(&what) {
+                            missing.push(Rule {
+                                verbs: vec![verb.clone()],
+                                api_groups: vec![group.clone()],
+                                resources: vec![resource.clone()],
+                                resource_names: if name.is_empty() {
+                                    Vec::new()
+                                } else {
+                                    vec![name.to_owned()]
+                                },
+                                ..Rule::default()
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    missing
+}
+
+fn covers_verb(rule: &Rule, verb: &str) -> bool {
+    covers(&rule.verbs, verb)
 }
 
 /// The 403 message kube-apiserver gives a request RBAC refused.
@@ -674,6 +748,29 @@ mod tests {
         assert!(p.allows(&robot, &scale));
         scale.subresource = String::new();
         assert!(!p.allows(&robot, &scale), "the subresource only");
+    }
+
+    #[test]
+    fn granting_needs_holding() {
+        let p = policy(&[]);
+        let view = p.role_rules("ClusterRole", "view", "").expect("view");
+        let edit = p.role_rules("ClusterRole", "edit", "").expect("edit");
+        assert!(not_held(edit, view).is_empty(), "edit holds view");
+        let missing = not_held(view, edit);
+        assert!(
+            missing
+                .iter()
+                .any(|r| r.resources == ["secrets"] && r.verbs == ["create"]),
+            "{missing:?}"
+        );
+        let admin = p
+            .role_rules("ClusterRole", "cluster-admin", "")
+            .expect("cluster-admin");
+        assert!(not_held(admin, edit).is_empty());
+        assert!(
+            !not_held(edit, admin).is_empty(),
+            "a wildcard needs a wildcard"
+        );
     }
 
     #[test]
