@@ -449,6 +449,14 @@ pub fn record_update(
         .cloned()
         .unwrap_or_default();
     let now_set = owned_fields(new, shape);
+    if old.is_none() {
+        // A create: the creator owns every field it set.
+        if !now_set.is_empty() {
+            new["metadata"]["managedFields"] =
+                json!([entry(manager, "Update", &api_version, now, now_set)]);
+        }
+        return;
+    }
     let mut now_leaves = Vec::new();
     leaves(&now_set, &mut Vec::new(), &mut now_leaves);
     let changed: Vec<&Vec<String>> = now_leaves
