@@ -12,6 +12,7 @@ mod cache;
 mod crds;
 mod http;
 mod identity;
+mod namespaces;
 mod openapi;
 mod resources;
 mod reviews;

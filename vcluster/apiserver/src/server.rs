@@ -12,8 +12,18 @@ use tokio_rustls::TlsAcceptor;
 use crate::api::{self, Connection};
 use crate::tenant::Tenants;
 
-/// Serves every tenant on `listener` until the task is dropped.
+/// Aborts a background task when dropped: the controllers live as long as `serve`.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Serves every tenant on `listener`, and runs the controllers, until the task is dropped.
 pub async fn serve(listener: TcpListener, tenants: Arc<Tenants>) -> std::io::Result<()> {
+    let _namespaces = AbortOnDrop(tokio::spawn(crate::namespaces::run(tenants.clone())));
     let config = crate::tls::server_config(tenants.clone()).map_err(std::io::Error::other)?;
     let acceptor = TlsAcceptor::from(Arc::new(config));
     loop {

@@ -76,7 +76,8 @@ impl Tenant {
         *self.policy.write().expect("policy lock") = Some((revisions, policy));
     }
 
-    /// Marks the cleanup of CRD `name` as running; false if it already is.
+    /// Marks a cleanup job (a CRD's objects, a namespace's content) as running; false if it
+    /// already is.
     pub(crate) fn start_cleanup(&self, name: &str) -> bool {
         self.cleaning
             .lock()
@@ -170,6 +171,21 @@ impl Tenants {
             names,
             creating: Mutex::new(()),
         }
+    }
+
+    /// The store every tenant lives in.
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Every tenant opened so far.
+    pub(crate) fn open(&self) -> Vec<Arc<Tenant>> {
+        self.tenants
+            .read()
+            .expect("tenants lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The host name tenant `name` answers to.

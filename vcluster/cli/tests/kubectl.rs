@@ -464,7 +464,11 @@ fn namespace_finalizers(up: &Up, version: &str) {
         r#"{"spec":{"finalizers":["example.com/hold"]}}"#,
     ]);
     let patched = json(&k.ok(&["get", "namespace", &ns, "-o", "json"]));
-    assert!(patched["spec"]["finalizers"].is_null(), "{patched}");
+    assert_eq!(
+        patched["spec"]["finalizers"],
+        serde_json::json!(["kubernetes"]),
+        "{patched}"
+    );
     finalize(serde_json::json!(["example.com/hold"]));
 
     k.ok(&["delete", "namespace", &ns, "--wait=false"]);
@@ -483,6 +487,34 @@ fn namespace_finalizers(up: &Up, version: &str) {
     finalize(serde_json::json!([]));
     let gone = k.fails(&["get", "namespace", &ns]);
     assert!(gone.contains("not found"), "{gone}");
+
+    // Deleting a namespace deletes its content first (the namespace controller), then the
+    // namespace; kubectl waits for both.
+    let doomed = format!("doomed-{version}");
+    k.ok(&["create", "namespace", &doomed]);
+    let created = json(&k.ok(&["get", "namespace", &doomed, "-o", "json"]));
+    assert_eq!(
+        created["spec"]["finalizers"],
+        serde_json::json!(["kubernetes"])
+    );
+    k.ok(&["create", "configmap", "inside", "-n", &doomed]);
+    k.ok(&["create", "serviceaccount", "inside", "-n", &doomed]);
+    k.ok(&["delete", "namespace", &doomed, "--timeout=30s"]);
+    let gone = k.fails(&["get", "namespace", &doomed]);
+    assert!(gone.contains("not found"), "{gone}");
+    k.ok(&["create", "namespace", &doomed]);
+    let left = k.ok(&[
+        "get",
+        "configmaps,serviceaccounts",
+        "-n",
+        &doomed,
+        "-o",
+        "name",
+    ]);
+    assert!(
+        left.trim().is_empty(),
+        "content outlived its namespace: {left}"
+    );
 
     let immortal = k.fails(&["delete", "namespace", "kube-system"]);
     assert!(

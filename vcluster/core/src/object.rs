@@ -237,8 +237,9 @@ fn valid(rt: &ResourceType, object: Value) -> Result<Value, ApiError> {
     Err(ApiError::invalid(rt, &name, causes))
 }
 
-/// The status a new object starts with: cleared where the type has a status subresource
-/// (its controllers own it), with the phase upstream sets for pods and namespaces.
+/// What a new object starts with: its status cleared where the type has a status
+/// subresource (its controllers own it), with the phase upstream sets for pods and
+/// namespaces, and a namespace's controller finalizer.
 fn initial_status(rt: &ResourceType, object: &mut Value) {
     let map = object.as_object_mut().expect("checked by check_type");
     match rt.gk() {
@@ -247,6 +248,12 @@ fn initial_status(rt: &ResourceType, object: &mut Value) {
         }
         ("", "Namespace") => {
             map.insert("status".into(), json!({"phase": "Active"}));
+            // The namespace controller's finalizer: it empties a deleted namespace, then
+            // lets it go. Set at create only; afterwards only `finalize` changes it.
+            let spec = map.entry("spec").or_insert_with(|| json!({}));
+            if spec.get("finalizers").is_none() && spec.is_object() {
+                spec["finalizers"] = json!(["kubernetes"]);
+            }
         }
         _ if rt.has_status() => {
             map.insert("status".into(), json!({}));
