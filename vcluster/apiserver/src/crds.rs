@@ -5,7 +5,6 @@
 //! validated against their schema, and a deleted CRD's objects are deleted before the CRD
 //! goes (the `customresourcecleanup.apiextensions.k8s.io` finalizer, as upstream).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,6 @@ use vcluster_core::object::{self, UpdateScope, meta_str};
 use vcluster_core::registry::{self, ResourceType};
 use vcluster_core::status::ApiError;
 use vcluster_core::structural;
-use vcluster_store::RangeRequest;
 
 use crate::resources::{self, Result, store_error};
 use crate::router::Target;
@@ -132,15 +130,9 @@ pub(crate) async fn admit(
 /// The type a CRD's objects are stored as, whether or not it is served: for deleting them.
 fn stored_type(crd: &Value) -> ResourceType {
     let s = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or_default();
-    let storage = crd
-        .pointer("/spec/versions")
-        .and_then(Value::as_array)
-        .and_then(|vs| vs.iter().find(|v| v["storage"] == true))
-        .and_then(|v| v["name"].as_str())
-        .unwrap_or_default();
     ResourceType {
         group: s("/spec/group").to_owned(),
-        version: storage.to_owned(),
+        version: crd::storage_version(crd).to_owned(),
         kind: s("/spec/names/kind").to_owned(),
         plural: s("/spec/names/plural").to_owned(),
         singular: s("/spec/names/singular").to_owned(),
@@ -174,31 +166,7 @@ fn start_cleanup(tenant: &Arc<Tenant>, crd: &Value) {
 
 async fn cleanup(tenant: &Tenant, rt: Arc<ResourceType>, name: &str) -> Result<()> {
     let prefix = registry::storage_prefix(&rt, None);
-    loop {
-        let page = tenant
-            .store
-            .range(RangeRequest::prefix(prefix.clone()))
-            .await
-            .map_err(store_error)?;
-        if page.kvs.is_empty() {
-            break;
-        }
-        for kv in &page.kvs {
-            let Ok(object) = serde_json::from_slice::<Value>(&kv.value) else {
-                continue;
-            };
-            let target = Target {
-                rt: rt.clone(),
-                namespace: meta_str(&object, "namespace").map(str::to_owned),
-                name: meta_str(&object, "name").map(str::to_owned),
-                subresource: None,
-            };
-            match resources::delete(tenant, &target, &json!({})).await {
-                Ok(_) => {}
-                Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
-            }
-        }
+    while resources::delete_all(tenant, &rt, &prefix).await? > 0 {
         // Objects held by finalizers of their own: wait for them.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -208,27 +176,15 @@ async fn cleanup(tenant: &Tenant, rt: Arc<ResourceType>, name: &str) -> Result<(
         name: Some(name.to_owned()),
         subresource: None,
     };
-    let release = |current: &Value| {
-        let mut next = current.clone();
-        if let Some(list) = next["metadata"]["finalizers"].as_array_mut() {
-            list.retain(|f| f != CLEANUP_FINALIZER);
-        }
-        Ok(next)
-    };
-    match resources::update(
+    resources::release(
         tenant,
         &target,
         UpdateScope::Main,
-        &HashMap::new(),
-        false,
-        release,
+        "/metadata/finalizers",
+        CLEANUP_FINALIZER,
+        "apiextensions-controller",
     )
     .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 /// `object` as served at `rt`'s version: the versions of a CRD share their objects

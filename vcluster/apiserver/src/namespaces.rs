@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use vcluster_core::object::{self, UpdateScope};
 use vcluster_core::registry;
 use vcluster_store::{EventKind, RangeRequest};
@@ -128,30 +128,9 @@ async fn finalize(tenant: &Arc<Tenant>, namespace: &str) -> Result<()> {
             .filter(|rt| rt.namespaced && !reviews::is_review(rt))
         {
             let prefix = registry::storage_prefix(rt, Some(namespace));
-            if !prefixes.insert(prefix.clone()) {
-                continue; // another version of the same resource
-            }
-            let page = tenant
-                .store
-                .range(RangeRequest::prefix(prefix))
-                .await
-                .map_err(store_error)?;
-            remaining += page.kvs.len();
-            for kv in &page.kvs {
-                let Ok(object) = serde_json::from_slice::<Value>(&kv.value) else {
-                    continue;
-                };
-                let target = Target {
-                    rt: rt.clone(),
-                    namespace: Some(namespace.to_owned()),
-                    name: object::meta_str(&object, "name").map(str::to_owned),
-                    subresource: None,
-                };
-                match resources::delete(tenant, &target, &json!({})).await {
-                    Ok(_) => {}
-                    Err(e) if e.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
+            // Versions of one resource share their objects: each prefix once.
+            if prefixes.insert(prefix.clone()) {
+                remaining += resources::delete_all(tenant, rt, &prefix).await?;
             }
         }
         if remaining == 0 {
@@ -166,28 +145,15 @@ async fn finalize(tenant: &Arc<Tenant>, namespace: &str) -> Result<()> {
         name: Some(namespace.to_owned()),
         subresource: Some("finalize".into()),
     };
-    let release = |current: &Value| {
-        let mut next = current.clone();
-        if let Some(list) = next["spec"]["finalizers"].as_array_mut() {
-            list.retain(|f| f != FINALIZER);
-        }
-        Ok(next)
-    };
-    let params = [("fieldManager".to_owned(), "namespace-controller".to_owned())].into();
-    match resources::update(
+    resources::release(
         tenant,
         &target,
         UpdateScope::Finalize,
-        &params,
-        false,
-        release,
+        "/spec/finalizers",
+        FINALIZER,
+        "namespace-controller",
     )
     .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]

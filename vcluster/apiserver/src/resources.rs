@@ -47,6 +47,62 @@ async fn admit(tenant: &Tenant, rt: &ResourceType, object: Value, creating: bool
     Ok(object)
 }
 
+/// Deletes every object of `rt` under `prefix` through the API's delete (so their own
+/// finalizers hold them as usual); how many there were. The cleanup of a deleted CRD or
+/// namespace repeats it until none are left.
+pub(crate) async fn delete_all(
+    tenant: &Tenant,
+    rt: &Arc<ResourceType>,
+    prefix: &str,
+) -> Result<usize> {
+    let page = tenant
+        .store
+        .range(RangeRequest::prefix(prefix.to_owned()))
+        .await
+        .map_err(store_error)?;
+    for kv in &page.kvs {
+        let Ok(object) = serde_json::from_slice::<Value>(&kv.value) else {
+            continue;
+        };
+        let target = Target {
+            rt: rt.clone(),
+            namespace: meta_str(&object, "namespace").map(str::to_owned),
+            name: meta_str(&object, "name").map(str::to_owned),
+            subresource: None,
+        };
+        match delete(tenant, &target, &json!({})).await {
+            Ok(_) => {}
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(page.kvs.len())
+}
+
+/// Removes `finalizer` from the list at `pointer` of the object `target` names (as
+/// `manager`); an object being deleted then goes if nothing else holds it.
+pub(crate) async fn release(
+    tenant: &Tenant,
+    target: &Target,
+    scope: UpdateScope,
+    pointer: &str,
+    finalizer: &str,
+    manager: &str,
+) -> Result<()> {
+    let change = |current: &Value| {
+        let mut next = current.clone();
+        if let Some(list) = next.pointer_mut(pointer).and_then(Value::as_array_mut) {
+            list.retain(|f| f != finalizer);
+        }
+        Ok(next)
+    };
+    let params = HashMap::from([("fieldManager".to_owned(), manager.to_owned())]);
+    match update(tenant, target, scope, &params, false, change).await {
+        Err(e) if e.code != 404 => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Server-side apply's patch type.
 const APPLY: &str = "application/apply-patch+yaml";
 

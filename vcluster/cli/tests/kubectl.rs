@@ -757,9 +757,9 @@ fn server_side_apply(up: &Up, version: &str) {
     assert_eq!(cm["data"]["d"], "4");
 }
 
-#[test]
-fn kubectl_first_steps_on_the_embedded_store() {
-    let up = Up::start(StoreKind::Embedded);
+/// Every scenario with both kubectl versions against one `vcluster up`.
+fn every_scenario(store: StoreKind) {
+    let up = Up::start(store);
     for version in KUBECTL_VERSIONS {
         first_steps(&up, version);
         namespace_finalizers(&up, version);
@@ -769,14 +769,13 @@ fn kubectl_first_steps_on_the_embedded_store() {
 }
 
 #[test]
+fn kubectl_first_steps_on_the_embedded_store() {
+    every_scenario(StoreKind::Embedded);
+}
+
+#[test]
 fn kubectl_first_steps_on_etcd() {
-    let up = Up::start(StoreKind::Etcd);
-    for version in KUBECTL_VERSIONS {
-        first_steps(&up, version);
-        namespace_finalizers(&up, version);
-        service_account_tokens(&up, version);
-        server_side_apply(&up, version);
-    }
+    every_scenario(StoreKind::Etcd);
 }
 
 #[test]

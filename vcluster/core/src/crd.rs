@@ -274,14 +274,17 @@ pub fn accept<'a>(crd: &mut Value, others: impl IntoIterator<Item = &'a Value>, 
         .as_array()
         .is_none_or(Vec::is_empty)
     {
-        let storage = crd
-            .pointer("/spec/versions")
-            .and_then(Value::as_array)
-            .and_then(|vs| vs.iter().find(|v| v["storage"] == true))
-            .and_then(|v| v["name"].as_str())
-            .unwrap_or_default();
-        crd["status"]["storedVersions"] = json!([storage]);
+        crd["status"]["storedVersions"] = json!([storage_version(crd)]);
     }
+}
+
+/// The version a CRD's objects are stored at (the one marked `storage`).
+pub fn storage_version(crd: &Value) -> &str {
+    crd.pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .and_then(|vs| vs.iter().find(|v| v["storage"] == true))
+        .and_then(|v| v["name"].as_str())
+        .unwrap_or_default()
 }
 
 fn columns(version: &Value) -> Vec<Column> {
