@@ -733,7 +733,7 @@ async fn namespace_open(
     Ok(())
 }
 
-async fn create(
+pub(crate) async fn create(
     tenant: &Tenant,
     target: &Target,
     body: Value,

@@ -512,9 +512,36 @@ fn namespace_finalizers(up: &Up, version: &str) {
         "name",
     ]);
     assert!(
-        left.trim().is_empty(),
+        !left.contains("/inside"),
         "content outlived its namespace: {left}"
     );
+
+    // Every namespace gets a `default` ServiceAccount and the tenant's CA in
+    // `kube-root-ca.crt`, again if they are deleted.
+    let eventually = |args: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let run = k.run(args);
+            if run.ok {
+                return run.stdout;
+            }
+            assert!(Instant::now() < deadline, "{args:?}: {}", run.stderr);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    eventually(&["get", "serviceaccount", "default", "-n", &doomed]);
+    let ca = eventually(&[
+        "get",
+        "configmap",
+        "kube-root-ca.crt",
+        "-n",
+        &doomed,
+        "-o",
+        "jsonpath={.data.ca\\.crt}",
+    ]);
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    k.ok(&["delete", "serviceaccount", "default", "-n", &doomed]);
+    eventually(&["get", "serviceaccount", "default", "-n", &doomed]);
 
     let immortal = k.fails(&["delete", "namespace", "kube-system"]);
     assert!(
