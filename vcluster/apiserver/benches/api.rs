@@ -307,12 +307,7 @@ async fn crds(client: &Client) -> [String; 2] {
 /// the tenant, beside the same GETs by the admin (`system:masters`, never evaluated).
 async fn rbac(tenant: &Tenant, tenants: &Tenants, server: &str, admin: &Client) -> String {
     use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
-    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
-    let mut team = k8s_openapi::api::core::v1::Namespace::default();
-    team.metadata.name = Some("team".into());
-    ns.create(&PostParams::default(), &team)
-        .await
-        .expect("namespace");
+    create_namespace(admin, "team").await;
     let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), "team");
     cms.create(&PostParams::default(), &config_map("target".into()))
         .await
@@ -454,14 +449,19 @@ async fn creates(label: &str, backend: &Arc<dyn Backend>, client: &Client) -> St
     )
 }
 
-/// The namespace `small` with 100 config maps, which the reads and the watchers use.
-async fn fill_small(client: &Client, small_api: &Api<ConfigMap>) {
+async fn create_namespace(client: &Client, name: &str) {
     let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let mut small = k8s_openapi::api::core::v1::Namespace::default();
-    small.metadata.name = Some("small".into());
-    ns.create(&PostParams::default(), &small)
+    let mut namespace = k8s_openapi::api::core::v1::Namespace::default();
+    namespace.metadata.name = Some(name.into());
+    ns.create(&PostParams::default(), &namespace)
         .await
         .expect("namespace");
+}
+
+/// The namespace `small` with 100 labelled config maps (and, as every namespace,
+/// `kube-root-ca.crt`), which the reads and the watchers use.
+async fn fill_small(client: &Client, small_api: &Api<ConfigMap>) {
+    create_namespace(client, "small").await;
     for i in 0..100 {
         small_api
             .create(&PostParams::default(), &config_map(format!("cm-{i}")))

@@ -18,19 +18,25 @@ use crate::resources::{Result, store_error};
 use crate::router::Target;
 use crate::tenant::Tenant;
 
-const RBAC_KINDS: [&str; 4] = [
-    "clusterroles",
-    "roles",
-    "clusterrolebindings",
-    "rolebindings",
-];
+/// The RBAC types, looked up once: every evaluated request reads their caches.
+static RBAC_TYPES: std::sync::LazyLock<Vec<Arc<registry::ResourceType>>> =
+    std::sync::LazyLock::new(|| {
+        [
+            "clusterroles",
+            "roles",
+            "clusterrolebindings",
+            "rolebindings",
+        ]
+        .into_iter()
+        .map(|plural| registry::find("rbac.authorization.k8s.io", "v1", plural).expect("built in"))
+        .collect()
+    });
 
 /// The tenant's policy as of its latest roles and bindings.
 pub(crate) async fn policy(tenant: &Tenant) -> Result<Arc<Policy>> {
     let mut caches = Vec::new();
-    for plural in RBAC_KINDS {
-        let rt = registry::find("rbac.authorization.k8s.io", "v1", plural).expect("built in");
-        caches.push(tenant.cache(&rt, 0).await.map_err(store_error)?);
+    for rt in RBAC_TYPES.iter() {
+        caches.push(tenant.cache(rt, 0).await.map_err(store_error)?);
     }
     let revisions: Vec<u64> = caches.iter().map(|c| c.revision()).collect();
     if let Some(policy) = tenant.current_policy(&revisions) {

@@ -23,9 +23,14 @@ use crate::types::TypeSet;
 /// How long a CRD write waits for the tenant's types to include it.
 const SETTLE: Duration = Duration::from_secs(3);
 
-fn crd_type() -> Arc<ResourceType> {
+/// Looked up once: every request reads the tenant's types through it.
+static CRD_TYPE: std::sync::LazyLock<Arc<ResourceType>> = std::sync::LazyLock::new(|| {
     registry::find("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         .expect("CRDs are built in")
+});
+
+fn crd_type() -> Arc<ResourceType> {
+    CRD_TYPE.clone()
 }
 
 pub(crate) fn is_crd(rt: &ResourceType) -> bool {
