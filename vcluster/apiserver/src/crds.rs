@@ -90,14 +90,7 @@ pub(crate) async fn admit(
             return Err(ApiError::invalid(rt, &name, causes));
         }
         if creating {
-            let finalizers = &mut object["metadata"]["finalizers"];
-            match finalizers.as_array_mut() {
-                Some(list) if !list.iter().any(|f| f == CLEANUP_FINALIZER) => {
-                    list.push(json!(CLEANUP_FINALIZER));
-                }
-                Some(_) => {}
-                None => *finalizers = json!([CLEANUP_FINALIZER]),
-            }
+            object::add_finalizer(&mut object, CLEANUP_FINALIZER);
         }
         let cache = tenant.cache(rt, 0).await.map_err(store_error)?;
         let (others, _) = cache.snapshot(registry::storage_prefix(rt, None).as_bytes());

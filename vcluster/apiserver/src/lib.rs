@@ -9,6 +9,7 @@ mod accounts;
 mod api;
 mod authz;
 mod cache;
+mod controllers;
 mod crds;
 mod http;
 mod identity;

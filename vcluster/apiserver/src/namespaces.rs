@@ -4,20 +4,20 @@
 //! (the tenant's CA), created with it and again if deleted (upstream's service-account
 //! controller and root-CA publisher).
 //!
-//! One store watch serves every tenant of the process: it follows all tenants' keys and acts
-//! on namespaces marked for deletion, so an idle tenant costs it nothing. At start, and after
-//! the watch ends (a compaction, a store restart), every open tenant's namespaces are swept
-//! for deletions it may have missed.
+//! It reads the controllers' feed (one store watch over every tenant's keys, `controllers.rs`)
+//! and acts on namespaces marked for deletion, so an idle tenant costs it nothing. At start,
+//! and after the watch ends (a compaction, a store restart), every open tenant's namespaces
+//! are swept for deletions it may have missed.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::{Value, json};
+use vcluster_controllers::Change;
 use vcluster_core::object::{self, UpdateScope};
 use vcluster_core::registry;
-use vcluster_store::{EventKind, RangeRequest};
+use vcluster_store::RangeRequest;
 
 use crate::resources::{self, Result, store_error};
 use crate::router::Target;
@@ -36,32 +36,19 @@ fn pending(namespace: &Value) -> bool {
             .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
 }
 
-/// A tenant's key (its prefix `/tenants/<tenant>/`, then a storage key) → (tenant,
-/// storage key).
-fn tenant_key(key: &[u8]) -> Option<(&str, &str)> {
-    let key = std::str::from_utf8(key).ok()?;
-    key.strip_prefix("/tenants/")?.split_once('/')
-}
-
-/// The name of the namespace a storage key (`/core/namespaces/<name>`) names.
-fn namespace_of(storage_key: &str) -> Option<&str> {
-    let name = storage_key.strip_prefix("/core/namespaces/")?;
-    (!name.contains('/')).then_some(name)
-}
-
 /// The objects every namespace has: (resource, name).
 const DEFAULTS: [(&str, &str); 2] = [
     ("serviceaccounts", "default"),
     ("configmaps", "kube-root-ca.crt"),
 ];
 
-/// The namespace whose default object a storage key names, if it names one.
-fn default_object_namespace(storage_key: &str) -> Option<&str> {
-    DEFAULTS.iter().find_map(|(plural, name)| {
-        let rest = storage_key.strip_prefix(&format!("/core/{plural}/"))?;
-        let (namespace, object) = rest.split_once('/')?;
-        (object == *name).then_some(namespace)
-    })
+/// Whether `change` deleted one of a namespace's default objects.
+fn default_object_deleted(change: &Change) -> bool {
+    change.object.is_none()
+        && change.resource.group.is_empty()
+        && DEFAULTS
+            .iter()
+            .any(|(plural, name)| change.resource.plural == *plural && change.name == *name)
 }
 
 /// Creates the namespace's default objects where missing. A namespace that is gone or
@@ -100,52 +87,36 @@ fn spawn_defaults(tenant: &Arc<Tenant>, namespace: &str) {
     });
 }
 
-/// Runs until dropped.
-pub(crate) async fn run(tenants: Arc<Tenants>) {
-    loop {
-        if let Err(e) = follow(&tenants).await {
-            tracing::warn!(error = %e, "namespace controller: watch ended; sweeping again");
+/// Acts on one change of the controllers' feed (`controllers.rs`).
+pub(crate) fn watch(tenants: &Tenants, change: &Change) {
+    let namespace_changed =
+        change.resource.group.is_empty() && change.resource.plural == "namespaces";
+    if !namespace_changed && !default_object_deleted(change) {
+        return;
+    }
+    let Some(tenant) = tenants.get(&change.tenant) else {
+        return;
+    };
+    match (&change.object, &change.namespace) {
+        (Some(namespace), _) if namespace_changed => {
+            if pending(namespace) {
+                start(&tenant, &change.name);
+            } else if change.previous.is_none() {
+                spawn_defaults(&tenant, &change.name);
+            }
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        (None, Some(namespace)) if !namespace_changed => spawn_defaults(&tenant, namespace),
+        _ => {}
     }
 }
 
-async fn follow(tenants: &Arc<Tenants>) -> Result<()> {
-    let backend = tenants.backend();
-    let revision = backend.current_revision().await.map_err(store_error)?;
+/// Sweeps every open tenant's namespaces, for what the feed may have missed.
+pub(crate) async fn sweep_all(tenants: &Tenants) {
     for tenant in tenants.open() {
-        sweep(&tenant).await?;
-    }
-    let mut events = backend
-        .watch(b"/tenants/", revision)
-        .await
-        .map_err(store_error)?;
-    while let Some(event) = events.next().await {
-        let event = event.map_err(store_error)?;
-        let Some((tenant, key)) = tenant_key(&event.kv.key) else {
-            continue;
-        };
-        match (event.kind, namespace_of(key), default_object_namespace(key)) {
-            (EventKind::Put, Some(name), _) => {
-                let Some(tenant) = tenants.get(tenant) else {
-                    continue;
-                };
-                let namespace = serde_json::from_slice::<Value>(&event.kv.value);
-                if namespace.as_ref().is_ok_and(pending) {
-                    start(&tenant, name);
-                } else if event.prev.is_none() {
-                    spawn_defaults(&tenant, name);
-                }
-            }
-            (EventKind::Delete, None, Some(namespace)) => {
-                if let Some(tenant) = tenants.get(tenant) {
-                    spawn_defaults(&tenant, namespace);
-                }
-            }
-            _ => {}
+        if let Err(e) = sweep(&tenant).await {
+            tracing::warn!(tenant = %tenant.name, error = %e, "namespace sweep failed");
         }
     }
-    Ok(())
 }
 
 /// Starts the deletion of every pending namespace of `tenant`.
@@ -230,34 +201,41 @@ async fn finalize(tenant: &Arc<Tenant>, namespace: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vcluster_controllers::Resource;
 
     #[test]
-    fn keys_the_controller_acts_on() {
-        let scoped = format!(
-            "{}{}",
-            String::from_utf8_lossy(&vcluster_store::tenant_prefix("a").expect("prefix")),
-            registry::storage_key(
-                &registry::find("", "v1", "namespaces").expect("ns"),
-                None,
-                "dev"
-            )
-        );
-        let (tenant, key) = tenant_key(scoped.as_bytes()).expect("a tenant's key");
-        assert_eq!((tenant, namespace_of(key)), ("a", Some("dev")), "{scoped}");
-        assert_eq!(namespace_of("/core/configmaps/dev/x"), None);
-        assert_eq!(namespace_of("/core/namespaces/dev/x"), None);
-        assert_eq!(tenant_key(b"/vcluster/identities/a"), None);
-        assert_eq!(
-            default_object_namespace("/core/configmaps/dev/kube-root-ca.crt"),
-            Some("dev")
-        );
-        assert_eq!(
-            default_object_namespace("/core/serviceaccounts/dev/default"),
-            Some("dev")
-        );
-        assert_eq!(
-            default_object_namespace("/core/serviceaccounts/dev/robot"),
+    fn deleted_defaults_are_noticed() {
+        let change = |plural: &str, name: &str, object: Option<Arc<Value>>| Change {
+            tenant: Arc::from("a"),
+            resource: Resource {
+                group: String::new(),
+                plural: plural.into(),
+                namespaced: true,
+            },
+            namespace: Some("dev".into()),
+            name: name.into(),
+            object,
+            previous: None,
+        };
+        assert!(default_object_deleted(&change(
+            "configmaps",
+            "kube-root-ca.crt",
             None
-        );
+        )));
+        assert!(default_object_deleted(&change(
+            "serviceaccounts",
+            "default",
+            None
+        )));
+        assert!(!default_object_deleted(&change(
+            "serviceaccounts",
+            "robot",
+            None
+        )));
+        assert!(!default_object_deleted(&change(
+            "serviceaccounts",
+            "default",
+            Some(Arc::new(json!({})))
+        )));
     }
 }

@@ -364,7 +364,7 @@ pub(crate) fn store_error(e: vcluster_store::Error) -> ApiError {
 }
 
 /// A stored object as served.
-fn served(kv: &KeyValue) -> Result<Value> {
+pub(crate) fn served(kv: &KeyValue) -> Result<Value> {
     let object: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("a stored object is not JSON: {e}")))?;
     Ok(with_resource_version(object, kv.mod_revision))
@@ -1250,6 +1250,18 @@ fn delete_options(
     decode_body(headers, body)
 }
 
+/// The finalizer through which the garbage collector carries out a deletion's
+/// propagation policy: `Foreground` (dependents first) or `Orphan` (dependents kept).
+/// `Background`, the default, needs none: dependents go after their owner.
+fn propagation_finalizer(options: &Value) -> Option<&'static str> {
+    match options["propagationPolicy"].as_str() {
+        Some("Foreground") => Some("foregroundDeletion"),
+        Some("Orphan") => Some("orphan"),
+        None if options["orphanDependents"] == true => Some("orphan"),
+        _ => None,
+    }
+}
+
 pub(crate) async fn delete(tenant: &Tenant, target: &Target, options: &Value) -> Result<Value> {
     let rt = &target.rt;
     let name = target.name.as_deref().expect("a named target");
@@ -1264,7 +1276,7 @@ pub(crate) async fn delete(tenant: &Tenant, target: &Target, options: &Value) ->
         ));
     }
     for _ in 0..RETRIES {
-        let (kv, current) = read(tenant, target, name).await?;
+        let (kv, mut current) = read(tenant, target, name).await?;
         if let Some(uid) = options
             .pointer("/preconditions/uid")
             .and_then(Value::as_str)
@@ -1286,6 +1298,11 @@ pub(crate) async fn delete(tenant: &Tenant, target: &Target, options: &Value) ->
             && rv != kv.mod_revision.to_string()
         {
             return Err(ApiError::conflict(rt, name));
+        }
+        if !object::is_deleting(&current)
+            && let Some(finalizer) = propagation_finalizer(options)
+        {
+            object::add_finalizer(&mut current, finalizer);
         }
         if object::has_finalizers(rt, &current) {
             // Deletion waits for the finalizers' owners; the object is marked.

@@ -46,6 +46,10 @@ struct UpArgs {
     /// Comma-separated etcd client URLs, for --store etcd.
     #[arg(long, env = "VCLUSTER_ETCD_ENDPOINTS", value_delimiter = ',')]
     etcd_endpoints: Vec<String>,
+    /// Register this many simulated nodes in the tenant and play their scheduler and
+    /// kubelet (pods are bound, then Running and Ready; Jobs' pods complete).
+    #[arg(long, env = "VCLUSTER_SIMULATED_NODES", default_value_t = 0)]
+    simulated_nodes: usize,
 }
 
 /// mimalloc: glibc's allocator spent ~15% of the API's CPU in malloc/free and blocked on its
@@ -162,11 +166,37 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         "vcluster is up at {server}\n  kubectl --kubeconfig {} get namespaces",
         kubeconfig.display()
     );
+    if args.simulated_nodes > 0 {
+        tokio::spawn(simulate_nodes(kubeconfig.clone(), args.simulated_nodes));
+    }
     tokio::select! {
         served = vcluster_apiserver::serve(listener, tenants) => served.context("the server stopped")?,
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
     }
     Ok(())
+}
+
+/// Runs the node simulator against the tenant, as a client of its API like any other.
+async fn simulate_nodes(kubeconfig: PathBuf, nodes: usize) {
+    let result = async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig)?,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        let client = kube::Client::try_from(config)?;
+        let options = vcluster_nodesim::Options {
+            nodes,
+            ..Default::default()
+        };
+        tracing::info!(nodes, "node simulator starting");
+        vcluster_nodesim::run(client, options).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %format!("{e:#}"), "the node simulator stopped");
+    }
 }
 
 /// Writes a file only its owner can read (it holds a private key).

@@ -314,6 +314,16 @@ pub fn is_deleting(object: &Value) -> bool {
         .is_some_and(|v| !v.is_null())
 }
 
+/// Adds `finalizer` to `metadata.finalizers` unless it is there.
+pub fn add_finalizer(object: &mut Value, finalizer: &str) {
+    let finalizers = &mut object["metadata"]["finalizers"];
+    match finalizers.as_array_mut() {
+        Some(list) if !list.iter().any(|f| f == finalizer) => list.push(json!(finalizer)),
+        Some(_) => {}
+        None => *finalizers = json!([finalizer]),
+    }
+}
+
 /// Whether something must still finalize `object` before it goes: `metadata.finalizers`,
 /// and for namespaces `spec.finalizers` too.
 pub fn has_finalizers(rt: &ResourceType, object: &Value) -> bool {
@@ -408,7 +418,16 @@ pub fn prepare_update(
             }
             new
         }
-        UpdateScope::Status => kept_but(old, &new, &["status"]),
+        UpdateScope::Status => {
+            let mut out = kept_but(old, &new, &["status"]);
+            if rt.kind == "Deployment" {
+                // Upstream's status strategy takes a Deployment's annotations from the
+                // caller: the controller records the revision with the status.
+                let annotations = new.pointer("/metadata/annotations").cloned();
+                set_path(&mut out, &["metadata", "annotations"], annotations);
+            }
+            out
+        }
         UpdateScope::Finalize => kept_but(old, &new, &["spec", "finalizers"]),
     };
     if is_namespace(rt) && scope != UpdateScope::Finalize {

@@ -362,6 +362,25 @@ pub mod clients {
             run.stdout
         }
 
+        /// Runs kubectl until it succeeds with output `done` accepts (30 s at most);
+        /// returns that output.
+        pub fn eventually(&self, args: &[&str], done: impl Fn(&str) -> bool) -> String {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let run = self.run(args);
+                if run.ok && done(&run.stdout) {
+                    return run.stdout;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "kubectl {args:?} never came right: {}{}",
+                    run.stdout,
+                    run.stderr
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+
         /// Runs kubectl expecting it to fail; returns its stderr.
         pub fn fails(&self, args: &[&str]) -> String {
             let run = self.run(args);

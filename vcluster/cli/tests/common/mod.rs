@@ -23,11 +23,21 @@ pub enum StoreKind {
 
 impl Up {
     pub fn start(store: StoreKind) -> Self {
+        Self::start_with(store, &[])
+    }
+
+    /// With the node simulator registering `nodes` nodes.
+    pub fn with_nodes(store: StoreKind, nodes: usize) -> Self {
+        Self::start_with(store, &["--simulated-nodes", &nodes.to_string()])
+    }
+
+    fn start_with(store: StoreKind, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("data directory");
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcluster"));
         cmd.args(["up", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(dir.path())
+            .args(args)
             .env("VCLUSTER_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

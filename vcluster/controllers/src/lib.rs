@@ -1,0 +1,182 @@
+//! The controllers a Kubernetes cluster runs (upstream's kube-controller-manager), for
+//! every tenant of a process at once.
+//!
+//! They see the process's objects through one feed of changes ([`Change`], from one store
+//! watch over all tenants) and act through [`Api`], the API server's own write path
+//! (admission, validation, defaulting), as the tenant's system. A controller keeps no
+//! state of its own per tenant: a change queues the key of the object to reconcile, and the
+//! reconcile reads what it needs fresh from the store. So an idle tenant costs the
+//! controllers nothing, and a reconcile never acts on a stale read of its own writes (which
+//! is what upstream's "expectations" guard against).
+//!
+//! - [`replicaset`]: pods to match a ReplicaSet's replicas, and its status.
+//! - [`deployment`]: ReplicaSets per pod template, rolling updates and recreates, revisions,
+//!   pause, the progress deadline, the status `kubectl rollout status` and `helm --wait`
+//!   read.
+//! - [`gc`]: the garbage collector: dependents of deleted owners (background), the
+//!   `foregroundDeletion` and `orphan` finalizers, dangling owner references.
+
+mod deployment;
+mod gc;
+mod pods;
+mod queue;
+mod replicaset;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use vcluster_core::status::ApiError;
+
+pub use queue::Key;
+use queue::Queue;
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// A resource as the store keeps it: its group (`""` for the core group) and plural.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Resource {
+    pub group: String,
+    pub plural: String,
+    pub namespaced: bool,
+}
+
+impl Resource {
+    fn builtin(group: &str, plural: &str) -> Self {
+        Self {
+            group: group.to_owned(),
+            plural: plural.to_owned(),
+            namespaced: true,
+        }
+    }
+}
+
+/// One object written or deleted in some tenant.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub tenant: Arc<str>,
+    pub resource: Resource,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// The object now (`None`: deleted), with its resourceVersion.
+    pub object: Option<Arc<Value>>,
+    /// The object before the change (`None`: created).
+    pub previous: Option<Arc<Value>>,
+}
+
+/// What the feed delivers: changes, or word that some were missed (the store watch was
+/// restarted), after which every tenant is swept.
+#[derive(Debug, Clone)]
+pub enum Feed {
+    Change(Change),
+    Resync,
+}
+
+/// The API server's write path, as the controllers use it: a tenant's objects, read fresh
+/// from its store, and written with the same admission and validation as a client's
+/// writes. Errors are the API's (`404`, `409`, `403`, ...).
+#[async_trait::async_trait]
+pub trait Api: Send + Sync + 'static {
+    /// The tenants of the process, for a sweep.
+    fn tenants(&self) -> Vec<Arc<str>>;
+    /// The objects of `resource` (in `namespace`, or everywhere).
+    async fn list(
+        &self,
+        tenant: &str,
+        resource: &Resource,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Value>>;
+    async fn get(
+        &self,
+        tenant: &str,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>>;
+    async fn create(
+        &self,
+        tenant: &str,
+        resource: &Resource,
+        namespace: Option<&str>,
+        object: Value,
+    ) -> Result<Value>;
+    /// Replaces an object, or (`status`) its status; `409` if its resourceVersion is stale.
+    async fn replace(
+        &self,
+        tenant: &str,
+        resource: &Resource,
+        object: &Value,
+        status: bool,
+    ) -> Result<Value>;
+    /// Deletes an object, with `DeleteOptions` (propagation, preconditions).
+    async fn delete(
+        &self,
+        tenant: &str,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        options: Value,
+    ) -> Result<()>;
+    /// Every object of the tenant, with its resource.
+    async fn everything(&self, tenant: &str) -> Result<Vec<(Resource, Value)>>;
+    /// The resource that serves `kind` of `api_version` in the tenant.
+    async fn resource_of(&self, tenant: &str, api_version: &str, kind: &str) -> Option<Resource>;
+}
+
+/// How many reconciles of one controller run at once.
+const WORKERS: usize = 4;
+
+/// Runs every controller on `feed` until it closes.
+pub async fn run(api: Arc<dyn Api>, mut feed: mpsc::Receiver<Feed>) {
+    let replicasets = Queue::start(
+        WORKERS,
+        queue::reconciler(api.clone(), replicaset::reconcile),
+    );
+    let deployments = Queue::start(
+        WORKERS,
+        queue::reconciler(api.clone(), deployment::reconcile),
+    );
+    let collector = gc::Collector::start(api.clone());
+    while let Some(item) = feed.recv().await {
+        match item {
+            Feed::Change(change) => {
+                tracing::trace!(tenant = %change.tenant, resource = %change.resource.plural, name = %change.name, "change");
+                replicaset::watch(&change, &replicasets);
+                deployment::watch(&change, &deployments);
+                collector.watch(&change);
+            }
+            Feed::Resync => {
+                let api = api.clone();
+                let (replicasets, deployments) = (replicasets.clone(), deployments.clone());
+                tokio::spawn(async move {
+                    for tenant in api.tenants() {
+                        sweep(&*api, &tenant, &replicaset::RESOURCE, &replicasets).await;
+                        sweep(&*api, &tenant, &deployment::RESOURCE, &deployments).await;
+                    }
+                });
+                collector.resync();
+            }
+        }
+    }
+}
+
+/// Queues every object of `resource` in `tenant`.
+async fn sweep(api: &dyn Api, tenant: &Arc<str>, resource: &Resource, queue: &Queue) {
+    match api.list(tenant, resource, None).await {
+        Ok(objects) => {
+            for object in objects {
+                if let Some(key) = Key::of(tenant, &object) {
+                    queue.add(key);
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(%tenant, resource = %resource.plural, error = %e.message, "sweep failed")
+        }
+    }
+}
+
+/// A controller's wait before it looks at an object again (a deadline, a minimum ready
+/// time, a failed write).
+type Requeue = Option<Duration>;

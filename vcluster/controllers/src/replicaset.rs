@@ -1,0 +1,231 @@
+//! The ReplicaSet controller: creates and deletes the pods a ReplicaSet controls until
+//! their number is its `replicas`, and writes its status (replicas, ready, available,
+//! fully labeled, observed generation).
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use vcluster_core::object::{is_deleting, meta_str};
+
+use crate::pods::{self, Availability};
+use crate::queue::{Key, Queue};
+use crate::{Api, Change, Requeue, Resource, Result};
+
+pub(crate) static RESOURCE: LazyLock<Resource> =
+    LazyLock::new(|| Resource::builtin("apps", "replicasets"));
+static PODS: LazyLock<Resource> = LazyLock::new(|| Resource::builtin("", "pods"));
+
+/// Queues the ReplicaSets a change concerns: a ReplicaSet's own, and a pod's controller.
+pub(crate) fn watch(change: &Change, queue: &Queue) {
+    if change.resource == *RESOURCE
+        && let Some(object) = change.object.as_deref().or(change.previous.as_deref())
+        && let Some(key) = Key::of(&change.tenant, object)
+    {
+        queue.add(key);
+    } else if change.resource == *PODS {
+        for pod in [&change.object, &change.previous].into_iter().flatten() {
+            if let Some(owner) = pods::controller_of(pod).filter(|r| r["kind"] == "ReplicaSet")
+                && let (Some(namespace), Some(name)) =
+                    (meta_str(pod, "namespace"), owner["name"].as_str())
+            {
+                queue.add(Key {
+                    tenant: change.tenant.clone(),
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                });
+            }
+        }
+    }
+}
+
+/// How many pods one reconcile creates or deletes at most (upstream's burst).
+const BURST: usize = 500;
+
+pub(crate) async fn reconcile(api: Arc<dyn Api>, key: Key) -> Result<Requeue> {
+    sync(&*api, &key).await
+}
+
+async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
+    let Some(rs) = api
+        .get(&key.tenant, &RESOURCE, Some(&key.namespace), &key.name)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let owned: Vec<Value> = api
+        .list(&key.tenant, &PODS, Some(&key.namespace))
+        .await?
+        .into_iter()
+        .filter(|pod| pods::controlled_by(pod, &rs))
+        .collect();
+    let mut active: Vec<&Value> = owned.iter().filter(|p| pods::is_active(p)).collect();
+    let wanted = usize::try_from(pods::int(&rs, "/spec/replicas", 1)).unwrap_or(0);
+    if !is_deleting(&rs) {
+        if active.len() < wanted {
+            let template = &rs["spec"]["template"];
+            for _ in 0..(wanted - active.len()).min(BURST) {
+                api.create(
+                    &key.tenant,
+                    &PODS,
+                    Some(&key.namespace),
+                    pod_from(&rs, template),
+                )
+                .await?;
+            }
+        } else if active.len() > wanted {
+            // The least useful go first: unscheduled, then pending, then not ready.
+            active.sort_by_key(|p| deletion_rank(p));
+            let surplus = (active.len() - wanted).min(BURST);
+            for pod in active.into_iter().take(surplus) {
+                match api
+                    .delete(
+                        &key.tenant,
+                        &PODS,
+                        Some(&key.namespace),
+                        meta_str(pod, "name").unwrap_or_default(),
+                        json!({}),
+                    )
+                    .await
+                {
+                    Err(e) if e.code != 404 => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+    }
+    write_status(api, &key.tenant, &rs, &owned).await
+}
+
+/// A new pod of `rs`: its template, named after it, controlled by it.
+fn pod_from(rs: &Value, template: &Value) -> Value {
+    let mut metadata = template["metadata"].clone();
+    if !metadata.is_object() {
+        metadata = json!({});
+    }
+    metadata["generateName"] = json!(format!("{}-", meta_str(rs, "name").unwrap_or_default()));
+    metadata["ownerReferences"] = json!([pods::controller_reference(rs)]);
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": template["spec"],
+    })
+}
+
+fn deletion_rank(pod: &Value) -> u8 {
+    if pod.pointer("/spec/nodeName").is_none_or(Value::is_null) {
+        0
+    } else if pods::phase(pod) == "Pending" {
+        1
+    } else if !pods::is_ready(pod) {
+        2
+    } else {
+        3
+    }
+}
+
+/// Writes the status the pods come to, if it changed; when some pod will become available
+/// later (`minReadySeconds`), says when to look again.
+async fn write_status(api: &dyn Api, tenant: &str, rs: &Value, owned: &[Value]) -> Result<Requeue> {
+    let min_ready =
+        Duration::from_secs(u64::try_from(pods::int(rs, "/spec/minReadySeconds", 0)).unwrap_or(0));
+    let now = pods::now();
+    let template_labels = rs
+        .pointer("/spec/template/metadata/labels")
+        .and_then(Value::as_object);
+    let (mut replicas, mut labeled, mut ready, mut available) = (0, 0, 0, 0);
+    let mut again: Option<Duration> = None;
+    for pod in owned.iter().filter(|p| pods::is_active(p)) {
+        replicas += 1;
+        let labels = pod.pointer("/metadata/labels").and_then(Value::as_object);
+        if template_labels.is_none_or(|want| {
+            want.iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        }) {
+            labeled += 1;
+        }
+        if pods::is_ready(pod) {
+            ready += 1;
+        }
+        match pods::available(pod, min_ready, now) {
+            Availability::Yes => available += 1,
+            Availability::After(left) => again = Some(again.map_or(left, |a| a.min(left))),
+            Availability::No => {}
+        }
+    }
+    let mut status = json!({
+        "replicas": replicas,
+        "fullyLabeledReplicas": labeled,
+        "readyReplicas": ready,
+        "availableReplicas": available,
+        "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+    });
+    if let Some(conditions) = rs.pointer("/status/conditions") {
+        status["conditions"] = conditions.clone();
+    }
+    if same_status(&rs["status"], &status) {
+        return Ok(again);
+    }
+    let mut next = rs.clone();
+    next["status"] = status;
+    api.replace(tenant, &RESOURCE, &next, true).await?;
+    Ok(again)
+}
+
+/// Whether two statuses say the same, zero counts being the same as absent ones (the API
+/// drops zero values of such fields from what it stores).
+fn same_status(current: &Value, next: &Value) -> bool {
+    let fields = next.as_object().into_iter().flatten();
+    fields.into_iter().all(|(k, v)| {
+        let have = current.get(k).unwrap_or(&Value::Null);
+        have == v || (v == 0 && have.is_null())
+    }) && current
+        .as_object()
+        .is_none_or(|c| c.keys().all(|k| next.get(k).is_some()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_are_named_after_and_controlled_by_their_replicaset() {
+        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "web-abc", "uid": "u1", "namespace": "dev"}});
+        let template = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        let pod = pod_from(&rs, &template);
+        assert_eq!(pod["metadata"]["generateName"], "web-abc-");
+        assert_eq!(pod["metadata"]["labels"]["app"], "web");
+        assert!(pods::controlled_by(&pod, &rs));
+        assert_eq!(pod["spec"]["containers"][0]["image"], "i");
+    }
+
+    #[test]
+    fn zero_counts_equal_absent_ones() {
+        assert!(same_status(
+            &json!({"replicas": 2, "observedGeneration": 1}),
+            &json!({"replicas": 2, "readyReplicas": 0, "observedGeneration": 1})
+        ));
+        assert!(!same_status(
+            &json!({"replicas": 2}),
+            &json!({"replicas": 3})
+        ));
+        assert!(!same_status(
+            &json!({"replicas": 2, "extra": 1}),
+            &json!({"replicas": 2})
+        ));
+    }
+
+    #[test]
+    fn unscheduled_pods_go_first() {
+        let mut pods = [
+            json!({"spec": {"nodeName": "n"}, "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}),
+            json!({"spec": {}}),
+            json!({"spec": {"nodeName": "n"}, "status": {"phase": "Pending"}}),
+        ];
+        pods.sort_by_key(deletion_rank);
+        assert!(pods[0]["spec"]["nodeName"].is_null());
+        assert_eq!(pods[1]["status"]["phase"], "Pending");
+    }
+}

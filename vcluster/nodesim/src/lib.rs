@@ -1,0 +1,456 @@
+//! The node simulator: what kwok does upstream. It registers simulated nodes in any
+//! Kubernetes API (capacity, conditions, heartbeats through leases in `kube-node-lease`),
+//! schedules unbound pods onto them when no scheduler does (nodeSelector, taints and
+//! tolerations, resource requests), and plays their kubelet: a bound pod becomes Running
+//! and Ready (pod IP, container statuses; probes count as passing), and a Job's pod
+//! Succeeded. It speaks only the public API (kube-rs), so it runs unchanged against a
+//! tenant of ours or a real cluster.
+//!
+//! Pods can ask for other behaviour through annotations:
+//! - `nodesim.vcluster.io/ready: "false"`: running but never ready (a failing probe);
+//! - `nodesim.vcluster.io/exit-code: "<n>"`: a Job's pod exits with `n` (non-zero: Failed).
+
+mod quantity;
+mod schedule;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+pub use schedule::Capacity;
+
+/// The field manager of the simulator's writes.
+const MANAGER: &str = "vcluster-nodesim";
+const READY_ANNOTATION: &str = "nodesim.vcluster.io/ready";
+const EXIT_ANNOTATION: &str = "nodesim.vcluster.io/exit-code";
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How many nodes.
+    pub nodes: usize,
+    /// Nodes are named `<prefix>-<i>`.
+    pub prefix: String,
+    /// What each node offers.
+    pub capacity: Capacity,
+    /// How often leases are renewed (node conditions: every fourth time).
+    pub heartbeat: Duration,
+    /// How long a Job's pod runs before it exits.
+    pub job_runtime: Duration,
+    /// Whether to bind unbound pods (off when a real scheduler runs).
+    pub schedule: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            nodes: 1,
+            prefix: "sim".into(),
+            capacity: Capacity::default(),
+            heartbeat: Duration::from_secs(10),
+            job_runtime: Duration::from_secs(1),
+            schedule: true,
+        }
+    }
+}
+
+/// How many API calls for pods run at once.
+const CONCURRENCY: usize = 32;
+
+/// Registers the nodes and runs until the pod watch fails for good (it retries with
+/// backoff on its own) or the task is dropped.
+pub async fn run(client: Client, options: Options) -> Result<(), kube::Error> {
+    let names: Vec<String> = (0..options.nodes)
+        .map(|i| format!("{}-{i}", options.prefix))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        register(&client, name, i, &options.capacity).await?;
+    }
+    tokio::spawn(heartbeats(client.clone(), names.clone(), options.heartbeat));
+    let sim = Arc::new(Simulator {
+        client: client.clone(),
+        options,
+        nodes: Mutex::new(schedule::Nodes::new(&names)),
+        permits: tokio::sync::Semaphore::new(CONCURRENCY),
+    });
+    sim.follow_nodes();
+    let pods: Api<Pod> = Api::all(client);
+    let mut events = watcher(pods, watcher::Config::default()).boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => sim.clone().saw(pod),
+            Ok(watcher::Event::Delete(pod)) => sim.forget(&pod),
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "node simulator: pod watch interrupted");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The node's address: `10.0.<i/250>.<i%250+1>`.
+fn node_ip(index: usize) -> String {
+    format!("10.0.{}.{}", index / 250, index % 250 + 1)
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn node_conditions(at: &str) -> Value {
+    let condition = |kind: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": kind, "status": status, "reason": reason, "message": message,
+               "lastHeartbeatTime": at, "lastTransitionTime": at})
+    };
+    json!([
+        condition(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available"
+        ),
+        condition(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure"
+        ),
+        condition(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available"
+        ),
+        condition(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status"
+        ),
+    ])
+}
+
+async fn register(
+    client: &Client,
+    name: &str,
+    index: usize,
+    capacity: &Capacity,
+) -> Result<(), kube::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "simulated",
+            },
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {"podCIDR": format!("10.244.{index}.0/24"), "podCIDRs": [format!("10.244.{index}.0/24")]},
+    });
+    let apply = PatchParams::apply(MANAGER).force();
+    nodes.patch(name, &apply, &Patch::Apply(&node)).await?;
+    let resources = capacity.as_resources();
+    let status = json!({"status": {
+        "capacity": resources,
+        "allocatable": resources,
+        "conditions": node_conditions(&now()),
+        "addresses": [
+            {"type": "InternalIP", "address": node_ip(index)},
+            {"type": "Hostname", "address": name},
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "architecture": "amd64", "operatingSystem": "linux", "osImage": "vcluster simulated node",
+            "kernelVersion": "simulated", "kubeletVersion": "v1.34.0-sim", "kubeProxyVersion": "",
+            "containerRuntimeVersion": "simulated://1.0", "machineID": name, "systemUUID": name,
+            "bootID": name,
+        },
+        "phase": "Running",
+    }});
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name},
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": micro_now()},
+    });
+    leases.patch(name, &apply, &Patch::Apply(&lease)).await?;
+    Ok(())
+}
+
+/// A lease's time: RFC 3339 with microseconds.
+fn micro_now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+/// Renews every node's lease each `every`, and its conditions every fourth time.
+async fn heartbeats(client: Client, names: Vec<String>, every: Duration) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let nodes: Api<Node> = Api::all(client);
+    let mut tick = 0u64;
+    loop {
+        tokio::time::sleep(every).await;
+        tick += 1;
+        for name in &names {
+            let renew = json!({"spec": {"renewTime": micro_now()}});
+            if let Err(e) = leases
+                .patch(name, &PatchParams::default(), &Patch::Merge(&renew))
+                .await
+            {
+                tracing::warn!(node = %name, error = %e, "node simulator: lease renewal failed");
+            }
+            if tick.is_multiple_of(4) {
+                let status = json!({"status": {"conditions": node_conditions(&now())}});
+                if let Err(e) = nodes
+                    .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+                    .await
+                {
+                    tracing::warn!(node = %name, error = %e, "node simulator: node status failed");
+                }
+            }
+        }
+    }
+}
+
+struct Simulator {
+    client: Client,
+    options: Options,
+    nodes: Mutex<schedule::Nodes>,
+    permits: tokio::sync::Semaphore,
+}
+
+impl Simulator {
+    /// Keeps the scheduler's view of the nodes' labels, taints and schedulability.
+    fn follow_nodes(self: &Arc<Self>) {
+        let sim = self.clone();
+        tokio::spawn(async move {
+            let nodes: Api<Node> = Api::all(sim.client.clone());
+            let mut events = watcher(nodes, watcher::Config::default()).boxed();
+            while let Some(event) = events.next().await {
+                if let Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) = event {
+                    sim.nodes.lock().expect("nodes").update(&node);
+                }
+            }
+        });
+    }
+
+    /// Acts on a pod as it now is.
+    fn saw(self: Arc<Self>, pod: Pod) {
+        if pod.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let spec = pod.spec.as_ref();
+        let node_name = spec.and_then(|s| s.node_name.clone());
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        match node_name {
+            None if self.options.schedule && phase != "Succeeded" && phase != "Failed" => {
+                let scheduler = spec.and_then(|s| s.scheduler_name.as_deref());
+                if scheduler.is_some_and(|s| s != "default-scheduler") {
+                    return;
+                }
+                let choice = self.nodes.lock().expect("nodes").place(&pod);
+                tokio::spawn(async move { self.bind(pod, choice).await });
+            }
+            Some(node) => {
+                let index = self.nodes.lock().expect("nodes").bound(&pod, &node);
+                let Some(index) = index else {
+                    return; // not one of ours
+                };
+                let started = pod.status.as_ref().is_some_and(|s| s.start_time.is_some());
+                if !started && phase != "Succeeded" && phase != "Failed" {
+                    tokio::spawn(async move { self.start(pod, index).await });
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn forget(&self, pod: &Pod) {
+        self.nodes.lock().expect("nodes").release(pod);
+    }
+
+    async fn bind(&self, pod: Pod, choice: Result<String, String>) {
+        let _permit = self.permits.acquire().await.expect("never closed");
+        let namespace = pod.namespace().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let name = pod.name_any();
+        let result = match choice {
+            Ok(node) => {
+                let binding = json!({
+                    "apiVersion": "v1", "kind": "Binding",
+                    "metadata": {"name": name},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+                });
+                pods.create_subresource::<Value, Value>(
+                    "binding",
+                    &name,
+                    &PostParams::default(),
+                    &binding,
+                )
+                .await
+                .map(drop)
+            }
+            Err(why) => {
+                let status = json!({"status": {"phase": "Pending", "conditions": [{
+                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": why, "lastTransitionTime": now(),
+                }]}});
+                pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                    .await
+                    .map(drop)
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(pod = %name, %namespace, error = %e, "node simulator: scheduling failed");
+        }
+    }
+
+    /// Plays the kubelet: the pod runs (and, if a Job's, exits after a while).
+    async fn start(&self, pod: Pod, node: usize) {
+        let name = pod.name_any();
+        let namespace = pod.namespace().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let annotations = pod.annotations();
+        let ready = annotations
+            .get(READY_ANNOTATION)
+            .is_none_or(|r| r != "false");
+        let job = pod
+            .owner_references()
+            .iter()
+            .any(|r| r.kind == "Job" && r.controller == Some(true));
+        let ip = self.nodes.lock().expect("nodes").pod_ip(node);
+        let status = {
+            let _permit = self.permits.acquire().await.expect("never closed");
+            let status = running(&pod, node, &ip, ready);
+            pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await
+        };
+        if let Err(e) = status {
+            tracing::debug!(pod = %name, %namespace, error = %e, "node simulator: pod status failed");
+            return;
+        }
+        if job {
+            tokio::time::sleep(self.options.job_runtime).await;
+            let code: i64 = annotations
+                .get(EXIT_ANNOTATION)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let _permit = self.permits.acquire().await.expect("never closed");
+            let status = exited(&pod, code);
+            if let Err(e) = pods
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await
+            {
+                tracing::debug!(pod = %name, %namespace, error = %e, "node simulator: pod exit failed");
+            }
+        }
+    }
+}
+
+fn container_names(pod: &Pod) -> Vec<(String, String)> {
+    pod.spec
+        .as_ref()
+        .map(|s| {
+            s.containers
+                .iter()
+                .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A container id for a container of a pod: stable and unique enough.
+fn container_id(pod: &Pod, container: &str) -> String {
+    let uid = pod.uid().unwrap_or_default().replace('-', "");
+    format!("containerd://{uid}{}", container.len())
+}
+
+fn conditions(at: &str, ready: bool) -> Value {
+    let ready = if ready { "True" } else { "False" };
+    json!([
+        {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": at},
+        {"type": "Initialized", "status": "True", "lastTransitionTime": at},
+        {"type": "Ready", "status": ready, "lastTransitionTime": at},
+        {"type": "ContainersReady", "status": ready, "lastTransitionTime": at},
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": at},
+    ])
+}
+
+/// The status of a pod that started on node `node` with address `ip`.
+fn running(pod: &Pod, node: usize, ip: &str, ready: bool) -> Value {
+    let at = now();
+    let containers: Vec<Value> = container_names(pod)
+        .into_iter()
+        .map(|(name, image)| {
+            json!({
+                "name": name, "image": image, "imageID": format!("{image}@sha256:simulated"),
+                "containerID": container_id(pod, &name), "ready": ready, "started": true,
+                "restartCount": 0, "state": {"running": {"startedAt": at}},
+            })
+        })
+        .collect();
+    json!({"status": {
+        "phase": "Running",
+        "hostIP": node_ip(node), "hostIPs": [{"ip": node_ip(node)}],
+        "podIP": ip, "podIPs": [{"ip": ip}],
+        "startTime": at,
+        "conditions": conditions(&at, ready),
+        "containerStatuses": containers,
+        "qosClass": quantity::qos_class(pod),
+    }})
+}
+
+/// The status of a pod whose containers exited with `code`.
+fn exited(pod: &Pod, code: i64) -> Value {
+    let at = now();
+    let (phase, reason) = if code == 0 {
+        ("Succeeded", "Completed")
+    } else {
+        ("Failed", "Error")
+    };
+    let containers: Vec<Value> = container_names(pod)
+        .into_iter()
+        .map(|(name, image)| {
+            json!({
+                "name": name, "image": image, "imageID": format!("{image}@sha256:simulated"),
+                "containerID": container_id(pod, &name), "ready": false, "started": false,
+                "restartCount": 0,
+                "state": {"terminated": {"exitCode": code, "reason": reason, "startedAt": at, "finishedAt": at, "containerID": container_id(pod, &name)}},
+            })
+        })
+        .collect();
+    let mut conditions = conditions(&at, false);
+    if let Some(list) = conditions.as_array_mut() {
+        list[0]["status"] = json!("False");
+    }
+    json!({"status": {"phase": phase, "conditions": conditions, "containerStatuses": containers}})
+}
+
+/// Labels as a map, for selectors.
+pub(crate) type Labels = BTreeMap<String, String>;

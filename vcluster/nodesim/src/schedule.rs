@@ -1,0 +1,335 @@
+//! The scheduler's view of the simulated nodes: what each offers and has handed out, and
+//! which node a pod fits on (nodeSelector, taints and tolerations, requests).
+
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use crate::Labels;
+use crate::quantity::{milli, requests};
+
+/// What one simulated node offers.
+#[derive(Debug, Clone)]
+pub struct Capacity {
+    /// Kubernetes quantities, as the node reports them.
+    pub cpu: String,
+    pub memory: String,
+    pub pods: u32,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Self {
+            cpu: "32".into(),
+            memory: "256Gi".into(),
+            pods: 110,
+        }
+    }
+}
+
+impl Capacity {
+    pub(crate) fn as_resources(&self) -> Value {
+        json!({"cpu": self.cpu, "memory": self.memory, "pods": self.pods.to_string(), "ephemeral-storage": "100Gi"})
+    }
+}
+
+#[derive(Debug, Default)]
+struct NodeState {
+    name: String,
+    labels: Labels,
+    taints: Vec<Taint>,
+    unschedulable: bool,
+    /// (CPU, memory) allocatable, in thousandths, and pods.
+    allocatable: (i128, i128, usize),
+    /// (CPU, memory) requested by the pods bound to it, and how many.
+    used: (i128, i128, usize),
+    /// The last pod address handed out.
+    last_ip: u32,
+}
+
+/// The simulated nodes and the pods on them.
+#[derive(Debug)]
+pub(crate) struct Nodes {
+    nodes: Vec<NodeState>,
+    /// uid → (node, CPU, memory) of every pod counted against a node.
+    placed: HashMap<String, (usize, i128, i128)>,
+}
+
+impl Nodes {
+    pub(crate) fn new(names: &[String]) -> Self {
+        Self {
+            nodes: names
+                .iter()
+                .map(|name| NodeState {
+                    name: name.clone(),
+                    ..NodeState::default()
+                })
+                .collect(),
+            placed: HashMap::new(),
+        }
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Takes in a node as the API has it now (ours only).
+    pub(crate) fn update(&mut self, node: &Node) {
+        let Some(i) = self.index(&node.name_any()) else {
+            return;
+        };
+        let state = &mut self.nodes[i];
+        state.labels = node.labels().clone();
+        let spec = node.spec.as_ref();
+        state.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
+        state.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
+        let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+        let get = |r: &str| {
+            allocatable
+                .and_then(|a| a.get(r))
+                .and_then(|q| milli(&q.0))
+                .unwrap_or(0)
+        };
+        let pods = usize::try_from(get("pods") / 1000).unwrap_or(0);
+        state.allocatable = (get("cpu"), get("memory"), pods);
+    }
+
+    /// Picks the least loaded node the pod fits on and counts it there; or says why none.
+    pub(crate) fn place(&mut self, pod: &Pod) -> Result<String, String> {
+        self.release(pod);
+        let (cpu, memory) = requests(pod);
+        let selector = pod.spec.as_ref().and_then(|s| s.node_selector.clone());
+        let tolerations = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.tolerations.clone())
+            .unwrap_or_default();
+        let (mut unselected, mut tainted, mut full) = (0, 0, Vec::new());
+        let mut best: Option<usize> = None;
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.unschedulable
+                || selector
+                    .iter()
+                    .flatten()
+                    .any(|(k, v)| node.labels.get(k) != Some(v))
+            {
+                unselected += 1;
+                continue;
+            }
+            if node
+                .taints
+                .iter()
+                .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+                .any(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
+            {
+                tainted += 1;
+                continue;
+            }
+            let (a_cpu, a_mem, a_pods) = node.allocatable;
+            let (u_cpu, u_mem, u_pods) = node.used;
+            let lacking: Vec<&str> = [
+                (u_cpu + cpu > a_cpu, "cpu"),
+                (u_mem + memory > a_mem, "memory"),
+                (u_pods + 1 > a_pods, "pods"),
+            ]
+            .into_iter()
+            .filter_map(|(short, name)| short.then_some(name))
+            .collect();
+            if !lacking.is_empty() {
+                full.extend(lacking);
+                continue;
+            }
+            if best.is_none_or(|b| self.nodes[b].used.2 > u_pods) {
+                best = Some(i);
+            }
+        }
+        match best {
+            Some(i) => {
+                self.count(pod, i, cpu, memory);
+                Ok(self.nodes[i].name.clone())
+            }
+            None => Err(unschedulable(self.nodes.len(), unselected, tainted, &full)),
+        }
+    }
+
+    fn count(&mut self, pod: &Pod, node: usize, cpu: i128, memory: i128) {
+        let used = &mut self.nodes[node].used;
+        used.0 += cpu;
+        used.1 += memory;
+        used.2 += 1;
+        self.placed
+            .insert(pod.uid().unwrap_or_default(), (node, cpu, memory));
+    }
+
+    /// A pod bound to `node`: its index if the node is ours (counting the pod there if it
+    /// was not yet, e.g. bound by another scheduler or before a restart).
+    pub(crate) fn bound(&mut self, pod: &Pod, node: &str) -> Option<usize> {
+        let i = self.index(node)?;
+        let terminal = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        let counted = self.placed.get(&pod.uid().unwrap_or_default()).map(|p| p.0);
+        if terminal {
+            self.release(pod);
+        } else if counted != Some(i) {
+            self.release(pod);
+            let (cpu, memory) = requests(pod);
+            self.count(pod, i, cpu, memory);
+        }
+        Some(i)
+    }
+
+    pub(crate) fn release(&mut self, pod: &Pod) {
+        if let Some((node, cpu, memory)) = self.placed.remove(&pod.uid().unwrap_or_default()) {
+            let used = &mut self.nodes[node].used;
+            used.0 -= cpu;
+            used.1 -= memory;
+            used.2 -= 1;
+        }
+    }
+
+    /// A fresh pod address on node `node`: `10.244.<node>.<n>`, from the node's /24.
+    pub(crate) fn pod_ip(&mut self, node: usize) -> String {
+        let state = &mut self.nodes[node];
+        state.last_ip = state.last_ip % 253 + 1;
+        format!("10.244.{node}.{}", state.last_ip + 1)
+    }
+}
+
+/// Whether a toleration tolerates a taint (upstream's matching: key, operator, value,
+/// effect; an empty key with `Exists` tolerates everything).
+fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    if toleration
+        .effect
+        .as_deref()
+        .is_some_and(|e| !e.is_empty() && e != taint.effect)
+    {
+        return false;
+    }
+    let key = toleration.key.as_deref().unwrap_or("");
+    if !key.is_empty() && key != taint.key {
+        return false;
+    }
+    match toleration.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => true,
+        _ => {
+            !key.is_empty()
+                && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
+    }
+}
+
+/// The scheduler's message when no node fits, in upstream's form.
+fn unschedulable(total: usize, unselected: usize, tainted: usize, lacking: &[&str]) -> String {
+    let mut reasons = Vec::new();
+    for resource in ["cpu", "memory", "pods"] {
+        let n = lacking.iter().filter(|r| **r == resource).count();
+        if n > 0 {
+            reasons.push(if resource == "pods" {
+                format!("{n} Too many pods")
+            } else {
+                format!("{n} Insufficient {resource}")
+            });
+        }
+    }
+    if unselected > 0 {
+        reasons.push(format!(
+            "{unselected} node(s) didn't match Pod's node affinity/selector"
+        ));
+    }
+    if tainted > 0 {
+        reasons.push(format!("{tainted} node(s) had untolerated taint"));
+    }
+    format!("0/{total} nodes are available: {}.", reasons.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, labels: Value, taints: Value, cpu: &str) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"taints": taints},
+            "status": {"allocatable": {"cpu": cpu, "memory": "1Gi", "pods": "2"}},
+        }))
+        .expect("node")
+    }
+
+    fn pod(uid: &str, spec: Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": uid, "uid": uid}, "spec": spec}))
+            .expect("pod")
+    }
+
+    fn nodes() -> Nodes {
+        let mut nodes = Nodes::new(&["a".into(), "b".into()]);
+        nodes.update(&node("a", json!({"disk": "ssd"}), json!([]), "1"));
+        nodes.update(&node(
+            "b",
+            json!({}),
+            json!([{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]),
+            "4",
+        ));
+        nodes
+    }
+
+    #[test]
+    fn pods_go_where_they_fit() {
+        let mut nodes = nodes();
+        let small =
+            json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "500m"}}}]});
+        assert_eq!(nodes.place(&pod("1", small.clone())), Ok("a".into()));
+        assert_eq!(nodes.place(&pod("2", small.clone())), Ok("a".into()));
+        // Node a is full (CPU and pod count); b is tainted.
+        let err = nodes.place(&pod("3", small.clone())).expect_err("no room");
+        assert_eq!(
+            err,
+            "0/2 nodes are available: 1 Insufficient cpu, 1 Too many pods, 1 node(s) had untolerated taint."
+        );
+        // A toleration opens b.
+        let tolerant = json!({"containers": [{"name": "c"}], "tolerations": [{"key": "gpu", "operator": "Exists"}]});
+        assert_eq!(nodes.place(&pod("4", tolerant)), Ok("b".into()));
+        // A pod that goes frees its room.
+        nodes.release(&pod("1", small.clone()));
+        assert_eq!(nodes.place(&pod("5", small)), Ok("a".into()));
+    }
+
+    #[test]
+    fn node_selectors_are_kept() {
+        let mut nodes = nodes();
+        let elsewhere = json!({"containers": [{"name": "c"}], "nodeSelector": {"disk": "hdd"}});
+        let err = nodes.place(&pod("1", elsewhere)).expect_err("no match");
+        assert!(
+            err.contains("2 node(s) didn't match") || err.contains("1 node(s) didn't match"),
+            "{err}"
+        );
+        let ssd = json!({"containers": [{"name": "c"}], "nodeSelector": {"disk": "ssd"}});
+        assert_eq!(nodes.place(&pod("2", ssd)), Ok("a".into()));
+    }
+
+    #[test]
+    fn tolerations_match_as_upstream() {
+        let taint = Taint {
+            key: "k".into(),
+            value: Some("v".into()),
+            effect: "NoSchedule".into(),
+            ..Taint::default()
+        };
+        let tol = |key: &str, op: &str, value: &str, effect: &str| Toleration {
+            key: Some(key.into()),
+            operator: Some(op.into()),
+            value: Some(value.into()),
+            effect: Some(effect.into()),
+            ..Toleration::default()
+        };
+        assert!(tolerates(&tol("k", "Equal", "v", "NoSchedule"), &taint));
+        assert!(tolerates(&tol("k", "Equal", "v", ""), &taint));
+        assert!(tolerates(&tol("", "Exists", "", ""), &taint));
+        assert!(!tolerates(&tol("k", "Equal", "w", ""), &taint));
+        assert!(!tolerates(&tol("k", "Exists", "", "NoExecute"), &taint));
+    }
+}
