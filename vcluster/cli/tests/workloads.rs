@@ -1,7 +1,7 @@
 //! Workloads on `vcluster up --simulated-nodes`, driven by real kubectl (1.33 and 1.36) on
 //! the embedded store and on etcd: Deployments roll out to Running pods, scale, update,
-//! roll back; deletes cascade in the three propagation modes, across namespaced,
-//! cluster-scoped and custom owners.
+//! roll back; StatefulSets, DaemonSets, Jobs and CronJobs do their work; deletes cascade in
+//! the three propagation modes, across namespaced and cluster-scoped owners.
 
 use serde_json::Value;
 use vcluster_testkit::clients::{KUBECTL_VERSIONS, Kubectl};
@@ -289,6 +289,228 @@ fn cascading_deletes(k: &Kubectl, ns: &str) {
     });
 }
 
+const STATEFULSET: &str = "apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 3
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: postgres:16}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+";
+
+const DAEMONSET: &str = "apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers: [{name: agent, image: agent:1}]
+";
+
+const JOBS: &str = "apiVersion: batch/v1
+kind: Job
+metadata: {name: indexed}
+spec:
+  completions: 3
+  parallelism: 2
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: failing}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      annotations: {nodesim.vcluster.io/exit-code: \"3\"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox}]
+";
+
+fn pod_names(k: &Kubectl, ns: &str, app: &str) -> Vec<String> {
+    let mut names: Vec<String> = items(&k.ok(&[
+        "get",
+        "pods",
+        "-n",
+        ns,
+        "-l",
+        &format!("app={app}"),
+        "-o",
+        "json",
+    ]))
+    .iter()
+    .map(|p| {
+        p["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    })
+    .collect();
+    names.sort();
+    names
+}
+
+/// StatefulSets, DaemonSets and Jobs.
+fn other_workloads(k: &Kubectl, ns: &str) {
+    k.run_with(&["apply", "-n", ns, "-f", "-"], Some(STATEFULSET));
+    k.ok(&[
+        "rollout",
+        "status",
+        "statefulset/db",
+        "-n",
+        ns,
+        "--timeout=60s",
+    ]);
+    assert_eq!(pod_names(k, ns, "db"), ["db-0", "db-1", "db-2"]);
+    let claims = k.ok(&["get", "pvc", "-n", ns, "-o", "name"]);
+    for o in 0..3 {
+        assert!(
+            claims.contains(&format!("persistentvolumeclaim/data-db-{o}")),
+            "{claims}"
+        );
+    }
+    let pod = json(&k.ok(&["get", "pod", "db-1", "-n", ns, "-o", "json"]));
+    assert_eq!(pod["spec"]["hostname"], "db-1");
+    assert_eq!(pod["spec"]["subdomain"], "db");
+    k.ok(&["set", "image", "statefulset/db", "db=postgres:17", "-n", ns]);
+    k.ok(&[
+        "rollout",
+        "status",
+        "statefulset/db",
+        "-n",
+        ns,
+        "--timeout=60s",
+    ]);
+    assert_eq!(running_images(k, ns, "db"), vec!["postgres:17"; 3]);
+    k.ok(&["rollout", "undo", "statefulset/db", "-n", ns]);
+    k.ok(&[
+        "rollout",
+        "status",
+        "statefulset/db",
+        "-n",
+        ns,
+        "--timeout=60s",
+    ]);
+    k.eventually(
+        &["get", "pods", "-n", ns, "-l", "app=db", "-o", "json"],
+        |out| {
+            items(out)
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "postgres:16")
+        },
+    );
+    k.ok(&["scale", "statefulset/db", "--replicas=1", "-n", ns]);
+    k.eventually(
+        &["get", "pods", "-n", ns, "-l", "app=db", "-o", "name"],
+        |out| out.trim() == "pod/db-0",
+    );
+    assert!(
+        k.ok(&["get", "pvc", "-n", ns, "-o", "name"])
+            .contains("data-db-2"),
+        "claims are kept"
+    );
+
+    k.run_with(&["apply", "-n", ns, "-f", "-"], Some(DAEMONSET));
+    k.ok(&[
+        "rollout",
+        "status",
+        "daemonset/agent",
+        "-n",
+        ns,
+        "--timeout=60s",
+    ]);
+    let daemons = items(&k.ok(&["get", "pods", "-n", ns, "-l", "app=agent", "-o", "json"]));
+    let mut nodes: Vec<&str> = daemons
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str())
+        .collect();
+    nodes.sort_unstable();
+    assert_eq!(nodes, ["sim-0", "sim-1", "sim-2"], "one daemon per node");
+    k.ok(&["set", "image", "daemonset/agent", "agent=agent:2", "-n", ns]);
+    k.ok(&[
+        "rollout",
+        "status",
+        "daemonset/agent",
+        "-n",
+        ns,
+        "--timeout=60s",
+    ]);
+    k.eventually(
+        &["get", "pods", "-n", ns, "-l", "app=agent", "-o", "json"],
+        |out| {
+            let pods = items(out);
+            pods.len() == 3
+                && pods
+                    .iter()
+                    .all(|p| p["spec"]["containers"][0]["image"] == "agent:2")
+        },
+    );
+
+    k.ok(&[
+        "create",
+        "job",
+        "hello",
+        "--image=busybox",
+        "-n",
+        ns,
+        "--",
+        "echo",
+        "hi",
+    ]);
+    k.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/hello",
+        "-n",
+        ns,
+        "--timeout=60s",
+    ]);
+    k.run_with(&["apply", "-n", ns, "-f", "-"], Some(JOBS));
+    k.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/indexed",
+        "-n",
+        ns,
+        "--timeout=60s",
+    ]);
+    let indexed = json(&k.ok(&["get", "job", "indexed", "-n", ns, "-o", "json"]));
+    assert_eq!(indexed["status"]["completedIndexes"], "0-2", "{indexed}");
+    assert_eq!(indexed["status"]["succeeded"], 3);
+    k.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/failing",
+        "-n",
+        ns,
+        "--timeout=60s",
+    ]);
+    let failing = json(&k.ok(&["get", "job", "failing", "-n", ns, "-o", "json"]));
+    assert_eq!(failing["status"]["failed"], 1, "{failing}");
+    let failed = failing["status"]["conditions"]
+        .as_array()
+        .expect("conditions");
+    assert!(
+        failed
+            .iter()
+            .any(|c| c["type"] == "Failed" && c["reason"] == "BackoffLimitExceeded")
+    );
+}
+
 /// A namespace's deletion takes its workloads with it.
 fn namespace_deletion(k: &Kubectl, ns: &str) {
     k.ok(&[
@@ -311,10 +533,57 @@ fn namespace_deletion(k: &Kubectl, ns: &str) {
     );
 }
 
+/// The CronJob made a Job at the minute, which completed.
+fn cron_ran(k: &Kubectl, ns: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(75);
+    loop {
+        let cj = json(&k.ok(&["get", "cronjob", "tick", "-n", ns, "-o", "json"]));
+        if cj["status"]["lastSuccessfulTime"].is_string() {
+            let jobs = items(&k.ok(&["get", "jobs", "-n", ns, "-o", "json"]));
+            let job = jobs
+                .iter()
+                .find(|j| j["metadata"]["ownerReferences"][0]["name"] == "tick")
+                .expect("the CronJob's Job");
+            let name = job["metadata"]["name"].as_str().expect("name");
+            let minute: i64 = name
+                .strip_prefix("tick-")
+                .and_then(|m| m.parse().ok())
+                .expect("tick-<minute>");
+            let scheduled = cj["status"]["lastScheduleTime"]
+                .as_str()
+                .expect("lastScheduleTime");
+            assert!(scheduled.ends_with(":00Z"), "{scheduled}");
+            assert!(minute > 29_000_000, "{name}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CronJob never ran: {cj}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 fn every_scenario(store: StoreKind) {
     let up = Up::with_nodes(store, 3);
-    for version in KUBECTL_VERSIONS {
-        let k = Kubectl::new(version, up.kubeconfig());
+    let clients: Vec<(Kubectl, String)> = KUBECTL_VERSIONS
+        .iter()
+        .map(|v| (Kubectl::new(v, up.kubeconfig()), format!("workloads-{v}")))
+        .collect();
+    for (k, ns) in &clients {
+        k.ok(&["create", "namespace", ns]);
+        // Runs at the next minute: looked at once everything else is done.
+        k.ok(&[
+            "create",
+            "cronjob",
+            "tick",
+            "--image=busybox",
+            "--schedule=* * * * *",
+            "-n",
+            ns,
+        ]);
+    }
+    for (k, ns) in &clients {
         let nodes = items(&k.ok(&["get", "nodes", "-o", "json"]));
         assert_eq!(nodes.len(), 3);
         assert!(
@@ -324,11 +593,13 @@ fn every_scenario(store: StoreKind) {
                     .iter()
                     .any(|c| c["type"] == "Ready" && c["status"] == "True")))
         );
-        let ns = format!("workloads-{version}");
-        k.ok(&["create", "namespace", &ns]);
-        deployment_lifecycle(&k, &ns);
-        cascading_deletes(&k, &ns);
-        namespace_deletion(&k, &ns);
+        deployment_lifecycle(k, ns);
+        cascading_deletes(k, ns);
+        other_workloads(k, ns);
+    }
+    for (k, ns) in &clients {
+        cron_ran(k, ns);
+        namespace_deletion(k, ns);
     }
 }
 

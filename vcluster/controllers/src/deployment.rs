@@ -13,38 +13,25 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use vcluster_core::object::{is_deleting, meta_str};
 
-use crate::pods::{self, int, scaled};
+use crate::pods::{self, HASH_LABEL, int, same_template, scaled, template_hash};
 use crate::queue::{Key, Queue};
 use crate::{Api, Change, Requeue, Resource, Result, replicaset};
 
 pub(crate) static RESOURCE: LazyLock<Resource> =
     LazyLock::new(|| Resource::builtin("apps", "deployments"));
 
-const HASH_LABEL: &str = "pod-template-hash";
 const REVISION: &str = "deployment.kubernetes.io/revision";
 
 /// Queues the Deployments a change concerns: a Deployment's own, and a ReplicaSet's
 /// controller.
 pub(crate) fn watch(change: &Change, queue: &Queue) {
-    if change.resource == *RESOURCE
-        && let Some(object) = change.object.as_deref().or(change.previous.as_deref())
-        && let Some(key) = Key::of(&change.tenant, object)
-    {
-        queue.add(key);
-    } else if change.resource == *replicaset::RESOURCE {
-        for rs in [&change.object, &change.previous].into_iter().flatten() {
-            if let Some(owner) = pods::controller_of(rs).filter(|r| r["kind"] == "Deployment")
-                && let (Some(namespace), Some(name)) =
-                    (meta_str(rs, "namespace"), owner["name"].as_str())
-            {
-                queue.add(Key {
-                    tenant: change.tenant.clone(),
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                });
-            }
-        }
-    }
+    crate::queue_for(
+        change,
+        queue,
+        &RESOURCE,
+        &replicaset::RESOURCE,
+        "Deployment",
+    );
 }
 
 pub(crate) async fn reconcile(api: Arc<dyn Api>, key: Key) -> Result<Requeue> {
@@ -283,66 +270,6 @@ async fn prune_history(
     }
     *olds = kept;
     Ok(())
-}
-
-/// A pod template without the `pod-template-hash` label, and without what Go's decoding
-/// would not tell from absent (null, false, 0, "", empty lists and maps): templates are
-/// compared as upstream compares them, decoded, so one sent as JSON and one sent as
-/// protobuf (which carries zero values) are the same template.
-fn without_hash(template: &Value) -> Value {
-    let mut template = semantic(template).unwrap_or(Value::Null);
-    if let Some(labels) = template
-        .pointer_mut("/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
-        labels.remove(HASH_LABEL);
-    }
-    template
-}
-
-/// `value` without its zero values; `None` if it is one.
-fn semantic(value: &Value) -> Option<Value> {
-    match value {
-        Value::Null => None,
-        Value::Bool(b) => b.then_some(Value::Bool(true)),
-        Value::Number(n) => (n.as_f64() != Some(0.0)).then(|| value.clone()),
-        Value::String(s) => (!s.is_empty()).then(|| value.clone()),
-        Value::Array(items) => (!items.is_empty()).then(|| {
-            Value::Array(
-                items
-                    .iter()
-                    .map(|i| semantic(i).unwrap_or(Value::Null))
-                    .collect(),
-            )
-        }),
-        Value::Object(map) => {
-            let kept: Map<String, Value> = map
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), semantic(v)?)))
-                .collect();
-            (!kept.is_empty()).then_some(Value::Object(kept))
-        }
-    }
-}
-
-fn same_template(a: &Value, b: &Value) -> bool {
-    without_hash(a) == without_hash(b)
-}
-
-/// The hash a template's ReplicaSet is named and labelled by: FNV-1a (as upstream) over the
-/// template's canonical JSON and the collision count, spelled in upstream's safe alphabet.
-fn template_hash(template: &Value, collisions: i64) -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut hash: u32 = 0x811c_9dc5;
-    let canonical = serde_json::to_vec(&without_hash(template)).expect("JSON serializes");
-    for byte in canonical.iter().chain(collisions.to_string().as_bytes()) {
-        hash ^= u32::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash.to_string()
-        .bytes()
-        .map(|b| char::from(ALPHABET[usize::from(b) % ALPHABET.len()]))
-        .collect()
 }
 
 /// The ReplicaSet of the Deployment's current template.

@@ -13,14 +13,25 @@
 //! - [`deployment`]: ReplicaSets per pod template, rolling updates and recreates, revisions,
 //!   pause, the progress deadline, the status `kubectl rollout status` and `helm --wait`
 //!   read.
+//! - [`statefulset`]: pods with stable names and claims, ordered or parallel, rolling
+//!   updates by revision down to a partition.
+//! - [`daemonset`]: one pod per node that fits, rolling updates within `maxUnavailable`.
+//! - [`job`]: pods until completions succeed, within parallelism, backoff limit and
+//!   deadline; the conditions helm hooks and `kubectl wait` read.
+//! - [`cronjob`]: Jobs at the times of a schedule, with the concurrency policy, the
+//!   starting deadline and history limits.
 //! - [`gc`]: the garbage collector: dependents of deleted owners (background), the
 //!   `foregroundDeletion` and `orphan` finalizers, dangling owner references.
 
+mod cronjob;
+mod daemonset;
 mod deployment;
 mod gc;
+mod job;
 mod pods;
 mod queue;
 mod replicaset;
+mod statefulset;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,35 +138,106 @@ pub trait Api: Send + Sync + 'static {
 /// How many reconciles of one controller run at once.
 const WORKERS: usize = 4;
 
+/// One workload controller: the resource it reconciles, what it watches, its queue.
+struct Controller {
+    resource: &'static Resource,
+    watch: fn(&Change, &Queue),
+    queue: Queue,
+}
+
+impl Controller {
+    fn start<F>(
+        api: &Arc<dyn Api>,
+        resource: &'static Resource,
+        watch: fn(&Change, &Queue),
+        reconcile: fn(Arc<dyn Api>, Key) -> F,
+    ) -> Self
+    where
+        F: Future<Output = Result<Requeue>> + Send + 'static,
+    {
+        Self {
+            resource,
+            watch,
+            queue: Queue::start(WORKERS, queue::reconciler(api.clone(), reconcile)),
+        }
+    }
+}
+
 /// Runs every controller on `feed` until it closes.
 pub async fn run(api: Arc<dyn Api>, mut feed: mpsc::Receiver<Feed>) {
-    let replicasets = Queue::start(
-        WORKERS,
-        queue::reconciler(api.clone(), replicaset::reconcile),
-    );
-    let deployments = Queue::start(
-        WORKERS,
-        queue::reconciler(api.clone(), deployment::reconcile),
-    );
+    let controllers = Arc::new([
+        Controller::start(
+            &api,
+            &replicaset::RESOURCE,
+            replicaset::watch,
+            replicaset::reconcile,
+        ),
+        Controller::start(
+            &api,
+            &deployment::RESOURCE,
+            deployment::watch,
+            deployment::reconcile,
+        ),
+        Controller::start(
+            &api,
+            &statefulset::RESOURCE,
+            statefulset::watch,
+            statefulset::reconcile,
+        ),
+        Controller::start(
+            &api,
+            &daemonset::RESOURCE,
+            daemonset::watch,
+            daemonset::reconcile,
+        ),
+        Controller::start(&api, &job::RESOURCE, job::watch, job::reconcile),
+        Controller::start(&api, &cronjob::RESOURCE, cronjob::watch, cronjob::reconcile),
+    ]);
     let collector = gc::Collector::start(api.clone());
     while let Some(item) = feed.recv().await {
         match item {
             Feed::Change(change) => {
-                tracing::trace!(tenant = %change.tenant, resource = %change.resource.plural, name = %change.name, "change");
-                replicaset::watch(&change, &replicasets);
-                deployment::watch(&change, &deployments);
+                for c in controllers.iter() {
+                    (c.watch)(&change, &c.queue);
+                }
                 collector.watch(&change);
             }
             Feed::Resync => {
-                let api = api.clone();
-                let (replicasets, deployments) = (replicasets.clone(), deployments.clone());
+                let (api, controllers) = (api.clone(), controllers.clone());
                 tokio::spawn(async move {
                     for tenant in api.tenants() {
-                        sweep(&*api, &tenant, &replicaset::RESOURCE, &replicasets).await;
-                        sweep(&*api, &tenant, &deployment::RESOURCE, &deployments).await;
+                        for c in controllers.iter() {
+                            sweep(&*api, &tenant, c.resource, &c.queue).await;
+                        }
                     }
                 });
                 collector.resync();
+            }
+        }
+    }
+}
+
+/// Queues, for a controller of `resource` whose objects control objects of `child` (as
+/// `kind`): a changed object of `resource`, and the controller of a changed `child`.
+fn queue_for(change: &Change, queue: &Queue, resource: &Resource, child: &Resource, kind: &str) {
+    if change.resource == *resource
+        && let Some(object) = change.object.as_deref().or(change.previous.as_deref())
+        && let Some(key) = Key::of(&change.tenant, object)
+    {
+        queue.add(key);
+    } else if change.resource == *child {
+        for object in [&change.object, &change.previous].into_iter().flatten() {
+            if let Some(owner) = pods::controller_of(object).filter(|r| r["kind"] == kind)
+                && let (Some(namespace), Some(name)) = (
+                    vcluster_core::object::meta_str(object, "namespace"),
+                    owner["name"].as_str(),
+                )
+            {
+                queue.add(Key {
+                    tenant: change.tenant.clone(),
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                });
             }
         }
     }

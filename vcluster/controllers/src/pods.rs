@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use vcluster_core::object::{is_deleting, meta_str};
 
 /// Not being deleted and not finished: a pod a ReplicaSet counts.
@@ -87,6 +87,23 @@ pub(crate) fn controller_reference(owner: &Value) -> Value {
     })
 }
 
+/// A new pod of `owner` from `template`: named after the owner, controlled by it.
+pub(crate) fn from_template(owner: &Value, template: &Value) -> Value {
+    let mut metadata = template["metadata"].clone();
+    if !metadata.is_object() {
+        metadata = json!({});
+    }
+    let name = meta_str(owner, "name").unwrap_or_default();
+    metadata["generateName"] = json!(format!("{name}-"));
+    metadata["ownerReferences"] = json!([controller_reference(owner)]);
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": template["spec"],
+    })
+}
+
 /// The number an int-or-percent field comes to out of `total` (percentages rounded up or
 /// down as the caller says); `default` when absent.
 pub(crate) fn scaled(value: Option<&Value>, total: i64, round_up: bool, default: i64) -> i64 {
@@ -116,6 +133,72 @@ pub(crate) fn now() -> jiff::Timestamp {
 /// A timestamp as the API writes them (RFC 3339, whole seconds, UTC).
 pub(crate) fn stamp(at: jiff::Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The label a Deployment's ReplicaSets and their pods carry their template's hash in.
+pub(crate) const HASH_LABEL: &str = "pod-template-hash";
+/// The label StatefulSets and DaemonSets mark their pods' revision with.
+pub(crate) const REVISION_LABEL: &str = "controller-revision-hash";
+
+/// A pod template without the `pod-template-hash` label, and without what Go's decoding
+/// would not tell from absent (null, false, 0, "", empty lists and maps): templates are
+/// compared as upstream compares them, decoded, so one sent as JSON and one sent as
+/// protobuf (which carries zero values) are the same template.
+fn without_hash(template: &Value) -> Value {
+    let mut template = semantic(template).unwrap_or(Value::Null);
+    if let Some(labels) = template
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove(HASH_LABEL);
+        labels.remove(REVISION_LABEL);
+    }
+    template
+}
+
+/// `value` without its zero values; `None` if it is one.
+fn semantic(value: &Value) -> Option<Value> {
+    match value {
+        Value::Null => None,
+        Value::Bool(b) => b.then_some(Value::Bool(true)),
+        Value::Number(n) => (n.as_f64() != Some(0.0)).then(|| value.clone()),
+        Value::String(s) => (!s.is_empty()).then(|| value.clone()),
+        Value::Array(items) => (!items.is_empty()).then(|| {
+            Value::Array(
+                items
+                    .iter()
+                    .map(|i| semantic(i).unwrap_or(Value::Null))
+                    .collect(),
+            )
+        }),
+        Value::Object(map) => {
+            let kept: Map<String, Value> = map
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), semantic(v)?)))
+                .collect();
+            (!kept.is_empty()).then_some(Value::Object(kept))
+        }
+    }
+}
+
+pub(crate) fn same_template(a: &Value, b: &Value) -> bool {
+    without_hash(a) == without_hash(b)
+}
+
+/// The hash a template's ReplicaSet is named and labelled by: FNV-1a (as upstream) over the
+/// template's canonical JSON and the collision count, spelled in upstream's safe alphabet.
+pub(crate) fn template_hash(template: &Value, collisions: i64) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut hash: u32 = 0x811c_9dc5;
+    let canonical = serde_json::to_vec(&without_hash(template)).expect("JSON serializes");
+    for byte in canonical.iter().chain(collisions.to_string().as_bytes()) {
+        hash ^= u32::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash.to_string()
+        .bytes()
+        .map(|b| char::from(ALPHABET[usize::from(b) % ALPHABET.len()]))
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,25 +18,7 @@ static PODS: LazyLock<Resource> = LazyLock::new(|| Resource::builtin("", "pods")
 
 /// Queues the ReplicaSets a change concerns: a ReplicaSet's own, and a pod's controller.
 pub(crate) fn watch(change: &Change, queue: &Queue) {
-    if change.resource == *RESOURCE
-        && let Some(object) = change.object.as_deref().or(change.previous.as_deref())
-        && let Some(key) = Key::of(&change.tenant, object)
-    {
-        queue.add(key);
-    } else if change.resource == *PODS {
-        for pod in [&change.object, &change.previous].into_iter().flatten() {
-            if let Some(owner) = pods::controller_of(pod).filter(|r| r["kind"] == "ReplicaSet")
-                && let (Some(namespace), Some(name)) =
-                    (meta_str(pod, "namespace"), owner["name"].as_str())
-            {
-                queue.add(Key {
-                    tenant: change.tenant.clone(),
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                });
-            }
-        }
-    }
+    crate::queue_for(change, queue, &RESOURCE, &PODS, "ReplicaSet");
 }
 
 /// How many pods one reconcile creates or deletes at most (upstream's burst).
@@ -69,7 +51,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
                     &key.tenant,
                     &PODS,
                     Some(&key.namespace),
-                    pod_from(&rs, template),
+                    pods::from_template(&rs, template),
                 )
                 .await?;
             }
@@ -95,22 +77,6 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
         }
     }
     write_status(api, &key.tenant, &rs, &owned).await
-}
-
-/// A new pod of `rs`: its template, named after it, controlled by it.
-fn pod_from(rs: &Value, template: &Value) -> Value {
-    let mut metadata = template["metadata"].clone();
-    if !metadata.is_object() {
-        metadata = json!({});
-    }
-    metadata["generateName"] = json!(format!("{}-", meta_str(rs, "name").unwrap_or_default()));
-    metadata["ownerReferences"] = json!([pods::controller_reference(rs)]);
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": metadata,
-        "spec": template["spec"],
-    })
 }
 
 fn deletion_rank(pod: &Value) -> u8 {
@@ -194,7 +160,7 @@ mod tests {
         let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
             "metadata": {"name": "web-abc", "uid": "u1", "namespace": "dev"}});
         let template = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
-        let pod = pod_from(&rs, &template);
+        let pod = pods::from_template(&rs, &template);
         assert_eq!(pod["metadata"]["generateName"], "web-abc-");
         assert_eq!(pod["metadata"]["labels"]["app"], "web");
         assert!(pods::controlled_by(&pod, &rs));

@@ -126,6 +126,35 @@ fn rolling_strategy(object: &mut Value, field: &str, rolling: &[(&str, Value)]) 
     }
 }
 
+/// A new Job's selector, unless it asks for a manual one: its pods are labelled with the
+/// Job's uid and name (upstream's generated selector, both label spellings).
+pub(crate) fn job_selector(job: &mut Value) {
+    if job.pointer("/spec/manualSelector") == Some(&json!(true)) || !job["spec"].is_object() {
+        return;
+    }
+    let uid = job.pointer("/metadata/uid").cloned().unwrap_or_default();
+    let name = job.pointer("/metadata/name").cloned().unwrap_or_default();
+    let spec = &mut job["spec"];
+    if spec.get("selector").is_none_or(Value::is_null) {
+        spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    }
+    if !spec["template"].is_object() {
+        return;
+    }
+    let labels = &mut spec["template"]["metadata"]["labels"];
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    for (key, value) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        labels[key] = value.clone();
+    }
+}
+
 fn job_spec(spec: Option<&mut Value>) {
     let Some(spec) = spec else { return };
     let completions_set = spec.get("completions").is_some_and(|v| !v.is_null());

@@ -19,6 +19,7 @@ pub mod patch;
 pub mod protobuf;
 pub mod rbac;
 pub mod registry;
+pub mod scheduling;
 pub mod selector;
 pub mod status;
 pub mod structural;

@@ -223,6 +223,9 @@ pub fn prepare_create(
         meta.remove("generation");
     }
     initial_status(rt, &mut object);
+    if rt.gk() == ("batch", "Job") {
+        crate::defaults::job_selector(&mut object);
+    }
     crate::defaults::apply(rt, &mut object);
     valid(rt, object)
 }

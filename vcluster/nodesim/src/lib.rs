@@ -13,7 +13,6 @@
 mod quantity;
 mod schedule;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -451,6 +450,3 @@ fn exited(pod: &Pod, code: i64) -> Value {
     }
     json!({"status": {"phase": phase, "conditions": conditions, "containerStatuses": containers}})
 }
-
-/// Labels as a map, for selectors.
-pub(crate) type Labels = BTreeMap<String, String>;

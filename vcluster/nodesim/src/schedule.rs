@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use serde_json::{Value, json};
+use vcluster_core::scheduling;
 
-use crate::Labels;
 use crate::quantity::{milli, requests};
 
 /// What one simulated node offers.
@@ -38,8 +38,9 @@ impl Capacity {
 #[derive(Debug, Default)]
 struct NodeState {
     name: String,
-    labels: Labels,
-    taints: Vec<Taint>,
+    /// `metadata.labels` and `spec.taints`, as JSON for the shared scheduling rules.
+    labels: Value,
+    taints: Value,
     unschedulable: bool,
     /// (CPU, memory) allocatable, in thousandths, and pods.
     allocatable: (i128, i128, usize),
@@ -81,9 +82,10 @@ impl Nodes {
             return;
         };
         let state = &mut self.nodes[i];
-        state.labels = node.labels().clone();
+        state.labels = serde_json::to_value(node.labels()).unwrap_or_default();
         let spec = node.spec.as_ref();
-        state.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
+        state.taints =
+            serde_json::to_value(spec.and_then(|s| s.taints.as_ref())).unwrap_or_default();
         state.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
         let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
         let get = |r: &str| {
@@ -100,30 +102,21 @@ impl Nodes {
     pub(crate) fn place(&mut self, pod: &Pod) -> Result<String, String> {
         self.release(pod);
         let (cpu, memory) = requests(pod);
-        let selector = pod.spec.as_ref().and_then(|s| s.node_selector.clone());
-        let tolerations = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.tolerations.clone())
-            .unwrap_or_default();
+        let spec = serde_json::to_value(&pod.spec).unwrap_or_default();
         let (mut unselected, mut tainted, mut full) = (0, 0, Vec::new());
         let mut best: Option<usize> = None;
         for (i, node) in self.nodes.iter().enumerate() {
             if node.unschedulable
-                || selector
-                    .iter()
-                    .flatten()
-                    .any(|(k, v)| node.labels.get(k) != Some(v))
+                || !scheduling::selected(spec.get("nodeSelector"), Some(&node.labels))
             {
                 unselected += 1;
                 continue;
             }
-            if node
-                .taints
-                .iter()
-                .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-                .any(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
-            {
+            if !scheduling::taints_tolerated(
+                spec.get("tolerations"),
+                Some(&node.taints),
+                &["NoSchedule", "NoExecute"],
+            ) {
                 tainted += 1;
                 continue;
             }
@@ -197,29 +190,6 @@ impl Nodes {
         let state = &mut self.nodes[node];
         state.last_ip = state.last_ip % 253 + 1;
         format!("10.244.{node}.{}", state.last_ip + 1)
-    }
-}
-
-/// Whether a toleration tolerates a taint (upstream's matching: key, operator, value,
-/// effect; an empty key with `Exists` tolerates everything).
-fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if toleration
-        .effect
-        .as_deref()
-        .is_some_and(|e| !e.is_empty() && e != taint.effect)
-    {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        _ => {
-            !key.is_empty()
-                && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
     }
 }
 
@@ -309,27 +279,5 @@ mod tests {
         );
         let ssd = json!({"containers": [{"name": "c"}], "nodeSelector": {"disk": "ssd"}});
         assert_eq!(nodes.place(&pod("2", ssd)), Ok("a".into()));
-    }
-
-    #[test]
-    fn tolerations_match_as_upstream() {
-        let taint = Taint {
-            key: "k".into(),
-            value: Some("v".into()),
-            effect: "NoSchedule".into(),
-            ..Taint::default()
-        };
-        let tol = |key: &str, op: &str, value: &str, effect: &str| Toleration {
-            key: Some(key.into()),
-            operator: Some(op.into()),
-            value: Some(value.into()),
-            effect: Some(effect.into()),
-            ..Toleration::default()
-        };
-        assert!(tolerates(&tol("k", "Equal", "v", "NoSchedule"), &taint));
-        assert!(tolerates(&tol("k", "Equal", "v", ""), &taint));
-        assert!(tolerates(&tol("", "Exists", "", ""), &taint));
-        assert!(!tolerates(&tol("k", "Equal", "w", ""), &taint));
-        assert!(!tolerates(&tol("k", "Exists", "", "NoExecute"), &taint));
     }
 }
