@@ -19,6 +19,7 @@ mod resources;
 mod reviews;
 mod router;
 mod server;
+mod services;
 mod tenant;
 mod tls;
 mod tokens;

@@ -23,7 +23,7 @@ use vcluster_store::{KeyValue, RangeRequest};
 use crate::http::{Body, Shape, content_type, error, json as respond, ok, query, read_body, shape};
 use crate::router::Target;
 use crate::tenant::{Tenant, fresh};
-use crate::{User, accounts, authz, crds, reviews, watch};
+use crate::{User, accounts, authz, crds, reviews, services, watch};
 
 /// How often a write retries after losing a compare-and-swap it may retry.
 const RETRIES: usize = 16;
@@ -750,6 +750,11 @@ pub(crate) async fn create(
     }
     strict_fields(&target.rt, params, &body)?;
     let generated = meta_str(&body, "name").is_none_or(str::is_empty);
+    // Held until the Service is stored, so that no other create takes its addresses.
+    let _allocating = match services::is_service(&target.rt) {
+        true => Some(tenant.allocating.lock().await),
+        false => None,
+    };
     for _ in 0..RETRIES {
         let object = object::prepare_create(
             &target.rt,
@@ -758,6 +763,9 @@ pub(crate) async fn create(
             &fresh(),
         )?;
         let mut object = admit(tenant, &target.rt, object, true).await?;
+        if services::is_service(&target.rt) {
+            object = services::allocate(tenant, &target.rt, object).await?;
+        }
         if object.pointer("/metadata/managedFields").is_none() {
             record(&target.rt, None, &mut object, params);
         }

@@ -48,6 +48,8 @@ pub struct Tenant {
     cleaning: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Held while a cache is being started, so that each is started once.
     starting: Mutex<()>,
+    /// Held while a Service is given addresses and stored (`services.rs`).
+    pub(crate) allocating: Mutex<()>,
 }
 
 impl Tenant {
@@ -271,6 +273,7 @@ impl Tenants {
             identity,
             caches: RwLock::new(HashMap::new()),
             starting: Mutex::new(()),
+            allocating: Mutex::new(()),
             types: RwLock::new(Arc::default()),
             cleaning: Default::default(),
             policy: RwLock::new(None),
@@ -299,15 +302,21 @@ async fn bootstrap(store: &dyn Store) -> Result<(), vcluster_store::Error> {
             .expect("RBAC types are built in");
         objects.push((rt, body));
     }
+    let services = registry::find("", "v1", "services").expect("services are built in");
+    objects.push((services, crate::services::kubernetes_service()));
     // Created together, so that the store commits them in one batch.
     let creates = objects.into_iter().map(|(rt, body)| async move {
-        let object =
-            prepare_create(&rt, body, None, &fresh()).expect("bootstrap objects are valid");
+        let namespace = body
+            .pointer("/metadata/namespace")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        let object = prepare_create(&rt, body, namespace.as_deref(), &fresh())
+            .expect("bootstrap objects are valid");
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let key = Bytes::from(registry::storage_key(&rt, None, &name));
+        let key = Bytes::from(registry::storage_key(&rt, namespace.as_deref(), &name));
         let value = Bytes::from(serde_json::to_vec(&object).expect("json"));
         match store.create(key, value, None).await {
             Ok(_) | Err(vcluster_store::Error::AlreadyExists { .. }) => Ok(()),

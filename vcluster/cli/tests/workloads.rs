@@ -1,6 +1,7 @@
 //! Workloads on `vcluster up --simulated-nodes`, driven by real kubectl (1.33 and 1.36) on
 //! the embedded store and on etcd: Deployments roll out to Running pods, scale, update,
-//! roll back; StatefulSets, DaemonSets, Jobs and CronJobs do their work; deletes cascade in
+//! roll back; StatefulSets, DaemonSets, Jobs and CronJobs do their work; Services get
+//! addresses and endpoints; deletes cascade in
 //! the three propagation modes, across namespaced and cluster-scoped owners.
 
 use serde_json::Value;
@@ -364,6 +365,112 @@ fn pod_names(k: &Kubectl, ns: &str, app: &str) -> Vec<String> {
     names
 }
 
+/// Service addresses, and the endpoints of the pods they select.
+fn services(k: &Kubectl, ns: &str) {
+    let kubernetes = json(&k.ok(&[
+        "get",
+        "service",
+        "kubernetes",
+        "-n",
+        "default",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(kubernetes["spec"]["clusterIP"], "10.96.0.1");
+    k.ok(&[
+        "create",
+        "deployment",
+        "api",
+        "--image=nginx",
+        "--replicas=2",
+        "--port=8080",
+        "-n",
+        ns,
+    ]);
+    rollout(k, ns, "api");
+    k.ok(&[
+        "expose",
+        "deployment",
+        "api",
+        "--port=80",
+        "--target-port=8080",
+        "--type=NodePort",
+        "-n",
+        ns,
+    ]);
+    let svc = json(&k.ok(&["get", "service", "api", "-n", ns, "-o", "json"]));
+    let ip: std::net::Ipv4Addr = svc["spec"]["clusterIP"]
+        .as_str()
+        .expect("clusterIP")
+        .parse()
+        .expect("an IP");
+    assert!(
+        ip.octets()[0] == 10 && (96..112).contains(&ip.octets()[1]),
+        "{ip}"
+    );
+    let node_port = svc["spec"]["ports"][0]["nodePort"]
+        .as_i64()
+        .expect("nodePort");
+    assert!((30000..=32767).contains(&node_port), "{node_port}");
+    // The address is the Service's: another may not take it.
+    let clash = k.fails(&[
+        "create",
+        "service",
+        "clusterip",
+        "copy",
+        "--tcp=80",
+        &format!("--clusterip={ip}"),
+        "-n",
+        ns,
+    ]);
+    assert!(
+        clash.contains("provided IP is already allocated"),
+        "{clash}"
+    );
+    let addresses = |out: &str| -> usize {
+        json(out)["subsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s["addresses"].as_array().map_or(0, Vec::len))
+            .sum()
+    };
+    let ep = k.eventually(
+        &["get", "endpoints", "api", "-n", ns, "-o", "json"],
+        |out| addresses(out) == 2,
+    );
+    assert_eq!(json(&ep)["subsets"][0]["ports"][0]["port"], 8080);
+    k.ok(&["scale", "deployment/api", "--replicas=3", "-n", ns]);
+    k.eventually(
+        &["get", "endpoints", "api", "-n", ns, "-o", "json"],
+        |out| addresses(out) == 3,
+    );
+    let slices = k.eventually(
+        &[
+            "get",
+            "endpointslices",
+            "-n",
+            ns,
+            "-l",
+            "kubernetes.io/service-name=api",
+            "-o",
+            "json",
+        ],
+        |out| {
+            items(out)
+                .first()
+                .is_some_and(|s| s["endpoints"].as_array().is_some_and(|e| e.len() == 3))
+        },
+    );
+    assert_eq!(items(&slices)[0]["ports"][0]["port"], 8080);
+    k.ok(&["delete", "service", "api", "-n", ns]);
+    k.eventually(
+        &["get", "endpoints,endpointslices", "-n", ns, "-o", "name"],
+        |out| !out.contains("api"),
+    );
+    k.ok(&["delete", "deployment", "api", "-n", ns]);
+}
+
 /// StatefulSets, DaemonSets and Jobs.
 fn other_workloads(k: &Kubectl, ns: &str) {
     k.run_with(&["apply", "-n", ns, "-f", "-"], Some(STATEFULSET));
@@ -595,6 +702,7 @@ fn every_scenario(store: StoreKind) {
         );
         deployment_lifecycle(k, ns);
         cascading_deletes(k, ns);
+        services(k, ns);
         other_workloads(k, ns);
     }
     for (k, ns) in &clients {

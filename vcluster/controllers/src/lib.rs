@@ -20,12 +20,14 @@
 //!   deadline; the conditions helm hooks and `kubectl wait` read.
 //! - [`cronjob`]: Jobs at the times of a schedule, with the concurrency policy, the
 //!   starting deadline and history limits.
+//! - [`endpoints`]: the `Endpoints` and EndpointSlice of every Service with a selector.
 //! - [`gc`]: the garbage collector: dependents of deleted owners (background), the
 //!   `foregroundDeletion` and `orphan` finalizers, dangling owner references.
 
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod endpoints;
 mod gc;
 mod job;
 mod pods;
@@ -191,6 +193,12 @@ pub async fn run(api: Arc<dyn Api>, mut feed: mpsc::Receiver<Feed>) {
             daemonset::reconcile,
         ),
         Controller::start(&api, &job::RESOURCE, job::watch, job::reconcile),
+        Controller::start(
+            &api,
+            &endpoints::RESOURCE,
+            endpoints::watch,
+            endpoints::reconcile,
+        ),
         Controller::start(&api, &cronjob::RESOURCE, cronjob::watch, cronjob::reconcile),
     ]);
     let collector = gc::Collector::start(api.clone());

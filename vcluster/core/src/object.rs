@@ -317,6 +317,58 @@ pub fn is_deleting(object: &Value) -> bool {
         .is_some_and(|v| !v.is_null())
 }
 
+/// What a Service update keeps of what was allocated at create, as upstream's registry
+/// does: the cluster IPs when the update leaves them out (they may not change once set),
+/// and each port's node port when the port is still there without one.
+fn keep_allocated(old: &Value, new: &mut Value) -> Result<(), Cause> {
+    let external_name = new.pointer("/spec/type") == Some(&json!("ExternalName"));
+    let old_ip = old
+        .pointer("/spec/clusterIP")
+        .filter(|ip| ip.as_str().is_some_and(|s| !s.is_empty()));
+    if let Some(old_ip) = old_ip
+        && !external_name
+    {
+        match new.pointer("/spec/clusterIP").and_then(Value::as_str) {
+            None | Some("") => {
+                set_path(new, &["spec", "clusterIP"], Some(old_ip.clone()));
+                let ips = old.pointer("/spec/clusterIPs").cloned();
+                set_path(new, &["spec", "clusterIPs"], ips);
+            }
+            Some(ip) if Some(ip) != old_ip.as_str() => {
+                return Err(Cause::invalid(
+                    "spec.clusterIPs[0]",
+                    ip,
+                    "may not change once set",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let old_ports: Vec<&Value> = old
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    if let Some(Value::Array(ports)) = new.pointer_mut("/spec/ports") {
+        let unset = |p: &Value| p.get("nodePort").is_none_or(|n| n.is_null() || n == 0);
+        for port in ports.iter_mut().filter(|p| unset(p)) {
+            let same = old_ports.iter().find(|o| {
+                o.get("port") == port.get("port")
+                    && o.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
+                        == port
+                            .get("protocol")
+                            .and_then(Value::as_str)
+                            .unwrap_or("TCP")
+            });
+            if let Some(node_port) = same.and_then(|o| o.get("nodePort")) {
+                port["nodePort"] = node_port.clone();
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Adds `finalizer` to `metadata.finalizers` unless it is there.
 pub fn add_finalizer(object: &mut Value, finalizer: &str) {
     let finalizers = &mut object["metadata"]["finalizers"];
@@ -437,6 +489,9 @@ pub fn prepare_update(
         // Only the finalize subresource changes a namespace's finalizers.
         let finalizers = old.pointer("/spec/finalizers").cloned();
         set_path(&mut out, &["spec", "finalizers"], finalizers);
+    }
+    if scope == UpdateScope::Main && rt.gk() == ("", "Service") {
+        keep_allocated(old, &mut out).map_err(|cause| ApiError::invalid(rt, name, vec![cause]))?;
     }
     if scope == UpdateScope::Main {
         crate::defaults::apply(rt, &mut out);
@@ -610,5 +665,23 @@ mod tests {
         );
         assert_eq!(out["status"]["replicas"], 2);
         assert_eq!(out["metadata"]["generation"], 1);
+    }
+
+    #[test]
+    fn a_service_keeps_its_addresses_across_updates() {
+        let svc = &crate::registry::find("", "v1", "services").expect("services");
+        let old = json!({"metadata": {"name": "s", "namespace": "d", "resourceVersion": "3", "uid": "u"},
+            "spec": {"clusterIP": "10.96.0.9", "clusterIPs": ["10.96.0.9"], "type": "NodePort",
+                "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}});
+        let replaced = json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 81}]}});
+        let out =
+            prepare_update(svc, &old, replaced, Some("d"), "s", UpdateScope::Main).expect("update");
+        assert_eq!(out["spec"]["clusterIP"], "10.96.0.9");
+        assert_eq!(out["spec"]["ports"][0]["nodePort"], 30080);
+        assert!(out["spec"]["ports"][1].get("nodePort").is_none());
+        let moved = json!({"metadata": {"name": "s"}, "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}});
+        let e = prepare_update(svc, &old, moved, Some("d"), "s", UpdateScope::Main)
+            .expect_err("immutable");
+        assert_eq!(e.code, 422);
     }
 }

@@ -141,7 +141,30 @@ fn pod_status(o: &Value, _: i64) -> Value {
             c.iter()
                 .find_map(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str))
         });
-    match (waiting, s(o, "/status/reason"), s(o, "/status/phase")) {
+    // Finished containers show why they ended (`Completed`, `Error`).
+    let terminated = o
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty())
+        .and_then(|c| {
+            c.iter()
+                .map(|c| {
+                    c.pointer("/state/terminated/reason")
+                        .and_then(Value::as_str)
+                })
+                .collect::<Option<Vec<_>>>()
+        })
+        .and_then(|reasons| {
+            reasons
+                .into_iter()
+                .find(|r| *r != "Completed")
+                .or(Some("Completed"))
+        });
+    match (
+        waiting.or(terminated),
+        s(o, "/status/reason"),
+        s(o, "/status/phase"),
+    ) {
         (Some(reason), _, _) => json!(reason),
         (None, reason, _) if !reason.is_empty() => json!(reason),
         (None, _, phase) => json!(if phase.is_empty() { "Pending" } else { phase }),
@@ -160,6 +183,64 @@ fn pod_restarts(o: &Value, _: i64) -> Value {
     json!(restarts)
 }
 
+/// At most three entries, then how many more (upstream's endpoints column).
+fn first_three(entries: Vec<String>, empty: &str) -> Value {
+    match entries.len() {
+        0 => json!(empty),
+        1..=3 => json!(entries.join(",")),
+        n => json!(format!("{} + {} more...", entries[..3].join(","), n - 3)),
+    }
+}
+
+fn endpoints(o: &Value, _: i64) -> Value {
+    let mut entries = Vec::new();
+    for subset in o["subsets"].as_array().into_iter().flatten() {
+        let ports: Vec<i64> = subset["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["port"].as_i64())
+            .collect();
+        for address in subset["addresses"].as_array().into_iter().flatten() {
+            let ip = address["ip"].as_str().unwrap_or_default();
+            if ports.is_empty() {
+                entries.push(ip.to_owned());
+            }
+            entries.extend(ports.iter().map(|port| format!("{ip}:{port}")));
+        }
+    }
+    first_three(entries, "<none>")
+}
+
+fn slice_ports(o: &Value, _: i64) -> Value {
+    let ports: Vec<String> = o["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["port"].as_i64().map(|n| n.to_string()))
+        .collect();
+    or_unset(ports.join(","))
+}
+
+fn or_unset(text: String) -> Value {
+    json!(if text.is_empty() {
+        "<unset>".to_owned()
+    } else {
+        text
+    })
+}
+
+fn slice_endpoints(o: &Value, _: i64) -> Value {
+    let addresses: Vec<String> = o["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e["addresses"].as_array().into_iter().flatten())
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    first_three(addresses, "<unset>")
+}
+
 fn service_ports(o: &Value, _: i64) -> Value {
     let ports: Vec<String> = o
         .pointer("/spec/ports")
@@ -169,7 +250,7 @@ fn service_ports(o: &Value, _: i64) -> Value {
                 .iter()
                 .map(|p| {
                     let proto = p["protocol"].as_str().unwrap_or("TCP");
-                    match p["nodePort"].as_i64() {
+                    match p["nodePort"].as_i64().filter(|n| *n > 0) {
                         Some(node) => format!("{}:{node}/{proto}", p["port"]),
                         None => format!("{}/{proto}", p["port"]),
                     }
@@ -239,6 +320,14 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
                 )
             }),
             col("Port(s)", "string", 0, service_ports),
+        ],
+        ("", "Endpoints") => vec![col("Endpoints", "string", 0, endpoints)],
+        ("discovery.k8s.io", "EndpointSlice") => vec![
+            col("AddressType", "string", 0, |o, _| {
+                json!(s(o, "/addressType"))
+            }),
+            col("Ports", "string", 0, slice_ports),
+            col("Endpoints", "string", 0, slice_endpoints),
         ],
         ("", "ConfigMap") => vec![col("Data", "integer", 0, |o, _| {
             json!(count(o, &["/data", "/binaryData"]))
@@ -430,6 +519,35 @@ mod tests {
         assert_eq!(
             t["rows"][0]["cells"],
             json!(["w1", 3, "True", "<none>", "60s"])
+        );
+    }
+
+    #[test]
+    fn endpoints_and_finished_pods_read_like_kubectls() {
+        let ep = json!({"subsets": [{"ports": [{"port": 80}], "addresses": [
+            {"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}, {"ip": "10.0.0.3"}, {"ip": "10.0.0.4"}]}]});
+        assert_eq!(
+            endpoints(&ep, 0),
+            "10.0.0.1:80,10.0.0.2:80,10.0.0.3:80 + 1 more..."
+        );
+        assert_eq!(endpoints(&json!({}), 0), "<none>");
+        let slice = json!({"ports": [{"port": 8080}], "endpoints": [{"addresses": ["10.0.0.1"]}]});
+        assert_eq!(
+            (slice_ports(&slice, 0), slice_endpoints(&slice, 0)),
+            (json!("8080"), json!("10.0.0.1"))
+        );
+        let done = |reason: &str| {
+            json!({"status": {"phase": "Succeeded", "containerStatuses": [
+            {"state": {"terminated": {"reason": reason}}}]}})
+        };
+        assert_eq!(pod_status(&done("Completed"), 0), "Completed");
+        assert_eq!(pod_status(&done("Error"), 0), "Error");
+        assert_eq!(
+            pod_status(
+                &json!({"status": {"phase": "Running", "containerStatuses": [{"state": {"running": {}}}]}}),
+                0
+            ),
+            "Running"
         );
     }
 
