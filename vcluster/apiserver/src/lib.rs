@@ -6,6 +6,7 @@
 //! resources themselves are described once, in `vcluster_core::registry`.
 
 mod accounts;
+mod admission;
 mod api;
 mod authz;
 mod cache;

@@ -23,7 +23,7 @@ use vcluster_store::{KeyValue, RangeRequest};
 use crate::http::{Body, Shape, content_type, error, json as respond, ok, query, read_body, shape};
 use crate::router::Target;
 use crate::tenant::{Tenant, fresh};
-use crate::{User, accounts, authz, crds, reviews, services, watch};
+use crate::{User, accounts, admission, authz, crds, reviews, services, watch};
 
 /// How often a write retries after losing a compare-and-swap it may retry.
 const RETRIES: usize = 16;
@@ -750,8 +750,13 @@ pub(crate) async fn create(
     }
     strict_fields(&target.rt, params, &body)?;
     let generated = meta_str(&body, "name").is_none_or(str::is_empty);
-    // Held until the Service is stored, so that no other create takes its addresses.
-    let _allocating = match services::is_service(&target.rt) {
+    let quotas = match &target.namespace {
+        Some(ns) => admission::quotas(tenant, ns).await?,
+        None => Vec::new(),
+    };
+    // Held until the object is stored, so that no other create takes its addresses or the
+    // rest of its namespace's quota.
+    let _allocating = match services::is_service(&target.rt) || !quotas.is_empty() {
         true => Some(tenant.allocating.lock().await),
         false => None,
     };
@@ -765,6 +770,10 @@ pub(crate) async fn create(
         let mut object = admit(tenant, &target.rt, object, true).await?;
         if services::is_service(&target.rt) {
             object = services::allocate(tenant, &target.rt, object).await?;
+        }
+        if let Some(ns) = &target.namespace {
+            object = admission::pod(tenant, &target.rt, ns, object).await?;
+            admission::check_quotas(tenant, &target.rt, ns, &object, &quotas).await?;
         }
         if object.pointer("/metadata/managedFields").is_none() {
             record(&target.rt, None, &mut object, params);

@@ -1,7 +1,8 @@
 //! Workloads on `vcluster up --simulated-nodes`, driven by real kubectl (1.33 and 1.36) on
 //! the embedded store and on etcd: Deployments roll out to Running pods, scale, update,
 //! roll back; StatefulSets, DaemonSets, Jobs and CronJobs do their work; Services get
-//! addresses and endpoints; deletes cascade in
+//! addresses and endpoints; quotas, LimitRanges and pod security refuse what they should;
+//! deletes cascade in
 //! the three propagation modes, across namespaced and cluster-scoped owners.
 
 use serde_json::Value;
@@ -471,6 +472,109 @@ fn services(k: &Kubectl, ns: &str) {
     k.ok(&["delete", "deployment", "api", "-n", ns]);
 }
 
+/// Quotas, LimitRanges and pod security refuse what they should, in upstream's words.
+fn admission(k: &Kubectl, ns: &str) {
+    // A namespace of its own: the quota counts every pod in it.
+    let ns = &format!("{ns}-admission");
+    k.ok(&["create", "namespace", ns]);
+    k.ok(&["create", "quota", "pods", "--hard=pods=3", "-n", ns]);
+    k.ok(&[
+        "create",
+        "deployment",
+        "capped",
+        "--image=nginx",
+        "--replicas=4",
+        "-n",
+        ns,
+    ]);
+    k.eventually(
+        &["get", "pods", "-n", ns, "-l", "app=capped", "-o", "json"],
+        |out| items(out).len() == 3,
+    );
+    let refused = k.fails(&["run", "fourth", "--image=nginx", "-n", ns]);
+    assert!(
+        refused.contains("exceeded quota: pods, requested: pods=1, used: pods=3, limited: pods=3"),
+        "{refused}"
+    );
+    let quota = k.eventually(&["get", "quota", "pods", "-n", ns, "-o", "json"], |out| {
+        json(out)["status"]["used"]["pods"] == "3"
+    });
+    assert_eq!(json(&quota)["status"]["hard"]["pods"], "3");
+    let rs = items(&k.ok(&["get", "rs", "-n", ns, "-l", "app=capped", "-o", "json"]));
+    let conditions = rs[0]["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "ReplicaFailure" && c["reason"] == "FailedCreate"),
+        "{conditions:?}"
+    );
+    k.ok(&["delete", "deployment", "capped", "-n", ns]);
+    k.ok(&["delete", "quota", "pods", "-n", ns]);
+    k.eventually(&["get", "pods", "-n", ns, "-o", "name"], str::is_empty);
+
+    let restricted = format!("{ns}-restricted");
+    k.ok(&["create", "namespace", &restricted]);
+    k.ok(&[
+        "label",
+        "namespace",
+        &restricted,
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
+    let refused = k.fails(&[
+        "run",
+        "root",
+        "--image=nginx",
+        "--privileged",
+        "-n",
+        &restricted,
+    ]);
+    assert!(
+        refused.contains("violates PodSecurity \"restricted:latest\": privileged"),
+        "{refused}"
+    );
+    let hardened = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"hardened"},"spec":{
+        "securityContext":{"runAsNonRoot":true,"seccompProfile":{"type":"RuntimeDefault"}},
+        "containers":[{"name":"c","image":"nginx","securityContext":{
+            "allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}}]}}"#;
+    let run = k.run_with(&["create", "-n", &restricted, "-f", "-"], Some(hardened));
+    assert!(run.ok, "{}", run.stderr);
+    k.ok(&["delete", "namespace", &restricted, "--wait=false"]);
+
+    let limits = "apiVersion: v1
+kind: LimitRange
+metadata: {name: limits}
+spec:
+  limits:
+  - type: Container
+    default: {cpu: 500m, memory: 128Mi}
+    max: {cpu: \"1\"}
+";
+    k.run_with(&["apply", "-n", ns, "-f", "-"], Some(limits));
+    k.ok(&["run", "defaulted", "--image=nginx", "-n", ns]);
+    let pod = json(&k.ok(&["get", "pod", "defaulted", "-n", ns, "-o", "json"]));
+    let resources = &pod["spec"]["containers"][0]["resources"];
+    assert_eq!(
+        (
+            resources["limits"]["cpu"].as_str(),
+            resources["requests"]["memory"].as_str()
+        ),
+        (Some("500m"), Some("128Mi"))
+    );
+    let big = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"big"},"spec":{"containers":[
+        {"name":"c","image":"nginx","resources":{"limits":{"cpu":"2"}}}]}}"#;
+    let run = k.run_with(&["create", "-n", ns, "-f", "-"], Some(big));
+    assert!(
+        run.stderr
+            .contains("maximum cpu usage per Container is 1, but limit is 2"),
+        "{}",
+        run.stderr
+    );
+    k.ok(&["delete", "namespace", ns, "--wait=false"]);
+}
+
 /// StatefulSets, DaemonSets and Jobs.
 fn other_workloads(k: &Kubectl, ns: &str) {
     k.run_with(&["apply", "-n", ns, "-f", "-"], Some(STATEFULSET));
@@ -703,6 +807,7 @@ fn every_scenario(store: StoreKind) {
         deployment_lifecycle(k, ns);
         cascading_deletes(k, ns);
         services(k, ns);
+        admission(k, ns);
         other_workloads(k, ns);
     }
     for (k, ns) in &clients {

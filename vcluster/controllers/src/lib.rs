@@ -21,6 +21,7 @@
 //! - [`cronjob`]: Jobs at the times of a schedule, with the concurrency policy, the
 //!   starting deadline and history limits.
 //! - [`endpoints`]: the `Endpoints` and EndpointSlice of every Service with a selector.
+//! - [`resourcequota`]: each quota's `status.used`.
 //! - [`gc`]: the garbage collector: dependents of deleted owners (background), the
 //!   `foregroundDeletion` and `orphan` finalizers, dangling owner references.
 
@@ -33,6 +34,7 @@ mod job;
 mod pods;
 mod queue;
 mod replicaset;
+mod resourcequota;
 mod statefulset;
 
 use std::sync::Arc;
@@ -167,39 +169,20 @@ impl Controller {
 
 /// Runs every controller on `feed` until it closes.
 pub async fn run(api: Arc<dyn Api>, mut feed: mpsc::Receiver<Feed>) {
+    macro_rules! controller {
+        ($module:ident) => {
+            Controller::start(&api, &$module::RESOURCE, $module::watch, $module::reconcile)
+        };
+    }
     let controllers = Arc::new([
-        Controller::start(
-            &api,
-            &replicaset::RESOURCE,
-            replicaset::watch,
-            replicaset::reconcile,
-        ),
-        Controller::start(
-            &api,
-            &deployment::RESOURCE,
-            deployment::watch,
-            deployment::reconcile,
-        ),
-        Controller::start(
-            &api,
-            &statefulset::RESOURCE,
-            statefulset::watch,
-            statefulset::reconcile,
-        ),
-        Controller::start(
-            &api,
-            &daemonset::RESOURCE,
-            daemonset::watch,
-            daemonset::reconcile,
-        ),
-        Controller::start(&api, &job::RESOURCE, job::watch, job::reconcile),
-        Controller::start(
-            &api,
-            &endpoints::RESOURCE,
-            endpoints::watch,
-            endpoints::reconcile,
-        ),
-        Controller::start(&api, &cronjob::RESOURCE, cronjob::watch, cronjob::reconcile),
+        controller!(replicaset),
+        controller!(deployment),
+        controller!(statefulset),
+        controller!(daemonset),
+        controller!(job),
+        controller!(cronjob),
+        controller!(endpoints),
+        controller!(resourcequota),
     ]);
     let collector = gc::Collector::start(api.clone());
     while let Some(item) = feed.recv().await {

@@ -43,17 +43,25 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
         .collect();
     let mut active: Vec<&Value> = owned.iter().filter(|p| pods::is_active(p)).collect();
     let wanted = usize::try_from(pods::int(&rs, "/spec/replicas", 1)).unwrap_or(0);
+    let mut failure = None;
     if !is_deleting(&rs) {
         if active.len() < wanted {
             let template = &rs["spec"]["template"];
             for _ in 0..(wanted - active.len()).min(BURST) {
-                api.create(
-                    &key.tenant,
-                    &PODS,
-                    Some(&key.namespace),
-                    pods::from_template(&rs, template),
-                )
-                .await?;
+                let pod = pods::from_template(&rs, template);
+                match api
+                    .create(&key.tenant, &PODS, Some(&key.namespace), pod)
+                    .await
+                {
+                    Ok(_) => {}
+                    // Refused by admission (a quota, a LimitRange, pod security): reported
+                    // in the status, tried again later.
+                    Err(e) if e.code == 403 => {
+                        failure = Some(e.message);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         } else if active.len() > wanted {
             // The least useful go first: unscheduled, then pending, then not ready.
@@ -76,8 +84,16 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
             }
         }
     }
-    write_status(api, &key.tenant, &rs, &owned).await
+    let again = write_status(api, &key.tenant, &rs, &owned, failure.as_deref()).await?;
+    Ok(if failure.is_some() {
+        Some(RETRY_REFUSED)
+    } else {
+        again
+    })
 }
+
+/// How long a ReplicaSet whose pods admission refused waits before it tries again.
+const RETRY_REFUSED: Duration = Duration::from_secs(5);
 
 fn deletion_rank(pod: &Value) -> u8 {
     if pod.pointer("/spec/nodeName").is_none_or(Value::is_null) {
@@ -93,7 +109,13 @@ fn deletion_rank(pod: &Value) -> u8 {
 
 /// Writes the status the pods come to, if it changed; when some pod will become available
 /// later (`minReadySeconds`), says when to look again.
-async fn write_status(api: &dyn Api, tenant: &str, rs: &Value, owned: &[Value]) -> Result<Requeue> {
+async fn write_status(
+    api: &dyn Api,
+    tenant: &str,
+    rs: &Value,
+    owned: &[Value],
+    failure: Option<&str>,
+) -> Result<Requeue> {
     let min_ready =
         Duration::from_secs(u64::try_from(pods::int(rs, "/spec/minReadySeconds", 0)).unwrap_or(0));
     let now = pods::now();
@@ -127,8 +149,26 @@ async fn write_status(api: &dyn Api, tenant: &str, rs: &Value, owned: &[Value]) 
         "availableReplicas": available,
         "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
     });
-    if let Some(conditions) = rs.pointer("/status/conditions") {
-        status["conditions"] = conditions.clone();
+    // `ReplicaFailure` while pods are refused, as upstream's.
+    let mut conditions: Vec<Value> = rs
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    conditions.retain(|c| c["type"] != "ReplicaFailure" || failure.is_some());
+    if let Some(message) = failure {
+        let kept = conditions
+            .iter()
+            .find(|c| c["type"] == "ReplicaFailure")
+            .and_then(|c| c.get("lastTransitionTime").cloned());
+        conditions.retain(|c| c["type"] != "ReplicaFailure");
+        conditions.push(json!({
+            "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": message,
+            "lastTransitionTime": kept.unwrap_or_else(|| json!(pods::stamp(now))),
+        }));
+    }
+    if !conditions.is_empty() {
+        status["conditions"] = json!(conditions);
     }
     if same_status(&rs["status"], &status) {
         return Ok(again);

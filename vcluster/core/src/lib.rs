@@ -14,9 +14,13 @@
 pub mod apply;
 pub mod crd;
 pub mod defaults;
+pub mod limitrange;
 pub mod object;
 pub mod patch;
+pub mod podsecurity;
 pub mod protobuf;
+pub mod quantity;
+pub mod quota;
 pub mod rbac;
 pub mod registry;
 pub mod scheduling;

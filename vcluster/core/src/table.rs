@@ -183,6 +183,31 @@ fn pod_restarts(o: &Value, _: i64) -> Value {
     json!(restarts)
 }
 
+/// A quota's `used/hard` per resource: the `limits.` ones or the others.
+fn quota_usage(o: &Value, limits: bool) -> Value {
+    let used = o.pointer("/status/used");
+    let entries: Vec<String> = o
+        .pointer("/status/hard")
+        .or_else(|| o.pointer("/spec/hard"))
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(r, _)| r.starts_with("limits.") == limits)
+        .map(|(r, hard)| {
+            let used = used
+                .and_then(|u| u.get(r))
+                .and_then(Value::as_str)
+                .unwrap_or("0");
+            format!(
+                "{r}: {used}/{}",
+                hard.as_str()
+                    .map_or_else(|| hard.to_string(), str::to_owned)
+            )
+        })
+        .collect();
+    json!(entries.join(", "))
+}
+
 /// At most three entries, then how many more (upstream's endpoints column).
 fn first_three(entries: Vec<String>, empty: &str) -> Value {
     match entries.len() {
@@ -328,6 +353,10 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
             }),
             col("Ports", "string", 0, slice_ports),
             col("Endpoints", "string", 0, slice_endpoints),
+        ],
+        ("", "ResourceQuota") => vec![
+            col("Request", "string", 0, |o, _| quota_usage(o, false)),
+            col("Limit", "string", 0, |o, _| quota_usage(o, true)),
         ],
         ("", "ConfigMap") => vec![col("Data", "integer", 0, |o, _| {
             json!(count(o, &["/data", "/binaryData"]))
@@ -549,6 +578,14 @@ mod tests {
             ),
             "Running"
         );
+    }
+
+    #[test]
+    fn quotas_read_like_kubectls() {
+        let q = json!({"spec": {"hard": {"pods": "3", "limits.cpu": "2"}},
+            "status": {"hard": {"pods": "3", "limits.cpu": "2"}, "used": {"pods": "1", "limits.cpu": "500m"}}});
+        assert_eq!(quota_usage(&q, false), "pods: 1/3");
+        assert_eq!(quota_usage(&q, true), "limits.cpu: 500m/2");
     }
 
     #[test]

@@ -8,7 +8,8 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 use vcluster_core::scheduling;
 
-use crate::quantity::{milli, requests};
+use crate::quantity::requests;
+use vcluster_core::quantity::milli;
 
 /// What one simulated node offers.
 #[derive(Debug, Clone)]

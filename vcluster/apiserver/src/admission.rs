@@ -1,0 +1,164 @@
+//! The admission plugins of a create that read other objects of the namespace, in
+//! upstream's order: LimitRanger (a pod's default requests and limits from the namespace's
+//! LimitRanges, and their bounds), PodSecurity (the namespace's
+//! `pod-security.kubernetes.io/enforce` level), ResourceQuota (a create that would take a
+//! quota of the namespace past its `hard` is refused). Each refusal is upstream's 403.
+//!
+//! LimitRanges, quotas and namespaces are read from the watch caches, as upstream's plugins
+//! read informers; what a quota has used is counted from the store, under the tenant's
+//! allocation lock that `resources::create` holds until the object is stored, so that two
+//! creates cannot both take the last of a quota.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use vcluster_core::object::meta_str;
+use vcluster_core::podsecurity::{self, Level};
+use vcluster_core::registry::{self, ResourceType};
+use vcluster_core::status::ApiError;
+use vcluster_core::{limitrange, quota};
+use vcluster_store::RangeRequest;
+
+use crate::resources::{Result, current, store_error};
+use crate::tenant::Tenant;
+
+fn builtin(plural: &str) -> Arc<ResourceType> {
+    registry::find("", "v1", plural).expect("built in")
+}
+
+/// The objects of a built-in core resource in `namespace`, from its watch cache.
+async fn cached(tenant: &Tenant, plural: &str, namespace: &str) -> Result<Vec<Arc<Value>>> {
+    let rt = builtin(plural);
+    let cache = tenant.cache(&rt, 0).await.map_err(store_error)?;
+    let prefix = registry::storage_prefix(&rt, Some(namespace));
+    let (objects, _) = cache.snapshot(prefix.as_bytes());
+    Ok(objects.into_iter().map(|(_, c)| c.object).collect())
+}
+
+/// The ResourceQuotas of `namespace`.
+pub(crate) async fn quotas(tenant: &Tenant, namespace: &str) -> Result<Vec<Arc<Value>>> {
+    cached(tenant, "resourcequotas", namespace).await
+}
+
+fn is_pod(rt: &ResourceType) -> bool {
+    rt.gk() == ("", "Pod")
+}
+
+/// LimitRanger and PodSecurity for a pod being created in `namespace`.
+pub(crate) async fn pod(
+    tenant: &Tenant,
+    rt: &ResourceType,
+    namespace: &str,
+    mut pod: Value,
+) -> Result<Value> {
+    if !is_pod(rt) {
+        return Ok(pod);
+    }
+    let name = meta_str(&pod, "name").unwrap_or_default().to_owned();
+    let ranges: Vec<Value> = cached(tenant, "limitranges", namespace)
+        .await?
+        .iter()
+        .map(|r| (**r).clone())
+        .collect();
+    if !ranges.is_empty() {
+        let broken = limitrange::apply(&ranges, &mut pod);
+        if !broken.is_empty() {
+            return Err(ApiError::forbidden(
+                rt,
+                &name,
+                &format!("[{}]", broken.join(", ")),
+            ));
+        }
+    }
+    let namespaces = builtin("namespaces");
+    let key = registry::storage_key(&namespaces, None, namespace);
+    if let Some(ns) = current(tenant, &namespaces, key.as_bytes()).await? {
+        let level = Level::of_namespace(&ns);
+        let violations = podsecurity::violations(level, &pod);
+        if !violations.is_empty() {
+            return Err(ApiError::forbidden(
+                rt,
+                &name,
+                &podsecurity::message(level, &violations),
+            ));
+        }
+    }
+    Ok(pod)
+}
+
+/// Refuses `object` if it would take one of `quotas` past its `hard`.
+pub(crate) async fn check_quotas(
+    tenant: &Tenant,
+    rt: &ResourceType,
+    namespace: &str,
+    object: &Value,
+    quotas: &[Arc<Value>],
+) -> Result<()> {
+    for q in quotas {
+        let (mut requested, mut used, mut limited) = (Vec::new(), Vec::new(), Vec::new());
+        for (resource, hard) in q
+            .pointer("/spec/hard")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let Some((group, plural)) = quota::counted(resource) else {
+                continue;
+            };
+            if (group, plural) != (rt.group.as_str(), rt.plural.as_str()) {
+                continue;
+            }
+            let asked = quota::amount(resource, object);
+            let Some(hard) = vcluster_core::quantity::milli_of(hard) else {
+                continue;
+            };
+            if asked == 0 {
+                continue;
+            }
+            let taken = usage(tenant, rt, namespace, resource).await?;
+            if taken + asked > hard {
+                requested.push(format!("{resource}={}", quota::show(resource, asked)));
+                used.push(format!("{resource}={}", quota::show(resource, taken)));
+                limited.push(format!("{resource}={}", quota::show(resource, hard)));
+            }
+        }
+        if !requested.is_empty() {
+            let name = meta_str(object, "name").unwrap_or_default();
+            return Err(ApiError::forbidden(
+                rt,
+                name,
+                &format!(
+                    "exceeded quota: {}, requested: {}, used: {}, limited: {}",
+                    meta_str(q, "name").unwrap_or_default(),
+                    requested.join(","),
+                    used.join(","),
+                    limited.join(",")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the objects of `rt` in `namespace` use of `resource` now, read from the store.
+async fn usage(
+    tenant: &Tenant,
+    rt: &ResourceType,
+    namespace: &str,
+    resource: &str,
+) -> Result<i128> {
+    let page = tenant
+        .store
+        .range(RangeRequest::prefix(registry::storage_prefix(
+            rt,
+            Some(namespace),
+        )))
+        .await
+        .map_err(store_error)?;
+    let objects: Vec<Value> = page
+        .kvs
+        .iter()
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .collect();
+    Ok(quota::usage(resource, &objects))
+}
