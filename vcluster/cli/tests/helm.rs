@@ -1,6 +1,6 @@
-//! helm 3.18 and helm 4 (server-side apply) against `vcluster up`: create a chart (with a CRD and a custom resource of
-//! it), install, upgrade with changed values, roll back and uninstall (without `--wait`:
-//! nothing runs pods until the controllers come).
+//! helm 3.18 and helm 4 (server-side apply) against `vcluster up --simulated-nodes`: create a
+//! chart (with a CRD and a custom resource of it, a StatefulSet and a Job hook), install and
+//! upgrade with `--wait` (workloads available, the hook completed), roll back and uninstall.
 
 use std::path::Path;
 use std::process::Command;
@@ -73,6 +73,42 @@ spec:
   size: {{ .Values.replicaCount }}
 ";
 
+/// A hook helm runs after each install and upgrade, and waits for.
+const HOOK: &str = "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ include \"chart.fullname\" . }}-migrate
+  annotations:
+    helm.sh/hook: post-install,post-upgrade
+    helm.sh/hook-delete-policy: before-hook-creation
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: migrate, image: busybox, command: [\"true\"]}]
+";
+
+const STATEFULSET: &str = "apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: {{ include \"chart.fullname\" . }}-db
+spec:
+  serviceName: {{ include \"chart.fullname\" . }}-db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: \"postgres:{{ .Values.dbVersion | default \"16\" }}\"}]
+";
+
+fn available(k: &Kubectl) -> i64 {
+    let d: Value = serde_json::from_str(&k.ok(&["get", "deployment", "demo-chart", "-o", "json"]))
+        .expect("json");
+    d["status"]["availableReplicas"].as_i64().unwrap_or(0)
+}
+
 fn widget_size(k: &Kubectl) -> i64 {
     let w: Value = serde_json::from_str(&k.ok(&[
         "get",
@@ -86,7 +122,8 @@ fn widget_size(k: &Kubectl) -> i64 {
 }
 
 fn lifecycle(store: StoreKind, version: &'static str) {
-    let up = Up::start(store);
+    // Nodes, so that `--wait` has pods to wait for.
+    let up = Up::with_nodes(store, 2);
     let kubeconfig = up.kubeconfig();
     let helm = Helm {
         version,
@@ -99,9 +136,23 @@ fn lifecycle(store: StoreKind, version: &'static str) {
     std::fs::create_dir_all(chart.join("crds")).expect("crds directory");
     std::fs::write(chart.join("crds/widget.yaml"), CRD).expect("write the CRD");
     std::fs::write(chart.join("templates/widget.yaml"), WIDGET).expect("write the widget");
-    let installed = helm.ok(&["install", "demo", "./chart"]);
+    std::fs::write(chart.join("templates/migrate.yaml"), HOOK).expect("write the hook");
+    std::fs::write(chart.join("templates/db.yaml"), STATEFULSET).expect("write the set");
+    let installed = helm.ok(&["install", "demo", "./chart", "--wait", "--timeout=60s"]);
     assert!(installed.contains("STATUS: deployed"), "{installed}");
     assert_eq!(replicas(&k), 1);
+    assert_eq!(available(&k), 1, "--wait waited for the Deployment");
+    let db: Value =
+        serde_json::from_str(&k.ok(&["get", "statefulset", "demo-chart-db", "-o", "json"]))
+            .expect("json");
+    assert_eq!(
+        db["status"]["readyReplicas"], 2,
+        "--wait waited for the StatefulSet"
+    );
+    let hook: Value =
+        serde_json::from_str(&k.ok(&["get", "job", "demo-chart-migrate", "-o", "json"]))
+            .expect("json");
+    assert_eq!(hook["status"]["succeeded"], 1, "the hook ran to completion");
     assert_eq!(widget_size(&k), 1);
     assert!(
         k.ok(&["get", "service", "demo-chart", "-o", "name"])
@@ -111,8 +162,30 @@ fn lifecycle(store: StoreKind, version: &'static str) {
     let releases = k.ok(&["get", "secrets", "-l", "owner=helm,name=demo", "-o", "name"]);
     assert_eq!(releases.lines().count(), 1, "{releases}");
 
-    helm.ok(&["upgrade", "demo", "./chart", "--set", "replicaCount=3"]);
+    helm.ok(&[
+        "upgrade",
+        "demo",
+        "./chart",
+        "--set",
+        "replicaCount=3,dbVersion=17",
+        "--wait",
+        "--timeout=60s",
+    ]);
     assert_eq!(replicas(&k), 3);
+    assert_eq!(available(&k), 3, "--wait waited for the scaled Deployment");
+    let db_pods: Value =
+        serde_json::from_str(&k.ok(&["get", "pods", "-l", "app=db", "-o", "json"])).expect("json");
+    let images: Vec<&str> = db_pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["spec"]["containers"][0]["image"].as_str())
+        .collect();
+    assert_eq!(
+        images,
+        ["postgres:17", "postgres:17"],
+        "--wait waited for the rolling update"
+    );
     assert_eq!(widget_size(&k), 3, "the custom resource was upgraded");
     let history = helm.ok(&["history", "demo", "-o", "json"]);
     let history: Value = serde_json::from_str(&history).expect("history json");
