@@ -1,7 +1,8 @@
 //! kube-rs against `vcluster up`: discovery, the typed and the dynamic client, a watcher,
 //! a watch from a revision the server no longer holds (410 inside the stream), and a
 //! watcher that recovers from that 410 by re-listing; a `CustomResource` type whose CRD and
-//! objects are server-side applied (`Patch::Apply`) while a watcher follows them.
+//! objects are server-side applied (`Patch::Apply`) while a watcher follows them; a watch
+//! following a Deployment's rolling update pod by pod on simulated nodes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -302,16 +303,133 @@ async fn custom_resource(up: &Up) {
     follower.abort();
 }
 
+/// A watch of a Deployment's pods during a rolling update sees it go pod by pod: never
+/// more than `replicas + maxSurge` pods, never fewer than `replicas - maxUnavailable` ready,
+/// until every pod runs the new template.
+async fn rolling_update(up: &Up) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Pod;
+    use std::collections::BTreeMap as Map;
+
+    let client = client(up).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "rolling"},
+        "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "rolling"}},
+            "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
+            "template": {"metadata": {"labels": {"app": "rolling"}},
+                "spec": {"containers": [{"name": "app", "image": "app:1"}]}},
+        }
+    }))
+    .expect("a deployment");
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create the deployment");
+    let ready = |pod: &Pod| {
+        pod.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    };
+    let image = |pod: &Pod| {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.containers[0].image.clone())
+            .unwrap_or_default()
+    };
+    // Every pod ready on app:1 first.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = pods
+            .list(&ListParams::default().labels("app=rolling"))
+            .await
+            .expect("list");
+        if listed.items.len() == 4 && listed.items.iter().all(ready) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first rollout never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stream = watcher(
+        pods.clone(),
+        watcher::Config::default().labels("app=rolling"),
+    );
+    let mut stream = std::pin::pin!(stream);
+    let mut current: Map<String, Pod> = Map::new();
+    // The watcher's initial list, then the update.
+    while let Some(event) = stream.try_next().await.expect("watch") {
+        match event {
+            watcher::Event::InitApply(pod) => {
+                current.insert(pod.name_any(), pod);
+            }
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    deployments
+        .patch(
+            "rolling",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2"}]}}}})),
+        )
+        .await
+        .expect("update the image");
+    let (mut most, mut fewest_ready, mut events) = (0, usize::MAX, 0);
+    let done = |current: &Map<String, Pod>| {
+        current.len() == 4 && current.values().all(|p| ready(p) && image(p) == "app:2")
+    };
+    while !done(&current) {
+        let event = tokio::time::timeout(Duration::from_secs(30), stream.try_next())
+            .await
+            .expect("the rollout stalled")
+            .expect("watch")
+            .expect("the watch ended");
+        events += 1;
+        match event {
+            watcher::Event::Apply(pod) => {
+                current.insert(pod.name_any(), pod);
+            }
+            watcher::Event::Delete(pod) => {
+                current.remove(&pod.name_any());
+            }
+            _ => {}
+        }
+        most = most.max(current.len());
+        fewest_ready = fewest_ready.min(current.values().filter(|p| ready(p)).count());
+    }
+    assert!(
+        most <= 5,
+        "more than replicas + maxSurge pods at once: {most}"
+    );
+    assert!(
+        fewest_ready >= 3,
+        "fewer than replicas - maxUnavailable ready: {fewest_ready}"
+    );
+    assert!(
+        events >= 12,
+        "a pod-by-pod rollout shows each pod come and go: {events} events"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_rs_on_the_embedded_store() {
-    let up = Up::start(StoreKind::Embedded);
+    let up = Up::with_nodes(StoreKind::Embedded, 2);
     scenario(&up).await;
     custom_resource(&up).await;
+    rolling_update(&up).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_rs_on_etcd() {
-    let up = Up::start(StoreKind::Etcd);
+    let up = Up::with_nodes(StoreKind::Etcd, 2);
     scenario(&up).await;
     custom_resource(&up).await;
+    rolling_update(&up).await;
 }

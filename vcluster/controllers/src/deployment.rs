@@ -189,14 +189,14 @@ async fn scale_down_olds(
     }
     let all = total(olds.iter()) + int(new, "/spec/replicas", 0);
     let min_available = limits.replicas - limits.unavailable;
-    let new_unavailable = int(new, "/spec/replicas", 0) - int(new, "/status/availableReplicas", 0);
+    let new_unavailable = int(new, "/spec/replicas", 0) - available(new);
     let mut room = all - min_available - new_unavailable;
     for rs in olds.iter_mut() {
         if room <= 0 {
             break;
         }
         let replicas = int(rs, "/spec/replicas", 0);
-        let unhealthy = replicas - int(rs, "/status/availableReplicas", 0);
+        let unhealthy = replicas - available(rs);
         if replicas == 0 || unhealthy <= 0 {
             continue;
         }
@@ -207,7 +207,7 @@ async fn scale_down_olds(
     let available: i64 = olds
         .iter()
         .chain([new])
-        .map(|rs| int(rs, "/status/availableReplicas", 0))
+        .map(available)
         .sum();
     let mut room = available - min_available;
     for rs in olds.iter_mut() {
@@ -222,6 +222,14 @@ async fn scale_down_olds(
         }
     }
     Ok(())
+}
+
+/// The pods of a ReplicaSet that count as available for scaling decisions: its status's,
+/// but never more than its spec allows. A ReplicaSet just scaled down still reports the
+/// pods it is about to delete; counting them would let a rollout take more away than
+/// `maxUnavailable` allows.
+fn available(rs: &Value) -> i64 {
+    int(rs, "/status/availableReplicas", 0).min(int(rs, "/spec/replicas", 0))
 }
 
 async fn set_replicas(api: &dyn Api, tenant: &str, rs: &mut Value, replicas: i64) -> Result<()> {
