@@ -4,10 +4,11 @@
 //! `pod-security.kubernetes.io/enforce` level), ResourceQuota (a create that would take a
 //! quota of the namespace past its `hard` is refused). Each refusal is upstream's 403.
 //!
-//! LimitRanges, quotas and namespaces are read from the watch caches, as upstream's plugins
-//! read informers; what a quota has used is counted from the store, under the tenant's
-//! allocation lock that `resources::create` holds until the object is stored, so that two
-//! creates cannot both take the last of a quota.
+//! LimitRanges and quotas are read from the store (a namespace rarely has any; watch caches
+//! of them would cost every idle tenant), the namespace from its watch cache; what a quota
+//! has used is counted from the store, under the tenant's allocation lock that
+//! `resources::create` holds until the object is stored, so that two creates cannot both
+//! take the last of a quota.
 
 use std::sync::Arc;
 
@@ -26,18 +27,28 @@ fn builtin(plural: &str) -> Arc<ResourceType> {
     registry::find("", "v1", plural).expect("built in")
 }
 
-/// The objects of a built-in core resource in `namespace`, from its watch cache.
-async fn cached(tenant: &Tenant, plural: &str, namespace: &str) -> Result<Vec<Arc<Value>>> {
+/// The objects of a built-in core resource in `namespace`, read from the store: usually
+/// none, and a watch cache for them in every tenant would cost each idle tenant a watch.
+async fn stored(tenant: &Tenant, plural: &str, namespace: &str) -> Result<Vec<Arc<Value>>> {
     let rt = builtin(plural);
-    let cache = tenant.cache(&rt, 0).await.map_err(store_error)?;
-    let prefix = registry::storage_prefix(&rt, Some(namespace));
-    let (objects, _) = cache.snapshot(prefix.as_bytes());
-    Ok(objects.into_iter().map(|(_, c)| c.object).collect())
+    let page = tenant
+        .store
+        .range(RangeRequest::prefix(registry::storage_prefix(
+            &rt,
+            Some(namespace),
+        )))
+        .await
+        .map_err(store_error)?;
+    Ok(page
+        .kvs
+        .iter()
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok().map(Arc::new))
+        .collect())
 }
 
 /// The ResourceQuotas of `namespace`.
 pub(crate) async fn quotas(tenant: &Tenant, namespace: &str) -> Result<Vec<Arc<Value>>> {
-    cached(tenant, "resourcequotas", namespace).await
+    stored(tenant, "resourcequotas", namespace).await
 }
 
 fn is_pod(rt: &ResourceType) -> bool {
@@ -55,7 +66,7 @@ pub(crate) async fn pod(
         return Ok(pod);
     }
     let name = meta_str(&pod, "name").unwrap_or_default().to_owned();
-    let ranges: Vec<Value> = cached(tenant, "limitranges", namespace)
+    let ranges: Vec<Value> = stored(tenant, "limitranges", namespace)
         .await?
         .iter()
         .map(|r| (**r).clone())

@@ -204,11 +204,7 @@ async fn scale_down_olds(
         room -= down;
         set_replicas(api, tenant, rs, replicas - down).await?;
     }
-    let available: i64 = olds
-        .iter()
-        .chain([new])
-        .map(available)
-        .sum();
+    let available: i64 = olds.iter().chain([new]).map(available).sum();
     let mut room = available - min_available;
     for rs in olds.iter_mut() {
         if room <= 0 {

@@ -70,9 +70,13 @@ pub(crate) async fn reconcile(api: Arc<dyn Api>, key: Key) -> Result<Requeue> {
     let tenant = &*key.tenant;
     let namespace = Some(key.namespace.as_str());
     if key.name.is_empty() {
-        let pods = api.list(tenant, &PODS, namespace).await?;
-        for service in api.list(tenant, &RESOURCE, namespace).await? {
-            sync_service(&*api, tenant, &service, &pods).await?;
+        let services = api.list(tenant, &RESOURCE, namespace).await?;
+        // Most namespaces have no Service with a selector: no pods to read then.
+        if services.iter().any(|s| selected(s, &[]).is_some()) {
+            let pods = api.list(tenant, &PODS, namespace).await?;
+            for service in services {
+                sync_service(&*api, tenant, &service, &pods).await?;
+            }
         }
         return Ok(None);
     }
