@@ -788,7 +788,8 @@ pub(crate) async fn create(
             }
             return Ok(object);
         }
-        match tenant.store.create(key, encode(&object), None).await {
+        let lease = tenant.lease_for(&target.rt).await.map_err(store_error)?;
+        match tenant.store.create(key, encode(&object), lease).await {
             Ok(kv) => return Ok(with_resource_version(object, kv.mod_revision)),
             // A generated name that collided: draw another.
             Err(vcluster_store::Error::AlreadyExists { .. }) if generated => continue,
@@ -986,13 +987,14 @@ async fn update_owned(
                 Err(e) => Err(store_error(e)),
             };
         }
+        let lease = tenant.lease_for(&target.rt).await.map_err(store_error)?;
         match tenant
             .store
             .update(
                 key(target, name),
                 encode(&object),
                 Some(kv.mod_revision),
-                None,
+                lease,
             )
             .await
         {

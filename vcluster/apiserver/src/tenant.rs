@@ -50,6 +50,9 @@ pub struct Tenant {
     starting: Mutex<()>,
     /// Held while a Service is given addresses and stored (`services.rs`).
     pub(crate) allocating: Mutex<()>,
+    /// The store lease the events written in the last minute expire with, and when it was
+    /// granted.
+    event_lease: std::sync::Mutex<Option<(vcluster_store::LeaseId, std::time::Instant)>>,
 }
 
 impl Tenant {
@@ -89,6 +92,28 @@ impl Tenant {
 
     pub(crate) fn end_cleanup(&self, name: &str) {
         self.cleaning.lock().expect("cleanup lock").remove(name);
+    }
+
+    /// The store lease an object of `rt` is written with: events expire an hour after their
+    /// last write (upstream's `--event-ttl`), through one lease per minute of events (as
+    /// upstream reuses leases); nothing else expires.
+    pub(crate) async fn lease_for(
+        &self,
+        rt: &ResourceType,
+    ) -> Result<Option<vcluster_store::LeaseId>, vcluster_store::Error> {
+        const TTL: u64 = 3600;
+        const REUSE: std::time::Duration = std::time::Duration::from_secs(60);
+        if rt.kind != "Event" {
+            return Ok(None);
+        }
+        if let Some((lease, granted)) = *self.event_lease.lock().expect("lease lock")
+            && granted.elapsed() < REUSE
+        {
+            return Ok(Some(lease));
+        }
+        let lease = self.store.grant_lease(TTL + REUSE.as_secs()).await?;
+        *self.event_lease.lock().expect("lease lock") = Some((lease, std::time::Instant::now()));
+        Ok(Some(lease))
     }
 
     /// The watch cache of a resource, created on first use starting at `start` (the
@@ -274,6 +299,7 @@ impl Tenants {
             caches: RwLock::new(HashMap::new()),
             starting: Mutex::new(()),
             allocating: Mutex::new(()),
+            event_lease: std::sync::Mutex::new(None),
             types: RwLock::new(Arc::default()),
             cleaning: Default::default(),
             policy: RwLock::new(None),
