@@ -20,7 +20,7 @@ use vcluster_store::{EventKind, RangeRequest};
 use crate::resources::{self, served, store_error};
 use crate::router::Target;
 use crate::tenant::{Tenant, Tenants};
-use crate::{crds, namespaces};
+use crate::{accounts, crds, namespaces};
 
 /// The field manager of the controllers' writes.
 const MANAGER: &str = "kube-controller-manager";
@@ -106,6 +106,7 @@ async fn follow(tenants: &Arc<Tenants>, sender: &mpsc::Sender<Feed>) -> Result<(
             previous: event.prev.as_ref().and_then(decode),
         };
         namespaces::watch(tenants, &change);
+        accounts::watch(tenants, &change);
         if sender.send(Feed::Change(change)).await.is_err() {
             return Ok(());
         }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use vcluster_apiserver::Tenants;
-use vcluster_store::{Embedded, EmbeddedOptions, Store};
+use vcluster_store::{Embedded, EmbeddedOptions};
 use vcluster_testkit::clients::Kubectl;
 
 const OBJECTS: &str = "apiVersion: v1

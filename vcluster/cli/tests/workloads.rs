@@ -575,6 +575,55 @@ spec:
     k.ok(&["delete", "namespace", ns, "--wait=false"]);
 }
 
+/// A legacy token Secret gets a token of its account, valid while the Secret exists.
+fn legacy_token(k: &Kubectl, ns: &str) {
+    k.ok(&["create", "serviceaccount", "robot", "-n", ns]);
+    let secret = format!(
+        "apiVersion: v1
+kind: Secret
+metadata:
+  name: robot-token
+  namespace: {ns}
+  annotations: {{kubernetes.io/service-account.name: robot}}
+type: kubernetes.io/service-account-token
+"
+    );
+    k.run_with(&["create", "-f", "-"], Some(&secret));
+    let filled = k.eventually(
+        &["get", "secret", "robot-token", "-n", ns, "-o", "json"],
+        |out| json(out)["data"]["token"].is_string(),
+    );
+    let filled = json(&filled);
+    for key in ["ca.crt", "namespace"] {
+        assert!(filled["data"][key].is_string(), "{key} missing: {filled}");
+    }
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD
+        .decode(filled["data"]["token"].as_str().expect("token"))
+        .expect("base64");
+    let review = |token: &str| {
+        let body = format!(
+            r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"{token}"}}}}"#
+        );
+        let run = k.run_with(&["create", "-f", "-", "-o", "json"], Some(&body));
+        assert!(run.ok, "{}", run.stderr);
+        json(&run.stdout)["status"].clone()
+    };
+    let token = String::from_utf8(token).expect("a text token");
+    let status = review(&token);
+    assert_eq!(status["authenticated"], true, "{status}");
+    assert_eq!(
+        status["user"]["username"],
+        format!("system:serviceaccount:{ns}:robot")
+    );
+    k.ok(&["delete", "secret", "robot-token", "-n", ns]);
+    assert_ne!(
+        review(&token)["authenticated"],
+        true,
+        "the token outlived its Secret"
+    );
+}
+
 /// StatefulSets, DaemonSets and Jobs.
 fn other_workloads(k: &Kubectl, ns: &str) {
     k.run_with(&["apply", "-n", ns, "-f", "-"], Some(STATEFULSET));
@@ -808,6 +857,7 @@ fn every_scenario(store: StoreKind) {
         cascading_deletes(k, ns);
         services(k, ns);
         admission(k, ns);
+        legacy_token(k, ns);
         other_workloads(k, ns);
     }
     for (k, ns) in &clients {
