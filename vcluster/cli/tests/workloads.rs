@@ -20,18 +20,15 @@ fn items(out: &str) -> Vec<Value> {
 }
 
 /// The images of the running pods labelled `app=<app>`.
+/// The pods labelled `app=<app>`.
+fn app_pods(k: &Kubectl, ns: &str, app: &str) -> Vec<Value> {
+    let label = format!("app={app}");
+    items(&k.ok(&["get", "pods", "-n", ns, "-l", &label, "-o", "json"]))
+}
+
 fn running_images(k: &Kubectl, ns: &str, app: &str) -> Vec<String> {
-    let pods = k.ok(&[
-        "get",
-        "pods",
-        "-n",
-        ns,
-        "-l",
-        &format!("app={app}"),
-        "-o",
-        "json",
-    ]);
-    let mut images: Vec<String> = items(&pods)
+    let pods = app_pods(k, ns, app);
+    let mut images: Vec<String> = pods
         .iter()
         .filter(|p| {
             p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
@@ -344,24 +341,15 @@ spec:
 ";
 
 fn pod_names(k: &Kubectl, ns: &str, app: &str) -> Vec<String> {
-    let mut names: Vec<String> = items(&k.ok(&[
-        "get",
-        "pods",
-        "-n",
-        ns,
-        "-l",
-        &format!("app={app}"),
-        "-o",
-        "json",
-    ]))
-    .iter()
-    .map(|p| {
-        p["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    })
-    .collect();
+    let mut names: Vec<String> = app_pods(k, ns, app)
+        .iter()
+        .map(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
     names.sort();
     names
 }

@@ -161,7 +161,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
         } else {
             if policy == "Replace" {
                 for job in active.drain(..) {
-                    delete_job(api, tenant, &job).await?;
+                    crate::delete_object(api, tenant, &job::RESOURCE, &job).await?;
                 }
             }
             match api
@@ -252,7 +252,7 @@ async fn prune_history(
         let excess = of_kind.len().saturating_sub(limit);
         let mut gone = Vec::new();
         for job in of_kind.into_iter().take(excess) {
-            delete_job(api, tenant, job).await?;
+            crate::delete_object(api, tenant, &job::RESOURCE, job).await?;
             gone.push(meta_str(job, "uid").unwrap_or_default().to_owned());
         }
         jobs.retain(|j| {
@@ -262,24 +262,6 @@ async fn prune_history(
         });
     }
     Ok(())
-}
-
-async fn delete_job(api: &dyn Api, tenant: &str, job: &Value) -> Result<()> {
-    let options =
-        json!({"propagationPolicy": "Background", "preconditions": {"uid": meta_str(job, "uid")}});
-    match api
-        .delete(
-            tenant,
-            &job::RESOURCE,
-            meta_str(job, "namespace"),
-            meta_str(job, "name").unwrap_or_default(),
-            options,
-        )
-        .await
-    {
-        Err(e) if !matches!(e.code, 404 | 409) => Err(e),
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

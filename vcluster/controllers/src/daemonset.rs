@@ -122,7 +122,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
     for (node, pods) in &on_node {
         let keep = usize::from(wanted.contains_key(node));
         for pod in pods.iter().skip(keep) {
-            delete_pod(api, tenant, pod).await?;
+            crate::delete_object(api, tenant, &PODS, pod).await?;
         }
     }
     for node in wanted.keys() {
@@ -161,7 +161,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
             .unwrap_or(1)
             .saturating_sub(unavailable);
         for pod in outdated.iter().filter(|p| pods::is_ready(p)).take(room) {
-            delete_pod(api, tenant, pod).await?;
+            crate::delete_object(api, tenant, &PODS, pod).await?;
         }
     }
     write_status(api, tenant, &set, &wanted, &on_node, &revision).await
@@ -171,23 +171,6 @@ fn revision_of(pod: &Value) -> Option<&str> {
     pod.pointer("/metadata/labels")?
         .get(REVISION_LABEL)?
         .as_str()
-}
-
-async fn delete_pod(api: &dyn Api, tenant: &str, pod: &Value) -> Result<()> {
-    let options = json!({"preconditions": {"uid": meta_str(pod, "uid")}});
-    match api
-        .delete(
-            tenant,
-            &PODS,
-            meta_str(pod, "namespace"),
-            meta_str(pod, "name").unwrap_or_default(),
-            options,
-        )
-        .await
-    {
-        Err(e) if !matches!(e.code, 404 | 409) => Err(e),
-        _ => Ok(()),
-    }
 }
 
 async fn write_status(

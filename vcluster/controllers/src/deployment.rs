@@ -254,21 +254,8 @@ async fn prune_history(
     for rs in olds.drain(..) {
         if excess > 0 && idle(&rs) && !is_deleting(&rs) {
             excess -= 1;
-            let name = meta_str(&rs, "name").unwrap_or_default();
-            let options = json!({"preconditions": {"uid": meta_str(&rs, "uid")}});
-            match api
-                .delete(
-                    tenant,
-                    &replicaset::RESOURCE,
-                    meta_str(&rs, "namespace"),
-                    name,
-                    options,
-                )
-                .await
-            {
-                Err(e) if e.code != 404 => return Err(e),
-                _ => continue,
-            }
+            crate::delete_object(api, tenant, &replicaset::RESOURCE, &rs).await?;
+            continue;
         }
         kept.push(rs);
     }

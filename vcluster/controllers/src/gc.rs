@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use vcluster_core::object::{is_deleting, meta_str};
 
 use crate::pods::owner_references;
@@ -413,28 +413,23 @@ async fn drop_reference(
 }
 
 async fn delete(api: &dyn Api, tenant: &str, object: &Object, propagation: &str) -> Result<()> {
-    let options = json!({
-        "propagationPolicy": propagation,
-        "preconditions": {"uid": object.uid},
-    });
-    match api
-        .delete(
-            tenant,
-            &object.resource,
-            object.namespace.as_deref(),
-            &object.name,
-            options,
-        )
-        .await
-    {
-        Err(e) if !matches!(e.code, 404 | 409) => Err(e),
-        _ => Ok(()),
-    }
+    let (namespace, uid) = (object.namespace.as_deref(), Some(object.uid.as_str()));
+    crate::delete_exact(
+        api,
+        tenant,
+        &object.resource,
+        namespace,
+        &object.name,
+        uid,
+        propagation,
+    )
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_index_follows_owner_references() {

@@ -292,19 +292,7 @@ fn ranges(indexes: &BTreeSet<i64>) -> String {
 
 async fn delete_pods(api: &dyn Api, tenant: &str, pods: &[&Value]) -> Result<()> {
     for pod in pods {
-        match api
-            .delete(
-                tenant,
-                &PODS,
-                meta_str(pod, "namespace"),
-                meta_str(pod, "name").unwrap_or_default(),
-                json!({}),
-            )
-            .await
-        {
-            Err(e) if e.code != 404 => return Err(e),
-            _ => {}
-        }
+        crate::delete_object(api, tenant, &PODS, pod).await?;
     }
     Ok(())
 }
@@ -345,21 +333,8 @@ async fn expire(api: &dyn Api, tenant: &str, job: &Value, now: jiff::Timestamp) 
     if left > 0 {
         return Ok(requeue_in(left));
     }
-    let options =
-        json!({"propagationPolicy": "Background", "preconditions": {"uid": meta_str(job, "uid")}});
-    match api
-        .delete(
-            tenant,
-            &RESOURCE,
-            meta_str(job, "namespace"),
-            meta_str(job, "name").unwrap_or_default(),
-            options,
-        )
-        .await
-    {
-        Err(e) if !matches!(e.code, 404 | 409) => Err(e),
-        _ => Ok(None),
-    }
+    crate::delete_object(api, tenant, &RESOURCE, job).await?;
+    Ok(None)
 }
 
 #[cfg(test)]

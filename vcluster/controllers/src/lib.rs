@@ -234,6 +234,48 @@ fn queue_for(change: &Change, queue: &Queue, resource: &Resource, child: &Resour
     }
 }
 
+/// Deletes the object `namespace`/`name` of `resource` if it is still the one with `uid`,
+/// its dependents following `propagation`. Already gone, or replaced by another of the same
+/// name (a 409 on the uid precondition), is what was wanted.
+async fn delete_exact(
+    api: &dyn Api,
+    tenant: &str,
+    resource: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+    uid: Option<&str>,
+    propagation: &str,
+) -> Result<()> {
+    let options = serde_json::json!({
+        "propagationPolicy": propagation,
+        "preconditions": {"uid": uid},
+    });
+    match api.delete(tenant, resource, namespace, name, options).await {
+        Err(e) if !matches!(e.code, 404 | 409) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// [`delete_exact`] of an object as read, in the background.
+async fn delete_object(
+    api: &dyn Api,
+    tenant: &str,
+    resource: &Resource,
+    object: &Value,
+) -> Result<()> {
+    use vcluster_core::object::meta_str;
+    delete_exact(
+        api,
+        tenant,
+        resource,
+        meta_str(object, "namespace"),
+        meta_str(object, "name").unwrap_or_default(),
+        meta_str(object, "uid"),
+        "Background",
+    )
+    .await
+}
+
 /// Queues every object of `resource` in `tenant`.
 async fn sweep(api: &dyn Api, tenant: &Arc<str>, resource: &Resource, queue: &Queue) {
     match api.list(tenant, resource, None).await {

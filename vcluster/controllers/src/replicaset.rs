@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use vcluster_core::object::{is_deleting, meta_str};
+use vcluster_core::object::is_deleting;
 
 use crate::pods::{self, Availability};
 use crate::queue::{Key, Queue};
@@ -68,19 +68,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
             active.sort_by_key(|p| deletion_rank(p));
             let surplus = (active.len() - wanted).min(BURST);
             for pod in active.into_iter().take(surplus) {
-                match api
-                    .delete(
-                        &key.tenant,
-                        &PODS,
-                        Some(&key.namespace),
-                        meta_str(pod, "name").unwrap_or_default(),
-                        json!({}),
-                    )
-                    .await
-                {
-                    Err(e) if e.code != 404 => return Err(e),
-                    _ => {}
-                }
+                crate::delete_object(api, &key.tenant, &PODS, pod).await?;
             }
         }
     }

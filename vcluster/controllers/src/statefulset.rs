@@ -91,7 +91,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
         .values()
         .filter(|p| !is_deleting(p) && !pods::is_active(p))
     {
-        delete_pod(api, tenant, pod).await?;
+        crate::delete_object(api, tenant, &PODS, pod).await?;
     }
     let all_healthy = |upto: i64| (0..upto).all(|o| by_ordinal.get(&o).is_some_and(|p| healthy(p)));
     let mut acted = false;
@@ -131,7 +131,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
         if !parallel && (acted || !all_healthy(replicas)) {
             break;
         }
-        delete_pod(api, tenant, pod).await?;
+        crate::delete_object(api, tenant, &PODS, pod).await?;
         acted = true;
     }
     // Rolling update: the highest outdated pod at or above the partition, once all are
@@ -142,7 +142,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
             .filter_map(|o| by_ordinal.get(&o))
             .find(|p| revision_of(p) != Some(update_revision.as_str()));
         if let Some(pod) = outdated {
-            delete_pod(api, tenant, pod).await?;
+            crate::delete_object(api, tenant, &PODS, pod).await?;
         }
     }
     write_status(
@@ -301,23 +301,6 @@ async fn create_claims(api: &dyn Api, tenant: &str, set: &Value, o: i64) -> Resu
         }
     }
     Ok(())
-}
-
-async fn delete_pod(api: &dyn Api, tenant: &str, pod: &Value) -> Result<()> {
-    let options = json!({"preconditions": {"uid": meta_str(pod, "uid")}});
-    match api
-        .delete(
-            tenant,
-            &PODS,
-            meta_str(pod, "namespace"),
-            meta_str(pod, "name").unwrap_or_default(),
-            options,
-        )
-        .await
-    {
-        Err(e) if !matches!(e.code, 404 | 409) => Err(e),
-        _ => Ok(()),
-    }
 }
 
 async fn write_status(
