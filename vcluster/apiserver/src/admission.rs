@@ -1,6 +1,7 @@
 //! The admission plugins of a create that read other objects of the namespace, in
 //! upstream's order: LimitRanger (a pod's default requests and limits from the namespace's
-//! LimitRanges, and their bounds), PodSecurity (the namespace's
+//! LimitRanges, and their bounds), ServiceAccount (the pod's account must exist; its token
+//! is mounted, `vcluster_core::serviceaccount`), PodSecurity (the namespace's
 //! `pod-security.kubernetes.io/enforce` level), ResourceQuota (a create that would take a
 //! quota of the namespace past its `hard` is refused). Each refusal is upstream's 403.
 //!
@@ -17,11 +18,11 @@ use vcluster_core::object::meta_str;
 use vcluster_core::podsecurity::{self, Level};
 use vcluster_core::registry::{self, ResourceType};
 use vcluster_core::status::ApiError;
-use vcluster_core::{limitrange, quota};
+use vcluster_core::{limitrange, quota, serviceaccount};
 use vcluster_store::RangeRequest;
 
 use crate::resources::{Result, current, store_error};
-use crate::tenant::Tenant;
+use crate::tenant::{Tenant, fresh};
 
 fn builtin(plural: &str) -> Arc<ResourceType> {
     registry::find("", "v1", plural).expect("built in")
@@ -81,6 +82,19 @@ pub(crate) async fn pod(
             ));
         }
     }
+    if serviceaccount::applies_to(&pod) {
+        let account_name = serviceaccount::account(&mut pod);
+        let Some(account) = service_account(tenant, namespace, &account_name).await? else {
+            return Err(ApiError::forbidden(
+                rt,
+                &name,
+                &format!(
+                    "error looking up service account {namespace}/{account_name}: serviceaccount \"{account_name}\" not found"
+                ),
+            ));
+        };
+        serviceaccount::admit(&mut pod, &account, &fresh().suffix);
+    }
     let namespaces = builtin("namespaces");
     let key = registry::storage_key(&namespaces, None, namespace);
     if let Some(ns) = current(tenant, &namespaces, key.as_bytes()).await? {
@@ -95,6 +109,32 @@ pub(crate) async fn pod(
         }
     }
     Ok(pod)
+}
+
+/// The ServiceAccount `name` of `namespace`. The `default` account is made by the
+/// namespace controller just after its namespace, so a pod created at once may come
+/// before it: as upstream, that one is looked for a few times before the pod is refused.
+async fn service_account(
+    tenant: &Tenant,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Arc<Value>>> {
+    let accounts = builtin("serviceaccounts");
+    let key = registry::storage_key(&accounts, Some(namespace), name);
+    let attempts = if name == serviceaccount::DEFAULT_ACCOUNT {
+        10
+    } else {
+        1
+    };
+    for attempt in 1..=attempts {
+        if let Some(found) = current(tenant, &accounts, key.as_bytes()).await? {
+            return Ok(Some(found));
+        }
+        if attempt < attempts {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    Ok(None)
 }
 
 /// Refuses `object` if it would take one of `quotas` past its `hard`.

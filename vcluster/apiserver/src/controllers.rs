@@ -133,11 +133,20 @@ impl Internal {
         resource: &Resource,
         namespace: Option<&str>,
         name: Option<&str>,
+        object: Option<&Value>,
     ) -> Result<Target> {
         let types = crds::types(tenant).await?;
-        let rt = types
-            .all()
-            .find(|rt| rt.group == resource.group && rt.plural == resource.plural)
+        let served = || {
+            types
+                .all()
+                .filter(|rt| rt.group == resource.group && rt.plural == resource.plural)
+        };
+        // An object written goes through the version it is written in (the versions of a
+        // resource share their objects; `autoscaling/v1` and `v2` have different fields).
+        let written = object.and_then(|o| o["apiVersion"].as_str());
+        let rt = served()
+            .find(|rt| written.is_some_and(|v| rt.api_version() == v))
+            .or_else(|| served().next())
             .cloned()
             .ok_or_else(|| {
                 ApiError::new(
@@ -197,7 +206,9 @@ impl Api for Internal {
         namespace: Option<&str>,
     ) -> Result<Vec<Value>> {
         let tenant = self.tenant(tenant)?;
-        let target = self.target(&tenant, resource, namespace, None).await?;
+        let target = self
+            .target(&tenant, resource, namespace, None, None)
+            .await?;
         let prefix = registry::storage_prefix(&target.rt, target.namespace.as_deref());
         let objects = read_prefix(&tenant, prefix).await?;
         Ok(objects.into_iter().map(|(_, o)| o).collect())
@@ -212,7 +223,7 @@ impl Api for Internal {
     ) -> Result<Option<Value>> {
         let tenant = self.tenant(tenant)?;
         let target = self
-            .target(&tenant, resource, namespace, Some(name))
+            .target(&tenant, resource, namespace, Some(name), None)
             .await?;
         let key = registry::storage_key(&target.rt, target.namespace.as_deref(), name);
         match tenant
@@ -234,7 +245,9 @@ impl Api for Internal {
         object: Value,
     ) -> Result<Value> {
         let tenant = self.tenant(tenant)?;
-        let target = self.target(&tenant, resource, namespace, None).await?;
+        let target = self
+            .target(&tenant, resource, namespace, None, Some(&object))
+            .await?;
         resources::create(&tenant, &target, object, &params()).await
     }
 
@@ -248,7 +261,13 @@ impl Api for Internal {
         let tenant = self.tenant(tenant)?;
         let meta = |field| vcluster_core::object::meta_str(object, field);
         let target = self
-            .target(&tenant, resource, meta("namespace"), meta("name"))
+            .target(
+                &tenant,
+                resource,
+                meta("namespace"),
+                meta("name"),
+                Some(object),
+            )
             .await?;
         let scope = if status {
             UpdateScope::Status
@@ -271,7 +290,7 @@ impl Api for Internal {
     ) -> Result<()> {
         let tenant = self.tenant(tenant)?;
         let target = self
-            .target(&tenant, resource, namespace, Some(name))
+            .target(&tenant, resource, namespace, Some(name), None)
             .await?;
         resources::delete(&tenant, &target, &options)
             .await

@@ -164,7 +164,7 @@ fn start_cleanup(tenant: &Arc<Tenant>, crd: &Value) {
 
 async fn cleanup(tenant: &Tenant, rt: Arc<ResourceType>, name: &str) -> Result<()> {
     let prefix = registry::storage_prefix(&rt, None);
-    while resources::delete_all(tenant, &rt, &prefix).await? > 0 {
+    while resources::delete_all(tenant, &rt, &prefix).await?.found > 0 {
         // Objects held by finalizers of their own: wait for them.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -9,7 +9,7 @@
 //! and after the watch ends (a compaction, a store restart), every open tenant's namespaces
 //! are swept for deletions it may have missed.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use vcluster_store::RangeRequest;
 
 use crate::resources::{self, Result, store_error};
 use crate::router::Target;
-use crate::tenant::{Tenant, Tenants};
+use crate::tenant::{Tenant, Tenants, fresh};
 use crate::{crds, reviews};
 
 /// The finalizer the namespace controller owns.
@@ -159,12 +159,14 @@ fn start(tenant: &Arc<Tenant>, name: &str) {
 }
 
 /// Deletes everything in the namespace (through the API's delete, so finalizers hold
-/// objects as usual), then removes the `kubernetes` finalizer.
+/// objects as usual), then removes the `kubernetes` finalizer. While content remains, the
+/// namespace's status conditions say what and which finalizers hold it, as upstream's.
 async fn finalize(tenant: &Arc<Tenant>, namespace: &str) -> Result<()> {
+    let mut reported = None;
     loop {
         let types = crds::types(tenant).await?;
         let mut prefixes = HashSet::new();
-        let mut remaining = 0;
+        let (mut found, mut remaining) = (0, Remaining::default());
         for rt in types
             .all()
             .filter(|rt| rt.namespaced && !reviews::is_review(rt))
@@ -172,10 +174,16 @@ async fn finalize(tenant: &Arc<Tenant>, namespace: &str) -> Result<()> {
             let prefix = registry::storage_prefix(rt, Some(namespace));
             // Versions of one resource share their objects: each prefix once.
             if prefixes.insert(prefix.clone()) {
-                remaining += resources::delete_all(tenant, rt, &prefix).await?;
+                let swept = resources::delete_all(tenant, rt, &prefix).await?;
+                found += swept.found;
+                remaining.add(&format!("{}.{}", rt.plural, rt.group), &swept.held);
             }
         }
-        if remaining == 0 {
+        if reported.as_ref() != Some(&remaining) {
+            report(tenant, namespace, &remaining).await?;
+            reported = Some(remaining.clone());
+        }
+        if found == 0 {
             break;
         }
         // Objects held by finalizers of their own: wait for them.
@@ -196,6 +204,152 @@ async fn finalize(tenant: &Arc<Tenant>, namespace: &str) -> Result<()> {
         "namespace-controller",
     )
     .await
+}
+
+/// What a pass over a terminating namespace left: objects held by finalizers, per resource
+/// (`plural.group`, as upstream names them) and per finalizer.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Remaining {
+    resources: BTreeMap<String, usize>,
+    finalizers: BTreeMap<String, usize>,
+}
+
+impl Remaining {
+    fn add(&mut self, resource: &str, objects: &[Value]) {
+        if objects.is_empty() {
+            return;
+        }
+        *self.resources.entry(resource.to_owned()).or_default() += objects.len();
+        for finalizer in objects.iter().flat_map(|o| {
+            o.pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+        }) {
+            *self.finalizers.entry(finalizer.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Upstream's five deletion conditions; a condition keeps its `lastTransitionTime` from
+    /// `previous` while its status stays.
+    fn conditions(&self, previous: Option<&Value>, now: &str) -> Value {
+        let listed = |counts: &BTreeMap<String, usize>, how: &str| {
+            counts
+                .iter()
+                .map(|(what, n)| format!("{what} {how} {n} resource instances"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let remaining = (!self.resources.is_empty()).then(|| {
+            format!(
+                "Some resources are remaining: {}",
+                listed(&self.resources, "has")
+            )
+        });
+        let finalizing = (!self.finalizers.is_empty()).then(|| {
+            format!(
+                "Some content in the namespace has finalizers remaining: {}",
+                listed(&self.finalizers, "in")
+            )
+        });
+        let conditions = [
+            (
+                "NamespaceDeletionDiscoveryFailure",
+                None,
+                (
+                    "ResourcesDiscovered",
+                    "All resources successfully discovered",
+                ),
+                "",
+            ),
+            (
+                "NamespaceDeletionGroupVersionParsingFailure",
+                None,
+                (
+                    "ParsedGroupVersions",
+                    "All legacy kube types successfully parsed",
+                ),
+                "",
+            ),
+            (
+                "NamespaceDeletionContentFailure",
+                None,
+                (
+                    "ContentDeleted",
+                    "All content successfully deleted, may be waiting on finalization",
+                ),
+                "",
+            ),
+            (
+                "NamespaceContentRemaining",
+                remaining,
+                ("ContentRemoved", "All content successfully removed"),
+                "SomeResourcesRemain",
+            ),
+            (
+                "NamespaceFinalizersRemaining",
+                finalizing,
+                (
+                    "ContentHasNoFinalizers",
+                    "All content-preserving finalizers finished",
+                ),
+                "SomeFinalizersRemain",
+            ),
+        ];
+        let before = |kind: &str| {
+            previous
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == kind)
+        };
+        conditions
+            .into_iter()
+            .map(|(kind, problem, (ok_reason, ok_message), reason)| {
+                let status = if problem.is_some() { "True" } else { "False" };
+                let (reason, message) = match &problem {
+                    Some(message) => (reason, message.as_str()),
+                    None => (ok_reason, ok_message),
+                };
+                let since = before(kind)
+                    .filter(|c| c["status"] == status)
+                    .and_then(|c| c["lastTransitionTime"].as_str())
+                    .unwrap_or(now);
+                json!({"type": kind, "status": status, "lastTransitionTime": since, "reason": reason, "message": message})
+            })
+            .collect()
+    }
+}
+
+/// Writes what remains of a terminating namespace into its status conditions.
+async fn report(tenant: &Tenant, namespace: &str, remaining: &Remaining) -> Result<()> {
+    let target = Target {
+        rt: registry::find("", "v1", "namespaces").expect("built in"),
+        namespace: None,
+        name: Some(namespace.to_owned()),
+        subresource: Some("status".into()),
+    };
+    let now = fresh().now;
+    let params = [("fieldManager".to_owned(), "namespace-controller".to_owned())].into();
+    let written = resources::update(
+        tenant,
+        &target,
+        UpdateScope::Status,
+        &params,
+        false,
+        |current| {
+            let mut next = current.clone();
+            next["status"]["conditions"] =
+                remaining.conditions(current.pointer("/status/conditions"), &now);
+            Ok(next)
+        },
+    )
+    .await;
+    match written {
+        Err(e) if e.code != 404 => Err(e),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -237,5 +391,59 @@ mod tests {
             "default",
             Some(Arc::new(json!({})))
         )));
+    }
+
+    #[test]
+    fn deletion_conditions_say_what_remains_and_keep_their_times() {
+        let mut remaining = Remaining::default();
+        remaining.add(
+            "pods.",
+            &[
+                json!({}),
+                json!({"metadata": {"finalizers": ["example.com/hold"]}}),
+            ],
+        );
+        remaining.add(
+            "widgets.example.com",
+            &[json!({"metadata": {"finalizers": ["example.com/hold"]}})],
+        );
+        remaining.add("configmaps.", &[]);
+        let first = remaining.conditions(None, "T1");
+        let find = |conditions: &Value, kind: &str| {
+            conditions
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == kind))
+                .cloned()
+                .expect("the condition")
+        };
+        let content = find(&first, "NamespaceContentRemaining");
+        assert_eq!(content["status"], "True");
+        assert_eq!(content["reason"], "SomeResourcesRemain");
+        assert_eq!(
+            content["message"],
+            "Some resources are remaining: pods. has 2 resource instances, widgets.example.com has 1 resource instances"
+        );
+        let finalizers = find(&first, "NamespaceFinalizersRemaining");
+        assert_eq!(
+            finalizers["message"],
+            "Some content in the namespace has finalizers remaining: example.com/hold in 2 resource instances"
+        );
+        assert_eq!(
+            find(&first, "NamespaceDeletionContentFailure")["status"],
+            "False"
+        );
+
+        let done = Remaining::default().conditions(Some(&first), "T2");
+        let content = find(&done, "NamespaceContentRemaining");
+        assert_eq!(
+            (
+                content["status"].as_str(),
+                content["reason"].as_str(),
+                content["lastTransitionTime"].as_str()
+            ),
+            (Some("False"), Some("ContentRemoved"), Some("T2"))
+        );
+        let discovery = find(&done, "NamespaceDeletionDiscoveryFailure");
+        assert_eq!(discovery["lastTransitionTime"], "T1");
     }
 }

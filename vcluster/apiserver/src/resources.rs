@@ -47,19 +47,31 @@ async fn admit(tenant: &Tenant, rt: &ResourceType, object: Value, creating: bool
     Ok(object)
 }
 
+/// What [`delete_all`] found: how many objects there were, and those still there after
+/// their delete (held by finalizers).
+#[derive(Debug, Default)]
+pub(crate) struct Swept {
+    pub found: usize,
+    pub held: Vec<Value>,
+}
+
 /// Deletes every object of `rt` under `prefix` through the API's delete (so their own
-/// finalizers hold them as usual); how many there were. The cleanup of a deleted CRD or
-/// namespace repeats it until none are left.
+/// finalizers hold them as usual). The cleanup of a deleted CRD or namespace repeats it
+/// until it finds nothing: an object created while one pass ran is found by the next.
 pub(crate) async fn delete_all(
     tenant: &Tenant,
     rt: &Arc<ResourceType>,
     prefix: &str,
-) -> Result<usize> {
+) -> Result<Swept> {
     let page = tenant
         .store
         .range(RangeRequest::prefix(prefix.to_owned()))
         .await
         .map_err(store_error)?;
+    let mut swept = Swept {
+        found: page.kvs.len(),
+        held: Vec::new(),
+    };
     for kv in &page.kvs {
         let Ok(object) = serde_json::from_slice::<Value>(&kv.value) else {
             continue;
@@ -71,12 +83,14 @@ pub(crate) async fn delete_all(
             subresource: None,
         };
         match delete(tenant, &target, &json!({})).await {
+            // A Status: the object is gone; the object itself: it is held.
+            Ok(left) if left["kind"] != "Status" => swept.held.push(left),
             Ok(_) => {}
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(page.kvs.len())
+    Ok(swept)
 }
 
 /// Removes `finalizer` from the list at `pointer` of the object `target` names (as

@@ -563,6 +563,105 @@ spec:
     k.ok(&["delete", "namespace", ns, "--wait=false"]);
 }
 
+/// The ServiceAccount admission: a pod runs as `default` (even one created just after its
+/// namespace, before the namespace controller has made the account), gets its account's
+/// token mounted unless the account says not to, and is refused if its account is missing.
+fn service_accounts(k: &Kubectl, ns: &str) {
+    let ns = &format!("{ns}-accounts");
+    k.ok(&["create", "namespace", ns]);
+    k.ok(&["run", "first", "--image=nginx", "-n", ns]);
+    let pod = json(&k.ok(&["get", "pod", "first", "-n", ns, "-o", "json"]));
+    assert_eq!(pod["spec"]["serviceAccountName"], "default");
+    let volume = &pod["spec"]["volumes"][0];
+    let name = volume["name"].as_str().expect("a token volume");
+    assert!(name.starts_with("kube-api-access-"), "{volume}");
+    let sources = volume["projected"]["sources"].to_string();
+    for wanted in [
+        "serviceAccountToken",
+        "kube-root-ca.crt",
+        "metadata.namespace",
+    ] {
+        assert!(sources.contains(wanted), "{wanted} missing: {sources}");
+    }
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"],
+        serde_json::json!([{"name": name, "readOnly": true,
+            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}])
+    );
+
+    let refused = k.fails(&[
+        "run",
+        "ghostly",
+        "--image=nginx",
+        "--overrides={\"spec\":{\"serviceAccountName\":\"ghost\"}}",
+        "-n",
+        ns,
+    ]);
+    assert!(
+        refused.contains(&format!(
+            "pods \"ghostly\" is forbidden: error looking up service account {ns}/ghost: serviceaccount \"ghost\" not found"
+        )),
+        "{refused}"
+    );
+    let quiet = "apiVersion: v1
+kind: ServiceAccount
+metadata: {name: quiet}
+automountServiceAccountToken: false
+";
+    let run = k.run_with(&["create", "-n", ns, "-f", "-"], Some(quiet));
+    assert!(run.ok, "{}", run.stderr);
+    k.ok(&[
+        "run",
+        "untokened",
+        "--image=nginx",
+        "--overrides={\"spec\":{\"serviceAccountName\":\"quiet\"}}",
+        "-n",
+        ns,
+    ]);
+    let pod = json(&k.ok(&["get", "pod", "untokened", "-n", ns, "-o", "json"]));
+    assert_eq!(pod["spec"]["serviceAccountName"], "quiet");
+    assert!(pod["spec"].get("volumes").is_none(), "{pod}");
+    k.ok(&["delete", "namespace", ns, "--wait=false"]);
+}
+
+/// An autoscaler without metrics: it keeps its target within bounds and says, as upstream
+/// does without a metrics server, that it cannot compute a replica count.
+fn autoscaler(k: &Kubectl, ns: &str) {
+    k.ok(&["create", "deployment", "scaled", "--image=nginx", "-n", ns]);
+    k.ok(&[
+        "autoscale",
+        "deployment",
+        "scaled",
+        "--min=2",
+        "--max=4",
+        "--cpu-percent=80",
+        "-n",
+        ns,
+    ]);
+    k.eventually(
+        &["get", "deployment", "scaled", "-n", ns, "-o", "json"],
+        |out| json(out)["spec"]["replicas"] == 2,
+    );
+    let hpa = k.eventually(&["get", "hpa", "scaled", "-n", ns, "-o", "json"], |out| {
+        json(out)["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "ScalingActive"))
+    });
+    let status = &json(&hpa)["status"];
+    assert_eq!(status["currentReplicas"], 2, "{status}");
+    let active = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "ScalingActive"))
+        .expect("ScalingActive");
+    assert_eq!(active["status"], "False");
+    assert_eq!(active["reason"], "FailedGetResourceMetric");
+    let table = k.ok(&["get", "hpa", "scaled", "-n", ns]);
+    assert!(table.contains("Deployment/scaled"), "{table}");
+    assert!(table.contains("cpu: <unknown>/80%"), "{table}");
+    k.ok(&["delete", "hpa", "scaled", "-n", ns]);
+    k.ok(&["delete", "deployment", "scaled", "-n", ns]);
+}
+
 /// A legacy token Secret gets a token of its account, valid while the Secret exists.
 fn legacy_token(k: &Kubectl, ns: &str) {
     k.ok(&["create", "serviceaccount", "robot", "-n", ns]);
@@ -771,7 +870,57 @@ fn namespace_deletion(k: &Kubectl, ns: &str) {
         ns,
     ]);
     rollout(k, ns, "doomed");
-    k.ok(&["delete", "namespace", ns, "--timeout=60s"]);
+    // Content held by a finalizer of its own holds the namespace, and its status says so.
+    let held = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: held, finalizers: [example.com/hold]}
+";
+    let run = k.run_with(&["create", "-n", ns, "-f", "-"], Some(held));
+    assert!(run.ok, "{}", run.stderr);
+    k.ok(&["delete", "namespace", ns, "--wait=false"]);
+    let terminating = k.eventually(&["get", "namespace", ns, "-o", "json"], |out| {
+        json(out)["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "NamespaceFinalizersRemaining" && c["status"] == "True")
+            })
+    });
+    let status = &json(&terminating)["status"];
+    assert_eq!(status["phase"], "Terminating");
+    let conditions = status["conditions"].as_array().expect("conditions");
+    let message = |kind: &str| {
+        conditions
+            .iter()
+            .find(|c| c["type"] == kind)
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        message("NamespaceFinalizersRemaining"),
+        "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"
+    );
+    assert_eq!(
+        message("NamespaceContentRemaining"),
+        "Some resources are remaining: configmaps. has 1 resource instances"
+    );
+    k.ok(&[
+        "patch",
+        "configmap",
+        "held",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    k.ok(&[
+        "wait",
+        "--for=delete",
+        &format!("namespace/{ns}"),
+        "--timeout=60s",
+    ]);
     let left = k.run(&["get", "namespace", ns]);
     assert!(!left.ok, "namespace {ns} is still there");
     let pods = items(&k.ok(&["get", "pods", "-A", "-l", "app=doomed", "-o", "json"]));
@@ -845,6 +994,8 @@ fn every_scenario(store: StoreKind) {
         cascading_deletes(k, ns);
         services(k, ns);
         admission(k, ns);
+        service_accounts(k, ns);
+        autoscaler(k, ns);
         legacy_token(k, ns);
         other_workloads(k, ns);
     }

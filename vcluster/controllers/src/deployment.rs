@@ -342,7 +342,15 @@ async fn write_status(
             "Deployment does not have minimum availability.".to_owned(),
         )
     };
-    set_condition(&mut conditions, "Available", state, reason, &message, now);
+    pods::set_condition(
+        &mut conditions,
+        "Available",
+        state,
+        reason,
+        &message,
+        now,
+        true,
+    );
 
     let name = new.and_then(|rs| meta_str(rs, "name")).unwrap_or_default();
     let complete = new.is_some()
@@ -364,31 +372,34 @@ async fn write_status(
         .find(|c| c["type"] == "Progressing")
         .cloned();
     if d.pointer("/spec/paused") == Some(&json!(true)) {
-        set_condition(
+        pods::set_condition(
             &mut conditions,
             "Progressing",
             "Unknown",
             "DeploymentPaused",
             "Deployment is paused",
             now,
+            true,
         );
     } else if complete {
-        set_condition(
+        pods::set_condition(
             &mut conditions,
             "Progressing",
             "True",
             "NewReplicaSetAvailable",
             &format!("ReplicaSet {name:?} has successfully progressed."),
             now,
+            true,
         );
     } else if created_new {
-        set_condition(
+        pods::set_condition(
             &mut conditions,
             "Progressing",
             "True",
             "NewReplicaSetCreated",
             &format!("Created new replica set {name:?}"),
             now,
+            true,
         );
     } else if progressed
         || previous.as_ref().is_none_or(|p| {
@@ -408,13 +419,14 @@ async fn write_status(
         } else {
             format!("ReplicaSet {name:?} is progressing.")
         };
-        set_condition(
+        pods::set_condition(
             &mut conditions,
             "Progressing",
             "True",
             reason,
             &message,
             now,
+            true,
         );
         again = Some(Duration::from_secs(u64::try_from(deadline).unwrap_or(0)));
     } else if let Some(previous) = &previous
@@ -426,13 +438,14 @@ async fn write_status(
             .unwrap_or(now);
         let elapsed = now.duration_since(since).as_secs();
         if elapsed >= deadline {
-            set_condition(
+            pods::set_condition(
                 &mut conditions,
                 "Progressing",
                 "False",
                 "ProgressDeadlineExceeded",
                 &format!("ReplicaSet {name:?} has timed out progressing."),
                 now,
+                true,
             );
         } else {
             again = Some(Duration::from_secs(
@@ -465,35 +478,6 @@ fn total_old(olds: &[Value], pointer: &str) -> i64 {
 /// The old replicas the last status counted (replicas not updated).
 fn old_status(before: &Value) -> i64 {
     int(before, "/replicas", 0) - int(before, "/updatedReplicas", 0)
-}
-
-/// Sets a condition, keeping its transition time when its status did not change and its
-/// update time when nothing about it did.
-fn set_condition(
-    conditions: &mut Vec<Value>,
-    kind: &str,
-    status: &str,
-    reason: &str,
-    message: &str,
-    now: jiff::Timestamp,
-) {
-    let stamp = pods::stamp(now);
-    let mut next = json!({
-        "type": kind, "status": status, "reason": reason, "message": message,
-        "lastUpdateTime": stamp, "lastTransitionTime": stamp,
-    });
-    match conditions.iter_mut().find(|c| c["type"] == kind) {
-        Some(current) => {
-            if current["status"] == status {
-                next["lastTransitionTime"] = current["lastTransitionTime"].clone();
-                if current["reason"] == reason && current["message"] == message {
-                    next["lastUpdateTime"] = current["lastUpdateTime"].clone();
-                }
-            }
-            *current = next;
-        }
-        None => conditions.push(next),
-    }
 }
 
 #[cfg(test)]
@@ -568,10 +552,10 @@ mod tests {
         let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().expect("t0");
         let t1: jiff::Timestamp = "2026-01-01T00:01:00Z".parse().expect("t1");
         let mut conditions = Vec::new();
-        set_condition(&mut conditions, "Available", "True", "R", "m", t0);
-        set_condition(&mut conditions, "Available", "True", "R", "m", t1);
+        pods::set_condition(&mut conditions, "Available", "True", "R", "m", t0, true);
+        pods::set_condition(&mut conditions, "Available", "True", "R", "m", t1, true);
         assert_eq!(conditions[0]["lastUpdateTime"], "2026-01-01T00:00:00Z");
-        set_condition(&mut conditions, "Available", "True", "R2", "m", t1);
+        pods::set_condition(&mut conditions, "Available", "True", "R2", "m", t1, true);
         assert_eq!(conditions[0]["lastUpdateTime"], "2026-01-01T00:01:00Z");
         assert_eq!(conditions[0]["lastTransitionTime"], "2026-01-01T00:00:00Z");
         assert_eq!(conditions.len(), 1);

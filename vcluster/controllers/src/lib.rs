@@ -22,6 +22,8 @@
 //!   starting deadline and history limits.
 //! - [`endpoints`]: the `Endpoints` and EndpointSlice of every Service with a selector.
 //! - [`resourcequota`]: each quota's `status.used`.
+//! - [`hpa`]: HorizontalPodAutoscalers: replicas kept within bounds, and (there being no
+//!   metrics) `ScalingActive=False` as upstream reports it.
 //! - [`gc`]: the garbage collector: dependents of deleted owners (background), the
 //!   `foregroundDeletion` and `orphan` finalizers, dangling owner references.
 
@@ -30,6 +32,7 @@ mod daemonset;
 mod deployment;
 mod endpoints;
 mod gc;
+mod hpa;
 mod job;
 mod pods;
 mod queue;
@@ -183,6 +186,7 @@ pub async fn run(api: Arc<dyn Api>, mut feed: mpsc::Receiver<Feed>) {
         controller!(cronjob),
         controller!(endpoints),
         controller!(resourcequota),
+        controller!(hpa),
     ]);
     let collector = gc::Collector::start(api.clone());
     while let Some(item) = feed.recv().await {

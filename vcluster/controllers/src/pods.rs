@@ -201,6 +201,40 @@ pub(crate) fn template_hash(template: &Value, collisions: i64) -> String {
         .collect()
 }
 
+/// Sets a condition, keeping its transition time when its status did not change and (for
+/// kinds whose conditions have one, `update_time`) its update time when nothing about it
+/// did.
+pub(crate) fn set_condition(
+    conditions: &mut Vec<Value>,
+    kind: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: jiff::Timestamp,
+    update_time: bool,
+) {
+    let stamp = stamp(now);
+    let mut next = json!({
+        "type": kind, "status": status, "reason": reason, "message": message,
+        "lastTransitionTime": stamp,
+    });
+    if update_time {
+        next["lastUpdateTime"] = json!(stamp);
+    }
+    match conditions.iter_mut().find(|c| c["type"] == kind) {
+        Some(current) => {
+            if current["status"] == status {
+                next["lastTransitionTime"] = current["lastTransitionTime"].clone();
+                if update_time && current["reason"] == reason && current["message"] == message {
+                    next["lastUpdateTime"] = current["lastUpdateTime"].clone();
+                }
+            }
+            *current = next;
+        }
+        None => conditions.push(next),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 //! - [`patch`]: strategic merge patch for built-in types.
 //! - [`status`]: API errors and their `metav1.Status` bodies.
 //! - [`table`]: Tables (kubectl get's columns) and metadata-only views.
+//! - [`serviceaccount`]: what the ServiceAccount admission plugin does to a pod.
 //! - [`validation`]: the 422 rules of built-in kinds beyond names.
 //! - [`protobuf`]: Kubernetes protobuf request bodies, transcoded to JSON.
 
@@ -25,6 +26,7 @@ pub mod rbac;
 pub mod registry;
 pub mod scheduling;
 pub mod selector;
+pub mod serviceaccount;
 pub mod status;
 pub mod structural;
 pub mod table;

@@ -184,6 +184,52 @@ fn pod_restarts(o: &Value, _: i64) -> Value {
 }
 
 /// A quota's `used/hard` per resource: the `limits.` ones or the others.
+/// An autoscaler's metrics as `current/target`, the current value being `<unknown>` until
+/// the status has one (there is no metrics server).
+fn hpa_targets(o: &Value) -> Value {
+    let target = |t: &Value| match t["type"].as_str() {
+        Some("Utilization") => format!("{}%", n(t, "/averageUtilization")),
+        Some("AverageValue") => s(t, "/averageValue").to_owned(),
+        _ => s(t, "/value").to_owned(),
+    };
+    let shown: Vec<String> = match o.pointer("/spec/targetCPUUtilizationPercentage") {
+        Some(cpu) => vec![format!("cpu: <unknown>/{cpu}%")],
+        None => o
+            .pointer("/spec/metrics")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|m| match m["type"].as_str().unwrap_or_default() {
+                "Resource" | "ContainerResource" => {
+                    let source = if m["type"] == "Resource" {
+                        &m["resource"]
+                    } else {
+                        &m["containerResource"]
+                    };
+                    format!(
+                        "{}: <unknown>/{}",
+                        s(source, "/name"),
+                        target(&source["target"])
+                    )
+                }
+                kind => {
+                    let source = &m[&kind[..1]
+                        .to_lowercase()
+                        .chars()
+                        .chain(kind[1..].chars())
+                        .collect::<String>()];
+                    format!("<unknown>/{}", target(&source["target"]))
+                }
+            })
+            .collect(),
+    };
+    let text = match shown.len() {
+        0..=2 => shown.join(", "),
+        more => format!("{} + {} more...", shown[..2].join(", "), more - 2),
+    };
+    or_none(text)
+}
+
 fn quota_usage(o: &Value, limits: bool) -> Value {
     let used = o.pointer("/status/used");
     let entries: Vec<String> = o
@@ -357,6 +403,29 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
         ("", "ResourceQuota") => vec![
             col("Request", "string", 0, |o, _| quota_usage(o, false)),
             col("Limit", "string", 0, |o, _| quota_usage(o, true)),
+        ],
+        ("autoscaling", "HorizontalPodAutoscaler") => vec![
+            col("Reference", "string", 0, |o, _| {
+                json!(format!(
+                    "{}/{}",
+                    s(o, "/spec/scaleTargetRef/kind"),
+                    s(o, "/spec/scaleTargetRef/name")
+                ))
+            }),
+            col("Targets", "string", 0, |o, _| hpa_targets(o)),
+            col("MinPods", "string", 0, |o, _| {
+                json!(
+                    o.pointer("/spec/minReplicas")
+                        .and_then(Value::as_i64)
+                        .map_or("<unset>".to_owned(), |m| m.to_string())
+                )
+            }),
+            col("MaxPods", "integer", 0, |o, _| {
+                json!(n(o, "/spec/maxReplicas"))
+            }),
+            col("Replicas", "integer", 0, |o, _| {
+                json!(n(o, "/status/currentReplicas"))
+            }),
         ],
         ("", "ConfigMap") => vec![col("Data", "integer", 0, |o, _| {
             json!(count(o, &["/data", "/binaryData"]))
