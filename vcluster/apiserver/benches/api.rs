@@ -633,13 +633,17 @@ fn deployment(name: &str, replicas: i32) -> k8s_openapi::api::apps::v1::Deployme
 
 /// Waits until the Deployment has all its replicas available.
 async fn available(api: &Api<k8s_openapi::api::apps::v1::Deployment>, name: &str, replicas: i32) {
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let d = api.get(name).await.expect("get the deployment");
-        if d.status.and_then(|s| s.available_replicas) == Some(replicas) {
+        if d.status.as_ref().and_then(|s| s.available_replicas) == Some(replicas) {
             return;
         }
-        assert!(Instant::now() < deadline, "{name} never became available");
+        assert!(
+            Instant::now() < deadline,
+            "{name} never became available: {:?}",
+            d.status
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -113,13 +113,24 @@ pub(crate) fn watch(tenants: &Tenants, change: &Change) {
 /// Sweeps every open tenant's namespaces, for what the feed may have missed.
 pub(crate) async fn sweep_all(tenants: &Tenants) {
     for tenant in tenants.open() {
-        if let Err(e) = sweep(&tenant).await {
-            tracing::warn!(tenant = %tenant.name, error = %e, "namespace sweep failed");
-        }
+        sweep_logged(&tenant).await;
     }
 }
 
-/// Starts the deletion of every pending namespace of `tenant`.
+/// Sweeps a tenant just opened (in the background).
+pub(crate) fn opened(tenant: &Arc<Tenant>) {
+    let tenant = tenant.clone();
+    tokio::spawn(async move { sweep_logged(&tenant).await });
+}
+
+async fn sweep_logged(tenant: &Arc<Tenant>) {
+    if let Err(e) = sweep(tenant).await {
+        tracing::warn!(tenant = %tenant.name, error = %e, "namespace sweep failed");
+    }
+}
+
+/// Starts the deletion of every pending namespace of `tenant`, and makes the default
+/// objects of the others.
 async fn sweep(tenant: &Arc<Tenant>) -> Result<()> {
     let namespaces = registry::find("", "v1", "namespaces").expect("built in");
     let page = tenant

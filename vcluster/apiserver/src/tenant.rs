@@ -308,6 +308,9 @@ impl Tenants {
             .write()
             .expect("tenants lock")
             .insert(name.to_owned(), tenant.clone());
+        // The feed saw the bootstrap namespaces before the tenant was registered: their
+        // default objects are made now.
+        crate::namespaces::opened(&tenant);
         tracing::info!(tenant = name, "tenant ready");
         Ok(tenant)
     }

@@ -189,5 +189,27 @@ spec:
     let mixed = b_config.replace(&server, &format!("{server}/clusters/a"));
     let refused = Kubectl::new("v36", write("mixed", &mixed)).fails(&["get", "namespaces"]);
     assert!(!refused.is_empty());
+
+    // A tenant created while the server runs gets its namespaces' default objects too: its
+    // pods run as `default`, and see its own CA.
+    let c = runtime
+        .block_on(tenants.open_or_create("c"))
+        .expect("tenant c");
+    let c_config = c
+        .admin_kubeconfig(&tenants, &server, true)
+        .expect("kubeconfig c");
+    let kc = Kubectl::new("v36", write("c", &c_config));
+    kc.ok(&["run", "first", "--image=nginx"]);
+    let ca = kc.eventually(
+        &[
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ],
+        |out| !out.is_empty(),
+    );
+    assert_eq!(ca.trim(), c.identity.ca_cert_pem().trim());
     drop(runtime);
 }
