@@ -631,20 +631,22 @@ fn deployment(name: &str, replicas: i32) -> k8s_openapi::api::apps::v1::Deployme
     .expect("a deployment")
 }
 
-/// Waits until the Deployment has all its replicas available.
+/// Waits until the Deployment has all its replicas available, watching it (polling 100
+/// Deployments would load the server the figure measures).
 async fn available(api: &Api<k8s_openapi::api::apps::v1::Deployment>, name: &str, replicas: i32) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let all_available = move |d: Option<&k8s_openapi::api::apps::v1::Deployment>| {
+        d.and_then(|d| d.status.as_ref())
+            .and_then(|s| s.available_replicas)
+            == Some(replicas)
+    };
+    let waited = tokio::time::timeout(
+        Duration::from_secs(60),
+        kube::runtime::wait::await_condition(api.clone(), name, all_available),
+    )
+    .await;
+    if !matches!(waited, Ok(Ok(_))) {
         let d = api.get(name).await.expect("get the deployment");
-        if d.status.as_ref().and_then(|s| s.available_replicas) == Some(replicas) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} never became available: {:?}",
-            d.status
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        panic!("{name} never became available: {:?}", d.status);
     }
 }
 

@@ -153,24 +153,33 @@ impl WatchCache {
     fn apply(&self, event: vcluster_store::Event) {
         let revision = event.revision();
         let key = event.kv.key.clone();
-        let prev = event.prev.as_ref().and_then(decode);
-        let cached = match event.kind {
-            EventKind::Put => decode(&event.kv).map(|object| {
-                let kind = if prev.is_some() {
-                    EventType::Modified
-                } else {
-                    EventType::Added
-                };
-                (kind, object)
-            }),
-            // A deleted object is sent as it was last, at the deletion's revision.
-            EventKind::Delete => prev.as_ref().map(|p| {
-                let object = with_resource_version((**p).clone(), revision);
-                (EventType::Deleted, Arc::new(object))
-            }),
+        let put = match event.kind {
+            EventKind::Put => decode(&event.kv),
+            EventKind::Delete => None,
         };
         {
             let mut state = self.state.write().expect("cache lock");
+            // The object before the event is the one cached (decoded once, when it was
+            // written); the store's copy is decoded only if the cache lacks it.
+            let prev = match state.objects.get(&key) {
+                Some(cached) => Some(cached.object.clone()),
+                None => event.prev.as_ref().and_then(decode),
+            };
+            let cached = match event.kind {
+                EventKind::Put => put.map(|object| {
+                    let kind = if prev.is_some() {
+                        EventType::Modified
+                    } else {
+                        EventType::Added
+                    };
+                    (kind, object)
+                }),
+                // A deleted object is sent as it was last, at the deletion's revision.
+                EventKind::Delete => prev.as_ref().map(|p| {
+                    let object = with_resource_version((**p).clone(), revision);
+                    (EventType::Deleted, Arc::new(object))
+                }),
+            };
             if let Some((kind, object)) = cached {
                 let cached = Cached::new(object);
                 match kind {

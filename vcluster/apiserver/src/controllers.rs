@@ -22,18 +22,23 @@ use crate::router::Target;
 use crate::tenant::{Tenant, Tenants};
 use crate::{accounts, crds, namespaces};
 
+/// How long a list waits for a watch cache to catch up before it reads the store instead.
+const CACHE_WAIT: Duration = Duration::from_secs(3);
+
 /// The field manager of the controllers' writes.
 const MANAGER: &str = "kube-controller-manager";
 
 /// Runs the controllers and their feed until dropped.
 pub(crate) async fn run(tenants: Arc<Tenants>) {
     let (sender, receiver) = mpsc::channel(4096);
+    let seen = Arc::new(Seen::default());
     let api: Arc<dyn Api> = Arc::new(Internal {
         tenants: tenants.clone(),
+        seen: seen.clone(),
     });
     tokio::spawn(vcluster_controllers::run(api, receiver));
     loop {
-        if let Err(e) = follow(&tenants, &sender).await {
+        if let Err(e) = follow(&tenants, &sender, &seen).await {
             tracing::warn!(error = %e, "controller feed: the store watch ended; resyncing");
         }
         if sender.is_closed() {
@@ -68,7 +73,44 @@ fn tenant_key(key: &[u8]) -> Option<(&str, &str)> {
     Some((&rest[..slash], &rest[slash + 1..]))
 }
 
-async fn follow(tenants: &Arc<Tenants>, sender: &mpsc::Sender<Feed>) -> Result<()> {
+/// The resources the controllers list most (every pod change re-reads its namespace's pods
+/// for its controller): listed from the tenant's watch cache, not the store. Others are
+/// read from the store, so that a tenant the controllers only glance at gets no cache.
+const FROM_CACHE: [(&str, &str); 2] = [("", "pods"), ("apps", "replicasets")];
+
+/// How far each watch cache the controllers list from must have got before a list is
+/// answered from it: the revision of the last change of that tenant's resource that the
+/// feed delivered or the controllers wrote. So a reconcile sees at least what queued it and
+/// everything it wrote itself (upstream's controllers get the same from "expectations").
+#[derive(Default)]
+struct Seen(std::sync::Mutex<HashMap<Arc<str>, [u64; FROM_CACHE.len()]>>);
+
+impl Seen {
+    /// The place of `resource` in [`FROM_CACHE`], if the controllers list it from a cache.
+    fn slot(resource: &Resource) -> Option<usize> {
+        FROM_CACHE
+            .iter()
+            .position(|(g, p)| resource.group == *g && resource.plural == *p)
+    }
+
+    fn bump(&self, tenant: &str, resource: &Resource, revision: u64) {
+        if let Some(slot) = Self::slot(resource) {
+            let mut seen = self.0.lock().expect("seen lock");
+            let at = match seen.get_mut(tenant) {
+                Some(at) => at,
+                None => seen.entry(Arc::from(tenant)).or_default(),
+            };
+            at[slot] = at[slot].max(revision);
+        }
+    }
+
+    fn at(&self, tenant: &str, slot: usize) -> u64 {
+        let seen = self.0.lock().expect("seen lock");
+        seen.get(tenant).map_or(0, |at| at[slot])
+    }
+}
+
+async fn follow(tenants: &Arc<Tenants>, sender: &mpsc::Sender<Feed>, seen: &Seen) -> Result<()> {
     let backend = tenants.backend();
     let revision = backend.current_revision().await.map_err(store_error)?;
     let mut events = backend
@@ -97,6 +139,7 @@ async fn follow(tenants: &Arc<Tenants>, sender: &mpsc::Sender<Feed>) -> Result<(
             .entry(tenant.to_owned())
             .or_insert_with(|| Arc::from(tenant))
             .clone();
+        seen.bump(&tenant, &resource, event.revision());
         let change = Change {
             tenant,
             resource,
@@ -116,9 +159,21 @@ async fn follow(tenants: &Arc<Tenants>, sender: &mpsc::Sender<Feed>) -> Result<(
 
 struct Internal {
     tenants: Arc<Tenants>,
+    seen: Arc<Seen>,
 }
 
 impl Internal {
+    /// Notes the revision of an object the controllers wrote.
+    fn wrote(&self, tenant: &Tenant, resource: &Resource, object: &Value) {
+        let revision = object
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .and_then(|rv| rv.parse().ok());
+        if let Some(revision) = revision {
+            self.seen.bump(&tenant.name, resource, revision);
+        }
+    }
+
     fn tenant(&self, name: &str) -> Result<Arc<Tenant>> {
         self.tenants
             .get(name)
@@ -205,11 +260,27 @@ impl Api for Internal {
         resource: &Resource,
         namespace: Option<&str>,
     ) -> Result<Vec<Value>> {
-        let tenant = self.tenant(tenant)?;
+        let name = tenant;
+        let tenant = self.tenant(name)?;
         let target = self
             .target(&tenant, resource, namespace, None, None)
             .await?;
         let prefix = registry::storage_prefix(&target.rt, target.namespace.as_deref());
+        if let Some(slot) = Seen::slot(resource) {
+            let cache = tenant.cache(&target.rt, 0).await.map_err(store_error)?;
+            match cache.wait_for(self.seen.at(name, slot), CACHE_WAIT).await {
+                Ok(()) => {
+                    let (objects, _) = cache.snapshot(prefix.as_bytes());
+                    return Ok(objects
+                        .into_iter()
+                        .map(|(_, c)| (*c.object).clone())
+                        .collect());
+                }
+                Err(reached) => {
+                    tracing::warn!(tenant = name, resource = %resource.plural, reached, "controllers: the watch cache is behind; listing from the store");
+                }
+            }
+        }
         let objects = read_prefix(&tenant, prefix).await?;
         Ok(objects.into_iter().map(|(_, o)| o).collect())
     }
@@ -248,7 +319,9 @@ impl Api for Internal {
         let target = self
             .target(&tenant, resource, namespace, None, Some(&object))
             .await?;
-        resources::create(&tenant, &target, object, &params()).await
+        let created = resources::create(&tenant, &target, object, &params()).await?;
+        self.wrote(&tenant, resource, &created);
+        Ok(created)
     }
 
     async fn replace(
@@ -274,10 +347,12 @@ impl Api for Internal {
         } else {
             UpdateScope::Main
         };
-        resources::update(&tenant, &target, scope, &params(), true, |_| {
+        let written = resources::update(&tenant, &target, scope, &params(), true, |_| {
             Ok(object.clone())
         })
-        .await
+        .await?;
+        self.wrote(&tenant, resource, &written);
+        Ok(written)
     }
 
     async fn delete(
@@ -292,9 +367,9 @@ impl Api for Internal {
         let target = self
             .target(&tenant, resource, namespace, Some(name), None)
             .await?;
-        resources::delete(&tenant, &target, &options)
-            .await
-            .map(drop)
+        let (_, revision) = resources::delete_at(&tenant, &target, &options).await?;
+        self.seen.bump(&tenant.name, resource, revision);
+        Ok(())
     }
 
     async fn everything(&self, tenant: &str) -> Result<Vec<(Resource, Value)>> {

@@ -1296,6 +1296,18 @@ fn propagation_finalizer(options: &Value) -> Option<&'static str> {
 }
 
 pub(crate) async fn delete(tenant: &Tenant, target: &Target, options: &Value) -> Result<Value> {
+    delete_at(tenant, target, options)
+        .await
+        .map(|(answer, _)| answer)
+}
+
+/// [`delete`], with the store revision the object was deleted or marked at (or last
+/// written, when nothing was written).
+pub(crate) async fn delete_at(
+    tenant: &Tenant,
+    target: &Target,
+    options: &Value,
+) -> Result<(Value, u64)> {
     let rt = &target.rt;
     let name = target.name.as_deref().expect("a named target");
     let dry = options["dryRun"]
@@ -1340,7 +1352,7 @@ pub(crate) async fn delete(tenant: &Tenant, target: &Target, options: &Value) ->
         if object::has_finalizers(rt, &current) {
             // Deletion waits for the finalizers' owners; the object is marked.
             if object::is_deleting(&current) || dry {
-                return Ok(current);
+                return Ok((current, kv.mod_revision));
             }
             let mut marked = current.clone();
             marked["metadata"]["deletionTimestamp"] = json!(fresh().now);
@@ -1358,27 +1370,33 @@ pub(crate) async fn delete(tenant: &Tenant, target: &Target, options: &Value) ->
                 )
                 .await
             {
-                Ok(kv) => return Ok(with_resource_version(marked, kv.mod_revision)),
+                Ok(kv) => {
+                    return Ok((
+                        with_resource_version(marked, kv.mod_revision),
+                        kv.mod_revision,
+                    ));
+                }
                 Err(vcluster_store::Error::Conflict { .. }) => continue,
                 Err(e) => return Err(store_error(e)),
             }
         }
         if dry {
-            return Ok(current);
+            return Ok((current, kv.mod_revision));
         }
         match tenant
             .store
             .delete(key(target, name), Some(kv.mod_revision))
             .await
         {
-            Ok(_) => {
-                return Ok(json!({
+            Ok(deleted) => {
+                let status = json!({
                     "kind": "Status",
                     "apiVersion": "v1",
                     "metadata": {},
                     "status": "Success",
                     "details": {"name": name, "group": rt.group, "kind": rt.plural, "uid": meta_str(&current, "uid")},
-                }));
+                });
+                return Ok((status, deleted.revision));
             }
             Err(vcluster_store::Error::Conflict { .. }) => continue,
             Err(vcluster_store::Error::NotFound { .. }) => {
