@@ -5,7 +5,8 @@
 //! watch over all tenants) and act through [`Api`], the API server's own write path
 //! (admission, validation, defaulting), as the tenant's system. A controller keeps no
 //! state of its own per tenant: a change queues the key of the object to reconcile, and the
-//! reconcile reads what it needs fresh from the store. So an idle tenant costs the
+//! reconcile reads what it needs through [`Api`], whose reads are never older than the
+//! change that queued it nor than the controllers' own writes. So an idle tenant costs the
 //! controllers nothing, and a reconcile never acts on a stale read of its own writes (which
 //! is what upstream's "expectations" guard against).
 //!
@@ -98,7 +99,8 @@ pub enum Feed {
 pub trait Api: Send + Sync + 'static {
     /// The tenants of the process, for a sweep.
     fn tenants(&self) -> Vec<Arc<str>>;
-    /// The objects of `resource` (in `namespace`, or everywhere).
+    /// The objects of `resource` (in `namespace`, or everywhere), including every change
+    /// the feed has delivered and every write made through this `Api`.
     async fn list(
         &self,
         tenant: &str,
