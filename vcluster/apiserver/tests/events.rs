@@ -1,10 +1,9 @@
 //! Events expire: they are stored with a lease (an hour, shared by the events of a minute),
 //! and nothing else is. Written by real kubectl, checked in the tenant's store.
 
-use std::sync::Arc;
+mod common;
 
-use vcluster_apiserver::Tenants;
-use vcluster_store::{Embedded, EmbeddedOptions};
+use common::Served;
 use vcluster_testkit::clients::Kubectl;
 
 const OBJECTS: &str = "apiVersion: v1
@@ -30,35 +29,18 @@ metadata: {name: kept, namespace: default}
 
 #[test]
 fn events_are_stored_with_a_lease_and_nothing_else_is() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let backend = Arc::new(
-        Embedded::open(dir.path().join("store.redb"), EmbeddedOptions::default()).expect("store"),
-    );
-    let tenants = Arc::new(Tenants::new(
-        backend,
-        "vcluster.local",
-        vec!["127.0.0.1".into()],
-    ));
-    let (tenant, port) = runtime.block_on(async {
-        let tenant = tenants.open_or_create("t").await.expect("tenant");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("listen");
-        let port = listener.local_addr().expect("address").port();
-        tokio::spawn(vcluster_apiserver::serve(listener, tenants.clone()));
-        (tenant, port)
-    });
+    let (served, opened) = Served::start(&["t"]);
+    let tenant = &opened[0];
     let config = tenant
-        .admin_kubeconfig(&tenants, &format!("https://127.0.0.1:{port}"), true)
+        .admin_kubeconfig(&served.tenants, &served.server, true)
         .expect("kubeconfig");
-    let path = dir.path().join("kubeconfig");
-    std::fs::write(&path, config).expect("write kubeconfig");
+    let path = served.write("kubeconfig", &config);
     let k = Kubectl::new("v36", &path);
     let created = k.run_with(&["create", "-f", "-"], Some(OBJECTS));
     assert!(created.ok, "{}", created.stderr);
     let lease = |key: &str| {
-        runtime
+        served
+            .runtime
             .block_on(tenant.store.get(key.as_bytes()))
             .expect("read")
             .expect("stored")

@@ -1,10 +1,9 @@
 //! Many tenants in one process, reached by SNI and by path prefix, each blind to the others
 //! and refusing their credentials. Driven by real kubectl.
 
-use std::sync::Arc;
+mod common;
 
-use vcluster_apiserver::Tenants;
-use vcluster_store::{Embedded, EmbeddedOptions};
+use common::Served;
 use vcluster_testkit::clients::Kubectl;
 
 const CONFIGMAP: &str = "apiVersion: v1
@@ -35,38 +34,16 @@ fn assert_unauthorized(refused: &str) {
 
 #[test]
 fn tenants_are_isolated_and_reject_each_others_credentials() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let backend = Arc::new(
-        Embedded::open(dir.path().join("store.redb"), EmbeddedOptions::default()).expect("store"),
-    );
-    let tenants = Arc::new(Tenants::new(
-        backend,
-        "vcluster.local",
-        vec!["127.0.0.1".into()],
-    ));
-    let (a, b, port) = runtime.block_on(async {
-        let a = tenants.open_or_create("a").await.expect("tenant a");
-        let b = tenants.open_or_create("b").await.expect("tenant b");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("listen");
-        let port = listener.local_addr().expect("address").port();
-        tokio::spawn(vcluster_apiserver::serve(listener, tenants.clone()));
-        (a, b, port)
-    });
-    let server = format!("https://127.0.0.1:{port}");
-    let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).expect("write kubeconfig");
-        path
-    };
+    let (served, opened) = Served::start(&["a", "b"]);
+    let (a, b) = (&opened[0], &opened[1]);
+    let (runtime, tenants, server) = (&served.runtime, &served.tenants, served.server.as_str());
+    let write = |name: &str, text: &str| served.write(name, text);
     // By SNI: the kubeconfigs name their tenant's host.
     let a_config = a
-        .admin_kubeconfig(&tenants, &server, true)
+        .admin_kubeconfig(tenants, server, true)
         .expect("kubeconfig a");
     let b_config = b
-        .admin_kubeconfig(&tenants, &server, true)
+        .admin_kubeconfig(tenants, server, true)
         .expect("kubeconfig b");
     let ka = Kubectl::new("v36", write("a", &a_config));
     let kb = Kubectl::new("v36", write("b", &b_config));
@@ -89,8 +66,8 @@ fn tenants_are_isolated_and_reject_each_others_credentials() {
     assert_unauthorized(&stolen.fails(&["get", "cm", "-A"]));
 
     // Bearer tokens: a's token works on a and is refused by b.
-    let a_token = a.admin_token_kubeconfig(&tenants, &server, true);
-    let b_token = b.admin_token_kubeconfig(&tenants, &server, true);
+    let a_token = a.admin_token_kubeconfig(tenants, server, true);
+    let b_token = b.admin_token_kubeconfig(tenants, server, true);
     let ka_token = Kubectl::new("v36", write("a-token", &a_token));
     assert!(ka_token.ok(&["get", "cm"]).contains("secret-plans"));
     let stolen_token = Kubectl::new(
@@ -158,7 +135,7 @@ spec:
         let host = tenants.host(&tenant.name);
         vcluster_apiserver::Kubeconfig {
             cluster: &tenant.name,
-            server: &server,
+            server,
             tls_server_name: Some(&host),
             ca_pem: tenant.identity.ca_cert_pem(),
             user: "alice",
@@ -168,9 +145,9 @@ spec:
         }
         .render()
     };
-    let alice_a = Kubectl::new("v36", write("alice-a", &alice_of(&a)));
+    let alice_a = Kubectl::new("v36", write("alice-a", &alice_of(a)));
     assert!(alice_a.ok(&["get", "cm"]).contains("secret-plans"));
-    let alice_b = Kubectl::new("v36", write("alice-b", &alice_of(&b)));
+    let alice_b = Kubectl::new("v36", write("alice-b", &alice_of(b)));
     let refused = alice_b.fails(&["get", "cm"]);
     assert!(
         refused.contains(r#"User "alice" cannot list resource "configmaps""#),
@@ -178,7 +155,7 @@ spec:
     );
 
     // By path prefix: /clusters/b reaches b; with a's credential it is refused.
-    let b_by_path = b_config.replace(&server, &format!("{server}/clusters/b"));
+    let b_by_path = b_config.replace(server, &format!("{server}/clusters/b"));
     let kb_path = Kubectl::new("v36", write("b-path", &b_by_path));
     assert!(kb_path.ok(&["get", "namespaces"]).contains("kube-system"));
     let a_by_path = with_user_of(&b_by_path, &a_config);
@@ -186,7 +163,7 @@ spec:
         &Kubectl::new("v36", write("a-path", &a_by_path)).fails(&["get", "namespaces"]),
     );
     // A path naming another tenant than the SNI host does is not served.
-    let mixed = b_config.replace(&server, &format!("{server}/clusters/a"));
+    let mixed = b_config.replace(server, &format!("{server}/clusters/a"));
     let refused = Kubectl::new("v36", write("mixed", &mixed)).fails(&["get", "namespaces"]);
     assert!(!refused.is_empty());
 
@@ -196,7 +173,7 @@ spec:
         .block_on(tenants.open_or_create("c"))
         .expect("tenant c");
     let c_config = c
-        .admin_kubeconfig(&tenants, &server, true)
+        .admin_kubeconfig(tenants, server, true)
         .expect("kubeconfig c");
     let kc = Kubectl::new("v36", write("c", &c_config));
     kc.ok(&["run", "first", "--image=nginx"]);
@@ -211,5 +188,4 @@ spec:
         |out| !out.is_empty(),
     );
     assert_eq!(ca.trim(), c.identity.ca_cert_pem().trim());
-    drop(runtime);
 }

@@ -19,13 +19,13 @@ fn items(out: &str) -> Vec<Value> {
     json(out)["items"].as_array().cloned().unwrap_or_default()
 }
 
-/// The images of the running pods labelled `app=<app>`.
 /// The pods labelled `app=<app>`.
 fn app_pods(k: &Kubectl, ns: &str, app: &str) -> Vec<Value> {
     let label = format!("app={app}");
     items(&k.ok(&["get", "pods", "-n", ns, "-l", &label, "-o", "json"]))
 }
 
+/// The images of the running pods labelled `app=<app>`.
 fn running_images(k: &Kubectl, ns: &str, app: &str) -> Vec<String> {
     let pods = app_pods(k, ns, app);
     let mut images: Vec<String> = pods
@@ -54,6 +54,15 @@ fn rollout(k: &Kubectl, ns: &str, name: &str) {
         "--timeout=60s",
     ]);
     assert!(out.contains("successfully rolled out"), "{out}");
+}
+
+/// Waits until `count` pods of `app` are left (the old ones of a rollout gone).
+fn pods_settle(k: &Kubectl, ns: &str, app: &str, count: usize) {
+    let label = format!("app={app}");
+    k.eventually(
+        &["get", "pods", "-n", ns, "-l", &label, "-o", "json"],
+        |out| items(out).len() == count,
+    );
 }
 
 /// A Deployment's life: create, roll out, scale, update, roll back.
@@ -117,27 +126,18 @@ fn deployment_lifecycle(k: &Kubectl, ns: &str) {
     assert_eq!(running_images(k, ns, "web"), vec!["nginx:1"; 5]);
     k.ok(&["scale", "deployment/web", "--replicas=2", "-n", ns]);
     rollout(k, ns, "web");
-    k.eventually(
-        &["get", "pods", "-n", ns, "-l", "app=web", "-o", "json"],
-        |out| items(out).len() == 2,
-    );
+    pods_settle(k, ns, "web", 2);
 
     k.ok(&["set", "image", "deployment/web", "nginx=nginx:2", "-n", ns]);
     rollout(k, ns, "web");
-    k.eventually(
-        &["get", "pods", "-n", ns, "-l", "app=web", "-o", "json"],
-        |out| items(out).len() == 2,
-    );
+    pods_settle(k, ns, "web", 2);
     assert_eq!(running_images(k, ns, "web"), vec!["nginx:2"; 2]);
     let sets = items(&k.ok(&["get", "rs", "-n", ns, "-l", "app=web", "-o", "json"]));
     assert_eq!(sets.len(), 2, "one ReplicaSet per template");
 
     k.ok(&["rollout", "undo", "deployment/web", "-n", ns]);
     rollout(k, ns, "web");
-    k.eventually(
-        &["get", "pods", "-n", ns, "-l", "app=web", "-o", "json"],
-        |out| items(out).len() == 2,
-    );
+    pods_settle(k, ns, "web", 2);
     assert_eq!(running_images(k, ns, "web"), vec!["nginx:1"; 2]);
     let sets = items(&k.ok(&["get", "rs", "-n", ns, "-l", "app=web", "-o", "json"]));
     assert_eq!(sets.len(), 2, "the undo revived the first ReplicaSet");
@@ -168,10 +168,7 @@ fn deployment_lifecycle(k: &Kubectl, ns: &str) {
     assert_eq!(running_images(k, ns, "web"), vec!["nginx:3"; 2]);
     k.ok(&["rollout", "resume", "deployment/web", "-n", ns]);
     rollout(k, ns, "web");
-    k.eventually(
-        &["get", "pods", "-n", ns, "-l", "app=web", "-o", "json"],
-        |out| items(out).len() == 2,
-    );
+    pods_settle(k, ns, "web", 2);
     assert_eq!(running_images(k, ns, "web"), vec!["nginx:4"; 2]);
 }
 
@@ -188,17 +185,7 @@ fn cascading_deletes(k: &Kubectl, ns: &str) {
             "-o",
             "json",
         ]));
-        let pods = items(&k.ok(&[
-            "get",
-            "pods",
-            "-n",
-            ns,
-            "-l",
-            &format!("app={app}"),
-            "-o",
-            "json",
-        ]));
-        (rs, pods)
+        (rs, app_pods(k, ns, app))
     };
     for app in ["bg", "fg", "orphan"] {
         k.ok(&[

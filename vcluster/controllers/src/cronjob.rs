@@ -223,13 +223,7 @@ async fn write_status(
         }
         None => {}
     }
-    if cj["status"] == status {
-        return Ok(());
-    }
-    let mut next = cj.clone();
-    next["status"] = status;
-    api.replace(tenant, &RESOURCE, &next, true).await?;
-    Ok(())
+    crate::write_status(api, tenant, &RESOURCE, cj, status).await
 }
 
 /// Deletes the oldest finished Jobs beyond `successfulJobsHistoryLimit` (3) and

@@ -218,11 +218,7 @@ async fn write_status(
         "numberUnavailable": count(wanted.len() - available),
         "updatedNumberScheduled": count(updated),
     });
-    if set["status"] != status {
-        let mut next = set.clone();
-        next["status"] = status;
-        api.replace(tenant, &RESOURCE, &next, true).await?;
-    }
+    crate::write_status(api, tenant, &RESOURCE, set, status).await?;
     Ok(again)
 }
 

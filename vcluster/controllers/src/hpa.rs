@@ -71,11 +71,7 @@ pub(crate) async fn reconcile(api: Arc<dyn Api>, key: Key) -> Result<Requeue> {
         scaled["spec"]["replicas"] = json!(replicas);
         api.replace(tenant, resource, &scaled, false).await?;
     }
-    if hpa["status"] != status {
-        let mut next = hpa.clone();
-        next["status"] = status;
-        api.replace(tenant, &RESOURCE, &next, true).await?;
-    }
+    crate::write_status(&*api, tenant, &RESOURCE, &hpa, status).await?;
     Ok(Some(SYNC_PERIOD))
 }
 

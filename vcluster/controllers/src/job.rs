@@ -224,11 +224,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
     if let Some(kept) = job.pointer("/status/uncountedTerminatedPods") {
         status["uncountedTerminatedPods"] = kept.clone();
     }
-    if job["status"] != status {
-        let mut next = job.clone();
-        next["status"] = status;
-        api.replace(tenant, &RESOURCE, &next, true).await?;
-    }
+    crate::write_status(api, tenant, &RESOURCE, &job, status).await?;
     Ok(again)
 }
 

@@ -282,6 +282,22 @@ async fn delete_object(
     .await
 }
 
+/// Writes `status` as the status of `object` (of `resource`), unless it is that already.
+async fn write_status(
+    api: &dyn Api,
+    tenant: &str,
+    resource: &Resource,
+    object: &Value,
+    status: Value,
+) -> Result<()> {
+    if object["status"] == status {
+        return Ok(());
+    }
+    let mut next = object.clone();
+    next["status"] = status;
+    api.replace(tenant, resource, &next, true).await.map(drop)
+}
+
 /// Queues every object of `resource` in `tenant`.
 async fn sweep(api: &dyn Api, tenant: &Arc<str>, resource: &Resource, queue: &Queue) {
     match api.list(tenant, resource, None).await {

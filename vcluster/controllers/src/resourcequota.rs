@@ -80,11 +80,7 @@ pub(crate) async fn reconcile(api: Arc<dyn Api>, key: Key) -> Result<Requeue> {
             );
         }
         let status = json!({"hard": hard, "used": used});
-        if q["status"] != status {
-            let mut next = q.clone();
-            next["status"] = status;
-            api.replace(tenant, &RESOURCE, &next, true).await?;
-        }
+        crate::write_status(&*api, tenant, &RESOURCE, q, status).await?;
     }
     Ok(None)
 }

@@ -354,11 +354,7 @@ async fn write_status(
     if let Some(conditions) = set.pointer("/status/conditions") {
         status["conditions"] = conditions.clone();
     }
-    if set["status"] != status {
-        let mut next = set.clone();
-        next["status"] = status;
-        api.replace(tenant, &RESOURCE, &next, true).await?;
-    }
+    crate::write_status(api, tenant, &RESOURCE, set, status).await?;
     Ok(again)
 }
 
