@@ -1,15 +1,15 @@
 //! Service accounts as identities: the TokenRequest API (`POST
-//! .../serviceaccounts/<name>/token`, what `kubectl create token` and kubelets send), the
-//! token controller's filling of legacy token Secrets, and the authentication of the tokens
-//! both issue.
+//! .../serviceaccounts/<name>/token`, what `kubectl create token` and kubelets send), and
+//! the authentication of the tokens it and the token controller (`vcluster-controllers`)
+//! issue.
 
 use serde_json::{Value, json};
 use vcluster_core::object::meta_str;
 use vcluster_core::registry::{self, ResourceType};
-use vcluster_core::status::{ApiError, Cause};
+use vcluster_core::status::{ApiError, Cause, Reason};
 
 use crate::User;
-use crate::resources::{Result, current, now};
+use crate::objects::{Result, current, now};
 use crate::router::Target;
 use crate::tenant::Tenant;
 use crate::tokens::{
@@ -123,7 +123,7 @@ pub(crate) async fn token_request(tenant: &Tenant, target: &Target, body: &Value
         {
             return Err(ApiError::new(
                 409,
-                "Conflict",
+                Reason::Conflict,
                 format!(
                     "the UID in the bound object reference ({given}) does not match the UID in record. The object might have been deleted and then recreated"
                 ),
@@ -156,118 +156,6 @@ pub(crate) async fn token_request(tenant: &Tenant, target: &Target, body: &Value
         },
         "status": {"token": token, "expirationTimestamp": rfc3339(claims.exp)},
     }))
-}
-
-/// The annotation naming a legacy token Secret's service account.
-const ACCOUNT_NAME: &str = "kubernetes.io/service-account.name";
-
-/// Whether `secret` is a legacy token Secret still waiting for its token.
-fn wants_token(secret: &Value) -> bool {
-    secret["type"] == "kubernetes.io/service-account-token"
-        && secret.pointer("/data/token").is_none()
-        && secret
-            .pointer("/metadata/annotations")
-            .and_then(|a| a.get(ACCOUNT_NAME))
-            .is_some()
-}
-
-/// The token controller, on the controllers' feed: a Secret of type
-/// `kubernetes.io/service-account-token` naming a service account gets a token for it (and
-/// `ca.crt`, `namespace`, the account's uid annotation), as upstream's does when asked. The
-/// token is bound to the Secret: it authenticates while the Secret and the account exist,
-/// and lasts as long as they do (the longest life a token may have).
-pub(crate) fn watch(tenants: &crate::tenant::Tenants, change: &vcluster_controllers::Change) {
-    let secret = match &change.object {
-        Some(s) if change.resource.group.is_empty() && change.resource.plural == "secrets" => s,
-        _ => return,
-    };
-    if !wants_token(secret) {
-        return;
-    }
-    let Some(tenant) = tenants.get(&change.tenant) else {
-        return;
-    };
-    let secret = secret.clone();
-    tokio::spawn(async move {
-        if let Err(e) = fill_token(&tenant, &secret).await {
-            tracing::warn!(tenant = %tenant.name, secret = ?meta_str(&secret, "name"), error = %e, "filling a token secret failed");
-        }
-    });
-}
-
-async fn fill_token(tenant: &Tenant, secret: &Value) -> Result<()> {
-    use base64::Engine;
-    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
-    let namespace = meta_str(secret, "namespace").unwrap_or_default().to_owned();
-    let name = meta_str(secret, "name").unwrap_or_default().to_owned();
-    let account_name = secret["metadata"]["annotations"][ACCOUNT_NAME]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    // An account that does not exist (yet) gets no token; upstream waits for it too.
-    let Some(account) = find(tenant, "serviceaccounts", &namespace, &account_name).await? else {
-        return Ok(());
-    };
-    let issued = now();
-    let claims = Claims {
-        iss: tenant.identity.tokens.issuer().to_owned(),
-        sub: format!("system:serviceaccount:{namespace}:{account_name}"),
-        aud: vec![tenant.identity.tokens.issuer().to_owned()],
-        iat: issued,
-        nbf: issued,
-        exp: issued + MAX_EXPIRATION,
-        kubernetes: KubernetesClaims {
-            namespace: namespace.clone(),
-            serviceaccount: ObjectClaim {
-                name: account_name,
-                uid: uid(&account),
-            },
-            pod: None,
-            secret: Some(ObjectClaim {
-                name: name.clone(),
-                uid: uid(secret),
-            }),
-            node: None,
-        },
-    };
-    let token = tenant.identity.tokens.sign(&claims);
-    let ca = tenant.identity.ca_cert_pem().to_owned();
-    let account_uid = uid(&account);
-    let target = Target {
-        rt: resource("secrets"),
-        namespace: Some(namespace.clone()),
-        name: Some(name),
-        subresource: None,
-    };
-    let change = |current: &Value| {
-        let mut next = current.clone();
-        if !wants_token(&next) || meta_str(&next, "uid") != meta_str(secret, "uid") {
-            return Ok(next);
-        }
-        next["data"]["token"] = json!(b64(&token));
-        next["data"]["ca.crt"] = json!(b64(&ca));
-        next["data"]["namespace"] = json!(b64(&namespace));
-        next["metadata"]["annotations"]["kubernetes.io/service-account.uid"] = json!(account_uid);
-        Ok(next)
-    };
-    let params = [(
-        "fieldManager".to_owned(),
-        "kube-controller-manager".to_owned(),
-    )]
-    .into();
-    match crate::resources::update(
-        tenant,
-        &target,
-        vcluster_core::object::UpdateScope::Main,
-        &params,
-        false,
-        change,
-    )
-    .await
-    {
-        Err(e) if e.code != 404 => Err(e),
-        _ => Ok(()),
-    }
 }
 
 /// The service account a bearer token stands for: signed by this tenant, unexpired, for

@@ -1,28 +1,153 @@
-//! The admission plugins of a create that read other objects of the namespace, in
-//! upstream's order: LimitRanger (a pod's default requests and limits from the namespace's
+//! The admission plugins of a create, as a list run in upstream's order (kube-apiserver's
+//! `AllOrderedPlugins`, of which these are the ones a cluster without webhooks needs):
+//! NamespaceLifecycle (new content only in a namespace that exists and is not being
+//! deleted), LimitRanger (a pod's default requests and limits from the namespace's
 //! LimitRanges, and their bounds), ServiceAccount (the pod's account must exist; its token
 //! is mounted, `vcluster_core::serviceaccount`), PodSecurity (the namespace's
 //! `pod-security.kubernetes.io/enforce` level), ResourceQuota (a create that would take a
-//! quota of the namespace past its `hard` is refused). Each refusal is upstream's 403.
+//! quota of the namespace past its `hard` is refused). Each plugin says which resources it
+//! applies to; each refusal is upstream's 403. The rules themselves are pure functions in
+//! `vcluster-core`; this is the shell that reads what they need.
 //!
 //! LimitRanges and quotas are read from the store (a namespace rarely has any; watch caches
 //! of them would cost every idle tenant), the namespace from its watch cache; what a quota
-//! has used is counted from the store, under the tenant's allocation lock that
-//! `resources::create` holds until the object is stored, so that two creates cannot both
-//! take the last of a quota.
+//! has used is counted from the store, under the tenant's allocation lock that the write
+//! path holds until the object is stored, so that two creates cannot both take the last of
+//! a quota.
 
 use std::sync::Arc;
 
 use serde_json::Value;
-use vcluster_core::object::meta_str;
+use vcluster_core::object::{self, meta_str};
 use vcluster_core::podsecurity::{self, Level};
 use vcluster_core::registry::{self, ResourceType};
 use vcluster_core::status::ApiError;
 use vcluster_core::{limitrange, quota, serviceaccount};
 use vcluster_store::RangeRequest;
 
-use crate::resources::{Result, current, store_error};
+use crate::objects::{Result, current, store_error};
 use crate::tenant::{Tenant, fresh};
+
+/// One admission plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plugin {
+    NamespaceLifecycle,
+    LimitRanger,
+    ServiceAccount,
+    PodSecurity,
+    ResourceQuota,
+}
+
+/// The plugins, in the order upstream runs them.
+pub(crate) const PLUGINS: [Plugin; 5] = [
+    Plugin::NamespaceLifecycle,
+    Plugin::LimitRanger,
+    Plugin::ServiceAccount,
+    Plugin::PodSecurity,
+    Plugin::ResourceQuota,
+];
+
+impl Plugin {
+    /// Whether the plugin looks at creates of `rt`.
+    pub(crate) fn applies_to(self, rt: &ResourceType) -> bool {
+        match self {
+            Self::NamespaceLifecycle | Self::ResourceQuota => rt.namespaced,
+            Self::LimitRanger | Self::ServiceAccount | Self::PodSecurity => is_pod(rt),
+        }
+    }
+}
+
+/// The admission of one create: what the plugins need read once (the namespace is open,
+/// its quotas), then [`Create::admit`] for each attempt at storing the object.
+pub(crate) struct Create<'a> {
+    tenant: &'a Tenant,
+    rt: &'a ResourceType,
+    namespace: Option<&'a str>,
+    plugins: Vec<Plugin>,
+    quotas: Vec<Arc<Value>>,
+}
+
+impl<'a> Create<'a> {
+    /// Starts the admission of a create of `rt` named `name` (empty for a generated name)
+    /// in `namespace`. NamespaceLifecycle answers here, before anything is prepared, as it
+    /// does upstream before a name is generated.
+    pub(crate) async fn start(
+        tenant: &'a Tenant,
+        rt: &'a ResourceType,
+        namespace: Option<&'a str>,
+        name: &str,
+    ) -> Result<Self> {
+        let plugins: Vec<Plugin> = PLUGINS.into_iter().filter(|p| p.applies_to(rt)).collect();
+        let mut quotas = Vec::new();
+        if let Some(ns) = namespace {
+            if plugins.contains(&Plugin::NamespaceLifecycle) {
+                namespace_open(tenant, rt, ns, name).await?;
+            }
+            if plugins.contains(&Plugin::ResourceQuota) {
+                quotas = stored(tenant, "resourcequotas", ns).await?;
+            }
+        }
+        Ok(Self {
+            tenant,
+            rt,
+            namespace,
+            plugins,
+            quotas,
+        })
+    }
+
+    /// Whether the create must hold the tenant's allocation lock until it is stored: a
+    /// quota counts what is stored, so two creates must not both count the same room.
+    pub(crate) fn counts_quota(&self) -> bool {
+        !self.quotas.is_empty()
+    }
+
+    /// Runs the plugins that apply, in order, on the object about to be stored.
+    pub(crate) async fn admit(&self, mut object: Value) -> Result<Value> {
+        let Some(namespace) = self.namespace else {
+            return Ok(object);
+        };
+        let (tenant, rt) = (self.tenant, self.rt);
+        for plugin in &self.plugins {
+            match plugin {
+                Plugin::NamespaceLifecycle => {}
+                Plugin::LimitRanger => limit_ranger(tenant, rt, namespace, &mut object).await?,
+                Plugin::ServiceAccount => {
+                    service_account(tenant, rt, namespace, &mut object).await?;
+                }
+                Plugin::PodSecurity => pod_security(tenant, rt, namespace, &object).await?,
+                Plugin::ResourceQuota => {
+                    check_quotas(tenant, rt, namespace, &object, &self.quotas).await?;
+                }
+            }
+        }
+        Ok(object)
+    }
+}
+
+/// New content may go into `namespace`: it exists and is not being deleted.
+async fn namespace_open(
+    tenant: &Tenant,
+    rt: &ResourceType,
+    namespace: &str,
+    name: &str,
+) -> Result<()> {
+    let namespaces = builtin("namespaces");
+    let key = registry::storage_key(&namespaces, None, namespace);
+    let Some(found) = current(tenant, &namespaces, key.as_bytes()).await? else {
+        return Err(ApiError::not_found(&namespaces, namespace));
+    };
+    if object::is_deleting(&found) {
+        return Err(ApiError::forbidden(
+            rt,
+            name,
+            &format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 fn builtin(plural: &str) -> Arc<ResourceType> {
     registry::find("", "v1", plural).expect("built in")
@@ -47,78 +172,92 @@ async fn stored(tenant: &Tenant, plural: &str, namespace: &str) -> Result<Vec<Ar
         .collect())
 }
 
-/// The ResourceQuotas of `namespace`.
-pub(crate) async fn quotas(tenant: &Tenant, namespace: &str) -> Result<Vec<Arc<Value>>> {
-    stored(tenant, "resourcequotas", namespace).await
-}
-
 fn is_pod(rt: &ResourceType) -> bool {
     rt.gk() == ("", "Pod")
 }
 
-/// LimitRanger and PodSecurity for a pod being created in `namespace`.
-pub(crate) async fn pod(
+fn name_of(object: &Value) -> String {
+    meta_str(object, "name").unwrap_or_default().to_owned()
+}
+
+/// LimitRanger: the namespace's LimitRanges' defaults, then their bounds.
+async fn limit_ranger(
     tenant: &Tenant,
     rt: &ResourceType,
     namespace: &str,
-    mut pod: Value,
-) -> Result<Value> {
-    if !is_pod(rt) {
-        return Ok(pod);
-    }
-    let name = meta_str(&pod, "name").unwrap_or_default().to_owned();
+    pod: &mut Value,
+) -> Result<()> {
     let ranges: Vec<Value> = stored(tenant, "limitranges", namespace)
         .await?
         .iter()
         .map(|r| (**r).clone())
         .collect();
-    if !ranges.is_empty() {
-        let broken = limitrange::apply(&ranges, &mut pod);
-        if !broken.is_empty() {
-            return Err(ApiError::forbidden(
-                rt,
-                &name,
-                &format!("[{}]", broken.join(", ")),
-            ));
-        }
+    if ranges.is_empty() {
+        return Ok(());
     }
-    if serviceaccount::applies_to(&pod) {
-        let account_name = serviceaccount::account(&mut pod);
-        let Some(account) = service_account(tenant, namespace, &account_name).await? else {
-            return Err(ApiError::forbidden(
-                rt,
-                &name,
-                &format!(
-                    "error looking up service account {namespace}/{account_name}: serviceaccount \"{account_name}\" not found"
-                ),
-            ));
-        };
-        serviceaccount::admit(&mut pod, &account, &fresh().suffix);
+    let broken = limitrange::apply(&ranges, pod);
+    if broken.is_empty() {
+        return Ok(());
     }
+    Err(ApiError::forbidden(
+        rt,
+        &name_of(pod),
+        &format!("[{}]", broken.join(", ")),
+    ))
+}
+
+/// ServiceAccount: the pod runs as an account that exists, whose token it mounts.
+async fn service_account(
+    tenant: &Tenant,
+    rt: &ResourceType,
+    namespace: &str,
+    pod: &mut Value,
+) -> Result<()> {
+    if !serviceaccount::applies_to(pod) {
+        return Ok(());
+    }
+    let account_name = serviceaccount::account(pod);
+    let Some(account) = find_account(tenant, namespace, &account_name).await? else {
+        return Err(ApiError::forbidden(
+            rt,
+            &name_of(pod),
+            &format!(
+                "error looking up service account {namespace}/{account_name}: serviceaccount \"{account_name}\" not found"
+            ),
+        ));
+    };
+    serviceaccount::admit(pod, &account, &fresh().suffix);
+    Ok(())
+}
+
+/// PodSecurity: the pod meets its namespace's enforced level.
+async fn pod_security(
+    tenant: &Tenant,
+    rt: &ResourceType,
+    namespace: &str,
+    pod: &Value,
+) -> Result<()> {
     let namespaces = builtin("namespaces");
     let key = registry::storage_key(&namespaces, None, namespace);
-    if let Some(ns) = current(tenant, &namespaces, key.as_bytes()).await? {
-        let level = Level::of_namespace(&ns);
-        let violations = podsecurity::violations(level, &pod);
-        if !violations.is_empty() {
-            return Err(ApiError::forbidden(
-                rt,
-                &name,
-                &podsecurity::message(level, &violations),
-            ));
-        }
+    let Some(ns) = current(tenant, &namespaces, key.as_bytes()).await? else {
+        return Ok(());
+    };
+    let level = Level::of_namespace(&ns);
+    let violations = podsecurity::violations(level, pod);
+    if violations.is_empty() {
+        return Ok(());
     }
-    Ok(pod)
+    Err(ApiError::forbidden(
+        rt,
+        &name_of(pod),
+        &podsecurity::message(level, &violations),
+    ))
 }
 
 /// The ServiceAccount `name` of `namespace`. The `default` account is made by the
 /// namespace controller just after its namespace, so a pod created at once may come
 /// before it: as upstream, that one is looked for a few times before the pod is refused.
-async fn service_account(
-    tenant: &Tenant,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<Arc<Value>>> {
+async fn find_account(tenant: &Tenant, namespace: &str, name: &str) -> Result<Option<Arc<Value>>> {
     let accounts = builtin("serviceaccounts");
     let key = registry::storage_key(&accounts, Some(namespace), name);
     let attempts = if name == serviceaccount::DEFAULT_ACCOUNT {
@@ -137,8 +276,8 @@ async fn service_account(
     Ok(None)
 }
 
-/// Refuses `object` if it would take one of `quotas` past its `hard`.
-pub(crate) async fn check_quotas(
+/// ResourceQuota: refuses `object` if it would take one of `quotas` past its `hard`.
+async fn check_quotas(
     tenant: &Tenant,
     rt: &ResourceType,
     namespace: &str,

@@ -7,13 +7,13 @@ use hyper::body::Incoming;
 use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 use vcluster_core::registry::ResourceType;
-use vcluster_core::status::ApiError;
+use vcluster_core::status::{ApiError, Reason};
 
 use crate::http::{Body, error, full, ok, text};
 use crate::router::{Route, route};
 use crate::tenant::{Tenant, Tenants};
 use crate::types::TypeSet;
-use crate::{accounts, authz, resources, tls};
+use crate::{accounts, authz, handlers, tls};
 
 /// The Kubernetes version this server answers as.
 pub const KUBE_VERSION: (&str, &str) = ("1", "34");
@@ -89,7 +89,7 @@ pub(crate) async fn handle(
         _ => {}
     }
     let Some(user) = authenticate(&tenant, conn, req.headers()).await else {
-        return error(&ApiError::new(401, "Unauthorized", "Unauthorized"));
+        return error(&ApiError::new(401, Reason::Unauthorized, "Unauthorized"));
     };
     let user = match authz::impersonate(&tenant, user, req.headers()).await {
         Ok(user) => user,
@@ -115,7 +115,7 @@ pub(crate) async fn handle(
     if let Err(e) = authz::authorize(&tenant, &user, &what).await {
         return error(&e);
     }
-    resources::handle(&tenant, &user, target, req).await
+    handlers::handle(&tenant, &user, target, req).await
 }
 
 /// Discovery, OpenAPI and the service-account issuer's documents.
@@ -160,7 +160,7 @@ fn other_route(
 fn not_found() -> ApiError {
     ApiError::new(
         404,
-        "NotFound",
+        Reason::NotFound,
         "the server could not find the requested resource",
     )
 }

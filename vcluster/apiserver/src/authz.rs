@@ -11,10 +11,10 @@ use http::Method;
 use serde_json::{Value, json};
 use vcluster_core::rbac::{self, Attributes, Policy, Subject};
 use vcluster_core::registry;
-use vcluster_core::status::ApiError;
+use vcluster_core::status::{ApiError, Reason};
 
 use crate::User;
-use crate::resources::{Result, store_error};
+use crate::objects::{Result, store_error};
 use crate::router::Target;
 use crate::tenant::Tenant;
 
@@ -125,7 +125,11 @@ pub(crate) async fn authorize(tenant: &Tenant, user: &User, what: &Attributes) -
         .then(|| json!({"name": what.name, "group": what.api_group, "kind": what.resource}));
     Err(ApiError {
         details,
-        ..ApiError::new(403, "Forbidden", rbac::forbidden_message(&user.name, what))
+        ..ApiError::new(
+            403,
+            Reason::Forbidden,
+            rbac::forbidden_message(&user.name, what),
+        )
     })
 }
 
@@ -286,7 +290,7 @@ pub(crate) async fn check_grant(
     );
     Err(ApiError {
         details: Some(json!({"name": name, "group": rt.group, "kind": rt.plural})),
-        ..ApiError::new(403, "Forbidden", message)
+        ..ApiError::new(403, Reason::Forbidden, message)
     })
 }
 

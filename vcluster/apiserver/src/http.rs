@@ -9,7 +9,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::Value;
-use vcluster_core::status::ApiError;
+use vcluster_core::status::{ApiError, Reason};
 
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
@@ -53,7 +53,7 @@ pub(crate) async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, ApiE
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
             413,
-            "RequestEntityTooLarge",
+            Reason::RequestEntityTooLarge,
             format!("the request body is larger than the limit of {MAX_BODY} bytes"),
         )),
         Err(e) => Err(ApiError::bad_request(format!(

@@ -10,7 +10,7 @@ use vcluster_core::registry::ResourceType;
 use vcluster_core::status::ApiError;
 
 use crate::User;
-use crate::resources::Result;
+use crate::objects::Result;
 use crate::tenant::Tenant;
 use crate::{accounts, authz};
 

@@ -23,7 +23,7 @@ impl Drop for AbortOnDrop {
 
 /// Serves every tenant on `listener`, and runs the controllers, until the task is dropped.
 pub async fn serve(listener: TcpListener, tenants: Arc<Tenants>) -> std::io::Result<()> {
-    let _controllers = AbortOnDrop(tokio::spawn(crate::controllers::run(tenants.clone())));
+    let _controllers = AbortOnDrop(tokio::spawn(crate::feed::run(tenants.clone())));
     let config = crate::tls::server_config(tenants.clone()).map_err(std::io::Error::other)?;
     let acceptor = TlsAcceptor::from(Arc::new(config));
     loop {

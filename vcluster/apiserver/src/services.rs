@@ -19,15 +19,13 @@ use vcluster_core::registry::{self, ResourceType};
 use vcluster_core::status::{ApiError, Cause};
 use vcluster_store::RangeRequest;
 
-use crate::resources::{Result, store_error};
+use crate::objects::{Result, store_error};
 use crate::tenant::Tenant;
 
 /// The tenant's service range: 10.96.0.0/12.
 const RANGE_BASE: u32 = u32::from_be_bytes([10, 96, 0, 0]);
 const RANGE_BITS: u32 = 12;
 const RANGE_TEXT: &str = "10.96.0.0/12";
-/// The `kubernetes` Service's address: the range's first.
-pub(crate) const KUBERNETES_IP: &str = "10.96.0.1";
 const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
 
 fn range_size() -> u32 {
@@ -220,29 +218,10 @@ fn allocate_node_ports(
     Ok(())
 }
 
-/// The `kubernetes` Service every cluster has in `default`.
-pub(crate) fn kubernetes_service() -> Value {
-    json!({
-        "metadata": {
-            "name": "kubernetes",
-            "namespace": "default",
-            "labels": {"component": "apiserver", "provider": "kubernetes"},
-        },
-        "spec": {
-            "type": "ClusterIP",
-            "clusterIP": KUBERNETES_IP,
-            "clusterIPs": [KUBERNETES_IP],
-            "ipFamilies": ["IPv4"],
-            "ipFamilyPolicy": "SingleStack",
-            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
-            "sessionAffinity": "None",
-        },
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tenant::KUBERNETES_IP;
 
     #[test]
     fn the_range_excludes_its_network_and_broadcast_addresses() {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use vcluster_core::object::{Fresh, prepare_create};
 use vcluster_core::registry::{self, ResourceType};
@@ -44,8 +44,6 @@ pub struct Tenant {
     types: RwLock<Arc<TypeSet>>,
     /// The RBAC policy and the revisions of the role and binding caches it was built at.
     policy: RwLock<Option<(Vec<u64>, Arc<vcluster_core::rbac::Policy>)>>,
-    /// The CRDs whose objects are being deleted.
-    cleaning: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Held while a cache is being started, so that each is started once.
     starting: Mutex<()>,
     /// Held while a Service is given addresses and stored (`services.rs`).
@@ -79,19 +77,6 @@ impl Tenant {
 
     pub(crate) fn set_policy(&self, revisions: Vec<u64>, policy: Arc<vcluster_core::rbac::Policy>) {
         *self.policy.write().expect("policy lock") = Some((revisions, policy));
-    }
-
-    /// Marks a cleanup job (a CRD's objects, a namespace's content) as running; false if it
-    /// already is.
-    pub(crate) fn start_cleanup(&self, name: &str) -> bool {
-        self.cleaning
-            .lock()
-            .expect("cleanup lock")
-            .insert(name.to_owned())
-    }
-
-    pub(crate) fn end_cleanup(&self, name: &str) {
-        self.cleaning.lock().expect("cleanup lock").remove(name);
     }
 
     /// The store lease an object of `rt` is written with: events expire an hour after their
@@ -161,6 +146,8 @@ pub struct Tenants {
     /// Names every serving certificate carries besides the tenant's own (127.0.0.1, ...).
     names: Vec<String>,
     creating: Mutex<()>,
+    /// Word of each tenant opened, for the controllers' feed.
+    opened: tokio::sync::broadcast::Sender<Arc<str>>,
 }
 
 impl std::fmt::Debug for Tenants {
@@ -197,7 +184,13 @@ impl Tenants {
             domain: domain.into(),
             names,
             creating: Mutex::new(()),
+            opened: tokio::sync::broadcast::channel(256).0,
         }
+    }
+
+    /// The names of the tenants opened from now on.
+    pub(crate) fn opened(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.opened.subscribe()
     }
 
     /// The store every tenant lives in.
@@ -301,19 +294,41 @@ impl Tenants {
             allocating: Mutex::new(()),
             event_lease: std::sync::Mutex::new(None),
             types: RwLock::new(Arc::default()),
-            cleaning: Default::default(),
             policy: RwLock::new(None),
         });
         self.tenants
             .write()
             .expect("tenants lock")
             .insert(name.to_owned(), tenant.clone());
-        // The feed saw the bootstrap namespaces before the tenant was registered: their
-        // default objects are made now.
-        crate::namespaces::opened(&tenant);
+        // The controllers' feed saw the bootstrap objects before the tenant was registered:
+        // word of it lets the controllers look at them again (no one may be listening yet).
+        let _ = self.opened.send(Arc::from(name));
         tracing::info!(tenant = name, "tenant ready");
         Ok(tenant)
     }
+}
+
+/// The `kubernetes` Service's address: the first of the tenant's service range.
+pub(crate) const KUBERNETES_IP: &str = "10.96.0.1";
+
+/// The `kubernetes` Service every cluster has in `default`.
+fn kubernetes_service() -> Value {
+    json!({
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {"component": "apiserver", "provider": "kubernetes"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": KUBERNETES_IP,
+            "clusterIPs": [KUBERNETES_IP],
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+            "sessionAffinity": "None",
+        },
+    })
 }
 
 /// Creates what every cluster starts with, where missing.
@@ -332,7 +347,7 @@ async fn bootstrap(store: &dyn Store) -> Result<(), vcluster_store::Error> {
         objects.push((rt, body));
     }
     let services = registry::find("", "v1", "services").expect("services are built in");
-    objects.push((services, crate::services::kubernetes_service()));
+    objects.push((services, kubernetes_service()));
     // Created together, so that the store commits them in one batch.
     let creates = objects.into_iter().map(|(rt, body)| async move {
         let namespace = body

@@ -20,7 +20,8 @@ use vcluster_core::status::ApiError;
 
 use crate::cache::{CacheEvent, EventType, Next, WatchCache};
 use crate::http::{Body, Shape};
-use crate::resources::{Selectors, parse_revision, shaped_object};
+use crate::list::{Selectors, parse_revision, shaped_object};
+use crate::objects::store_error;
 use crate::router::Target;
 use crate::tenant::Tenant;
 
@@ -57,15 +58,7 @@ pub(crate) async fn handle(
     let cache = tenant
         .cache(&target.rt, requested)
         .await
-        .map_err(|e| match e {
-            vcluster_store::Error::Compacted {
-                requested,
-                compacted,
-            } => ApiError::expired(format!(
-                "too old resource version: {requested} ({compacted})"
-            )),
-            e => ApiError::internal(format!("storage error: {e}")),
-        })?;
+        .map_err(store_error)?;
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let watcher = Watcher {
         rt: target.rt.clone(),

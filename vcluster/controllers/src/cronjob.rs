@@ -15,6 +15,7 @@ use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
 use serde_json::{Value, json};
 use vcluster_core::object::{is_deleting, meta_str};
+use vcluster_core::status::Reason;
 
 use crate::pods::{self, int};
 use crate::queue::{Key, Queue};
@@ -169,7 +170,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
                 .await
             {
                 Ok(created) => active.push(created),
-                Err(e) if e.code == 409 => {}
+                Err(e) if e.is(Reason::AlreadyExists) => {}
                 Err(e) => return Err(e),
             }
             status["lastScheduleTime"] = json!(pods::stamp(due));

@@ -11,6 +11,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+use vcluster_core::object::UpdateScope;
 use vcluster_core::object::{is_deleting, meta_str};
 
 use crate::pods::{self, HASH_LABEL, int, same_template, scaled, template_hash};
@@ -122,7 +123,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
                     rs["metadata"]["annotations"][REVISION] =
                         json!((old_revisions + 1).to_string());
                     *rs = api
-                        .replace(tenant, &replicaset::RESOURCE, rs, false)
+                        .replace(tenant, &replicaset::RESOURCE, rs, UpdateScope::Main)
                         .await?;
                 }
                 set_replicas(api, tenant, rs, wanted).await?;
@@ -234,7 +235,7 @@ async fn set_replicas(api: &dyn Api, tenant: &str, rs: &mut Value, replicas: i64
     }
     rs["spec"]["replicas"] = json!(replicas);
     *rs = api
-        .replace(tenant, &replicaset::RESOURCE, rs, false)
+        .replace(tenant, &replicaset::RESOURCE, rs, UpdateScope::Main)
         .await?;
     Ok(())
 }
@@ -467,7 +468,8 @@ async fn write_status(
     if next == *d {
         return Ok(again);
     }
-    api.replace(tenant, &RESOURCE, &next, true).await?;
+    api.replace(tenant, &RESOURCE, &next, UpdateScope::Status)
+        .await?;
     Ok(again)
 }
 

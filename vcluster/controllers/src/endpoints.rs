@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
 use serde_json::{Value, json};
+use vcluster_core::object::UpdateScope;
 use vcluster_core::object::{is_deleting, meta_str};
 use vcluster_core::selector::{LabelSelector, labels_at};
+use vcluster_core::status::Reason;
 
 use crate::pods::{self, controlled_by};
 use crate::queue::{Key, Queue};
@@ -89,7 +91,7 @@ pub(crate) async fn reconcile(api: Arc<dyn Api>, key: Key) -> Result<Requeue> {
             .delete(tenant, &ENDPOINTS, namespace, &key.name, json!({}))
             .await
         {
-            Err(e) if e.code != 404 => return Err(e),
+            Err(e) if !e.is(Reason::NotFound) => return Err(e),
             _ => {}
         },
     }
@@ -256,7 +258,8 @@ async fn sync_service(api: &dyn Api, tenant: &str, service: &Value, pods: &[Valu
     if existing.is_empty() {
         api.create(tenant, &SLICES, namespace, slice).await?;
     } else if existing[0] != slice {
-        api.replace(tenant, &SLICES, &slice, false).await?;
+        api.replace(tenant, &SLICES, &slice, UpdateScope::Main)
+            .await?;
     }
     Ok(())
 }
@@ -281,7 +284,9 @@ async fn put(
         Some(current) => {
             let mut next = object;
             next["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-            api.replace(tenant, resource, &next, false).await.map(drop)
+            api.replace(tenant, resource, &next, UpdateScope::Main)
+                .await
+                .map(drop)
         }
     }
 }

@@ -14,7 +14,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
+use vcluster_core::object::UpdateScope;
 use vcluster_core::object::{is_deleting, meta_str};
+use vcluster_core::status::Reason;
 
 use crate::pods::owner_references;
 use crate::queue::{Queue, Reconcile};
@@ -376,7 +378,8 @@ async fn finalize(
     {
         list.retain(|f| f != finalizer);
     }
-    api.replace(tenant, &owner.resource, &next, false).await?;
+    api.replace(tenant, &owner.resource, &next, UpdateScope::Main)
+        .await?;
     Ok(None)
 }
 
@@ -404,10 +407,10 @@ async fn drop_reference(
         }
     }
     match api
-        .replace(tenant, &dependent.resource, &current, false)
+        .replace(tenant, &dependent.resource, &current, UpdateScope::Main)
         .await
     {
-        Err(e) if e.code != 404 => Err(e),
+        Err(e) if !e.is(Reason::NotFound) => Err(e),
         _ => Ok(()),
     }
 }

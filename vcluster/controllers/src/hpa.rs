@@ -11,6 +11,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use vcluster_core::object::UpdateScope;
 use vcluster_core::object::is_deleting;
 
 use crate::pods::{self, int};
@@ -69,7 +70,8 @@ pub(crate) async fn reconcile(api: Arc<dyn Api>, key: Key) -> Result<Requeue> {
     if let (Some(replicas), Ok((resource, target))) = (rescale, &target) {
         let mut scaled = target.clone();
         scaled["spec"]["replicas"] = json!(replicas);
-        api.replace(tenant, resource, &scaled, false).await?;
+        api.replace(tenant, resource, &scaled, UpdateScope::Main)
+            .await?;
     }
     crate::write_status(&*api, tenant, &RESOURCE, &hpa, status).await?;
     Ok(Some(SYNC_PERIOD))

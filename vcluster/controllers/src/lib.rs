@@ -27,7 +27,13 @@
 //!   metrics) `ScalingActive=False` as upstream reports it.
 //! - [`gc`]: the garbage collector: dependents of deleted owners (background), the
 //!   `foregroundDeletion` and `orphan` finalizers, dangling owner references.
+//! - [`namespace`]: a deleted namespace's content deleted, then the namespace, with
+//!   upstream's deletion conditions meanwhile.
+//! - [`serviceaccounts`]: every namespace's `default` ServiceAccount and `kube-root-ca.crt`.
+//! - [`token`]: legacy service-account token Secrets filled with a token.
+//! - [`crd`]: a deleted CRD's objects deleted, then the CRD.
 
+mod crd;
 mod cronjob;
 mod daemonset;
 mod deployment;
@@ -35,18 +41,22 @@ mod endpoints;
 mod gc;
 mod hpa;
 mod job;
+mod namespace;
 mod pods;
 mod queue;
 mod replicaset;
 mod resourcequota;
+mod serviceaccounts;
 mod statefulset;
+mod token;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
-use vcluster_core::status::ApiError;
+use vcluster_core::object::UpdateScope;
+use vcluster_core::status::{ApiError, Reason};
 
 pub use queue::Key;
 use queue::Queue;
@@ -84,12 +94,14 @@ pub struct Change {
     pub previous: Option<Arc<Value>>,
 }
 
-/// What the feed delivers: changes, or word that some were missed (the store watch was
-/// restarted), after which every tenant is swept.
+/// What the feed delivers: changes; word that some were missed (the store watch was
+/// restarted), after which every tenant is swept; or a tenant opened while the process
+/// runs, which is swept (the feed saw its first objects before it was open).
 #[derive(Debug, Clone)]
 pub enum Feed {
     Change(Change),
     Resync,
+    Opened(Arc<str>),
 }
 
 /// The API server's write path, as the controllers use it: a tenant's objects, read fresh
@@ -121,15 +133,17 @@ pub trait Api: Send + Sync + 'static {
         namespace: Option<&str>,
         object: Value,
     ) -> Result<Value>;
-    /// Replaces an object, or (`status`) its status; `409` if its resourceVersion is stale.
+    /// Replaces an object, or (by `scope`) its status or a namespace's `spec.finalizers`;
+    /// `409` if its resourceVersion is stale.
     async fn replace(
         &self,
         tenant: &str,
         resource: &Resource,
         object: &Value,
-        status: bool,
+        scope: UpdateScope,
     ) -> Result<Value>;
-    /// Deletes an object, with `DeleteOptions` (propagation, preconditions).
+    /// Deletes an object, with `DeleteOptions` (propagation, preconditions). `Some` is the
+    /// object still there, marked for deletion and held by finalizers; `None`, it is gone.
     async fn delete(
         &self,
         tenant: &str,
@@ -137,11 +151,28 @@ pub trait Api: Send + Sync + 'static {
         namespace: Option<&str>,
         name: &str,
         options: Value,
-    ) -> Result<()>;
+    ) -> Result<Option<Value>>;
     /// Every object of the tenant, with its resource.
     async fn everything(&self, tenant: &str) -> Result<Vec<(Resource, Value)>>;
     /// The resource that serves `kind` of `api_version` in the tenant.
     async fn resource_of(&self, tenant: &str, api_version: &str, kind: &str) -> Option<Resource>;
+    /// Every resource the tenant serves objects of (built-in and custom), each once.
+    async fn resources(&self, tenant: &str) -> Result<Vec<Resource>>;
+    /// The tenant's CA certificate (PEM), which every namespace publishes.
+    fn root_ca(&self, tenant: &str) -> Result<String>;
+    /// A service-account token for a legacy token Secret, signed with the tenant's key.
+    fn legacy_token(&self, tenant: &str, token: &LegacyToken) -> Result<String>;
+}
+
+/// What a legacy token Secret's token stands for: the account, and the Secret it is bound
+/// to (it authenticates while both exist with these uids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyToken {
+    pub namespace: String,
+    pub account: String,
+    pub account_uid: String,
+    pub secret: String,
+    pub secret_uid: String,
 }
 
 /// How many reconciles of one controller run at once.
@@ -189,6 +220,10 @@ pub async fn run(api: Arc<dyn Api>, mut feed: mpsc::Receiver<Feed>) {
         controller!(endpoints),
         controller!(resourcequota),
         controller!(hpa),
+        controller!(namespace),
+        controller!(serviceaccounts),
+        controller!(token),
+        controller!(crd),
     ]);
     let collector = gc::Collector::start(api.clone());
     while let Some(item) = feed.recv().await {
@@ -209,6 +244,14 @@ pub async fn run(api: Arc<dyn Api>, mut feed: mpsc::Receiver<Feed>) {
                     }
                 });
                 collector.resync();
+            }
+            Feed::Opened(tenant) => {
+                let (api, controllers) = (api.clone(), controllers.clone());
+                tokio::spawn(async move {
+                    for c in controllers.iter() {
+                        sweep(&*api, &tenant, c.resource, &c.queue).await;
+                    }
+                });
             }
         }
     }
@@ -257,7 +300,7 @@ async fn delete_exact(
         "preconditions": {"uid": uid},
     });
     match api.delete(tenant, resource, namespace, name, options).await {
-        Err(e) if !matches!(e.code, 404 | 409) => Err(e),
+        Err(e) if !e.is(Reason::NotFound) && !e.is(Reason::Conflict) => Err(e),
         _ => Ok(()),
     }
 }
@@ -295,7 +338,9 @@ async fn write_status(
     }
     let mut next = object.clone();
     next["status"] = status;
-    api.replace(tenant, resource, &next, true).await.map(drop)
+    api.replace(tenant, resource, &next, UpdateScope::Status)
+        .await
+        .map(drop)
 }
 
 /// Queues every object of `resource` in `tenant`.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::Notify;
 use vcluster_core::object::meta_str;
+use vcluster_core::status::Reason;
 
 use crate::{Api, Requeue, Result};
 
@@ -30,11 +31,11 @@ pub struct Key {
 }
 
 impl Key {
-    /// The key of a namespaced object.
+    /// The key of an object (a cluster-scoped one's namespace is empty).
     pub(crate) fn of(tenant: &Arc<str>, object: &Value) -> Option<Self> {
         Some(Self {
             tenant: tenant.clone(),
-            namespace: meta_str(object, "namespace")?.to_owned(),
+            namespace: meta_str(object, "namespace").unwrap_or_default().to_owned(),
             name: meta_str(object, "name")?.to_owned(),
         })
     }
@@ -95,8 +96,11 @@ impl<K: QueueKey> Queue<K> {
                     let key = queue.next().await;
                     let again = match reconcile(key.clone()).await {
                         Ok(again) => again,
-                        // A lost race: look again at once.
-                        Err(e) if e.code == 409 => Some(Duration::ZERO),
+                        // A lost race (a stale write, or a create beaten to its name):
+                        // look again at once.
+                        Err(e) if e.is(Reason::Conflict) || e.is(Reason::AlreadyExists) => {
+                            Some(Duration::ZERO)
+                        }
                         Err(e) => {
                             tracing::debug!(?key, error = %e.message, "reconcile failed; retrying");
                             Some(RETRY)

@@ -6,7 +6,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use vcluster_core::object::UpdateScope;
 use vcluster_core::object::is_deleting;
+use vcluster_core::status::Reason;
 
 use crate::pods::{self, Availability};
 use crate::queue::{Key, Queue};
@@ -56,7 +58,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
                     Ok(_) => {}
                     // Refused by admission (a quota, a LimitRange, pod security): reported
                     // in the status, tried again later.
-                    Err(e) if e.code == 403 => {
+                    Err(e) if e.is(Reason::Forbidden) => {
                         failure = Some(e.message);
                         break;
                     }
@@ -163,7 +165,8 @@ async fn write_status(
     }
     let mut next = rs.clone();
     next["status"] = status;
-    api.replace(tenant, &RESOURCE, &next, true).await?;
+    api.replace(tenant, &RESOURCE, &next, UpdateScope::Status)
+        .await?;
     Ok(again)
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value, json};
 use vcluster_core::quota;
+use vcluster_core::status::Reason;
 
 use crate::queue::{Key, Queue};
 use crate::{Api, Change, Requeue, Resource, Result};
@@ -65,7 +66,7 @@ pub(crate) async fn reconcile(api: Arc<dyn Api>, key: Key) -> Result<Requeue> {
                     let found = match api.list(tenant, &of, namespace).await {
                         Ok(found) => found,
                         // A type the tenant does not serve counts nothing.
-                        Err(e) if e.code == 404 => Vec::new(),
+                        Err(e) if e.is(Reason::NotFound) => Vec::new(),
                         Err(e) => return Err(e),
                     };
                     e.insert(found)

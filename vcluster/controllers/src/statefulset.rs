@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use vcluster_core::object::{is_deleting, meta_str};
+use vcluster_core::status::Reason;
 
 use crate::pods::{self, Availability, REVISION_LABEL, int, template_hash};
 use crate::queue::{Key, Queue};
@@ -115,7 +116,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
             &revision_template(api, tenant, &set, revision).await?,
         );
         match api.create(tenant, &PODS, namespace, pod).await {
-            Err(e) if e.code != 409 => return Err(e),
+            Err(e) if !e.is(Reason::AlreadyExists) => return Err(e),
             _ => acted = true,
         }
     }
@@ -196,7 +197,7 @@ async fn ensure_revision(api: &dyn Api, tenant: &str, set: &Value) -> Result<Str
         "revision": number,
     });
     match api.create(tenant, &REVISIONS, namespace, revision).await {
-        Err(e) if e.code != 409 => Err(e),
+        Err(e) if !e.is(Reason::AlreadyExists) => Err(e),
         _ => Ok(name),
     }
 }
@@ -296,7 +297,7 @@ async fn create_claims(api: &dyn Api, tenant: &str, set: &Value, o: i64) -> Resu
             .create(tenant, &CLAIMS, meta_str(set, "namespace"), body)
             .await
         {
-            Err(e) if e.code != 409 => return Err(e),
+            Err(e) if !e.is(Reason::AlreadyExists) => return Err(e),
             _ => {}
         }
     }

@@ -10,58 +10,20 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::names::is_dns_label;
 use crate::object::strings;
-use crate::registry::{CRUD, GET_PATCH_UPDATE, ResourceType, Subresource};
+use crate::registry::{
+    CRUD, Column, Custom, GET_PATCH_UPDATE, ResourceType, ScalePaths, Subresource,
+};
 use crate::status::Cause;
 
 /// The finalizer that holds a deleted CRD until its objects are gone.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
-/// A column of `kubectl get` output (`additionalPrinterColumns`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Column {
-    pub name: String,
-    pub type_: String,
-    pub format: String,
-    pub description: String,
-    pub priority: i64,
-    /// A JSONPath relative to the object (`.spec.replicas`).
-    pub json_path: String,
-}
-
-/// The `scale` subresource's paths.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScalePaths {
-    pub spec_replicas: String,
-    pub status_replicas: String,
-    pub label_selector: Option<String>,
-}
-
-/// What one served version of a CRD adds to its type beyond names and scope.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Custom {
-    /// The version's `openAPIV3Schema` (structural), if it has one.
-    pub schema: Option<Value>,
-    pub columns: Vec<Column>,
-    pub scale: Option<ScalePaths>,
-    /// The CRD is being deleted: its objects are read and deleted, not created.
-    pub terminating: bool,
-}
-
 fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer)
         .and_then(Value::as_str)
         .unwrap_or_default()
-}
-
-fn is_dns_label(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 /// Why a CRD (as it would be stored) is invalid, in upstream's field paths.

@@ -7,8 +7,9 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::names::{is_dns_label, is_dns_subdomain};
 use crate::registry::ResourceType;
-use crate::status::{ApiError, Cause};
+use crate::status::{ApiError, Cause, Reason};
 
 /// What the server supplies when an object is created: the clock and fresh identifiers are
 /// outside this pure crate.
@@ -60,36 +61,25 @@ enum NameRule {
     PathSegment,
 }
 
-fn is_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
-}
-
 /// Checks a name against the resource's rule; the message is upstream's.
 pub fn validate_name(rt: &ResourceType, name: &str) -> Option<Cause> {
     let field = "metadata.name";
     match name_rule(rt) {
-        NameRule::Label if !is_label(name) => Some(Cause::invalid(
+        NameRule::Label if !is_dns_label(name) => Some(Cause::invalid(
             field,
             name,
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or \
              '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or \
              '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
         )),
-        NameRule::Subdomain if name.len() > 253 || !name.split('.').all(is_label) => {
-            Some(Cause::invalid(
-                field,
-                name,
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \
+        NameRule::Subdomain if !is_dns_subdomain(name) => Some(Cause::invalid(
+            field,
+            name,
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \
              '-' or '.', and must start and end with an alphanumeric character (e.g. \
              'example.com', regex used for validation is \
              '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-            ))
-        }
+        )),
         NameRule::PathSegment
             if name == "." || name == ".." || name.contains(['/', '%']) || name.is_empty() =>
         {
@@ -379,16 +369,52 @@ pub fn add_finalizer(object: &mut Value, finalizer: &str) {
     }
 }
 
+/// Where an object lists what must finalize it: `metadata.finalizers` on every object, and
+/// `spec.finalizers` on namespaces (the namespace controller's `kubernetes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finalizers {
+    Metadata,
+    Spec,
+}
+
+impl Finalizers {
+    /// The JSON pointer of the list.
+    pub fn pointer(self) -> &'static str {
+        match self {
+            Self::Metadata => "/metadata/finalizers",
+            Self::Spec => "/spec/finalizers",
+        }
+    }
+}
+
+/// Whether `finalizer` is in the object's list `at`.
+pub fn has_finalizer(object: &Value, at: Finalizers, finalizer: &str) -> bool {
+    object
+        .pointer(at.pointer())
+        .and_then(Value::as_array)
+        .is_some_and(|f| f.iter().any(|x| x == finalizer))
+}
+
+/// Takes `finalizer` out of the object's list `at` (if it is there).
+pub fn remove_finalizer(object: &mut Value, at: Finalizers, finalizer: &str) {
+    if let Some(list) = object
+        .pointer_mut(at.pointer())
+        .and_then(Value::as_array_mut)
+    {
+        list.retain(|f| f != finalizer);
+    }
+}
+
 /// Whether something must still finalize `object` before it goes: `metadata.finalizers`,
 /// and for namespaces `spec.finalizers` too.
 pub fn has_finalizers(rt: &ResourceType, object: &Value) -> bool {
-    let pending = |pointer: &str| {
+    let pending = |at: Finalizers| {
         object
-            .pointer(pointer)
+            .pointer(at.pointer())
             .and_then(Value::as_array)
             .is_some_and(|f| !f.is_empty())
     };
-    pending("/metadata/finalizers") || (is_namespace(rt) && pending("/spec/finalizers"))
+    pending(Finalizers::Metadata) || (is_namespace(rt) && pending(Finalizers::Spec))
 }
 
 /// Which part of an object an update may change.
@@ -441,7 +467,7 @@ pub fn prepare_update(
     {
         return Err(ApiError::new(
             409,
-            "Conflict",
+            Reason::Conflict,
             format!(
                 "Operation cannot be fulfilled on {} {name:?}: Precondition failed: UID in precondition: {given}, UID in object meta: {current}",
                 rt.qualified()
@@ -587,7 +613,7 @@ mod tests {
             &fresh(),
         )
         .expect_err("invalid name");
-        assert_eq!((e.code, e.reason), (422, "Invalid"));
+        assert_eq!((e.code, e.reason), (422, Reason::Invalid));
         let e = prepare_create(cm, json!({"metadata": {}}), Some("default"), &fresh())
             .expect_err("no name");
         assert_eq!(e.code, 422);
@@ -636,7 +662,7 @@ mod tests {
         let stale = json!({"metadata": {"name": "web", "resourceVersion": "6"}, "spec": deployment_spec(3)});
         let e = prepare_update(deploy, &old, stale, Some("d"), "web", UpdateScope::Main)
             .expect_err("stale");
-        assert_eq!((e.code, e.reason), (409, "Conflict"));
+        assert_eq!((e.code, e.reason), (409, Reason::Conflict));
 
         let unconditional = json!({"metadata": {"name": "web", "uid": null}, "spec": deployment_spec(3), "status": {"replicas": 100}});
         let out = prepare_update(

@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, LazyLock};
 
+use serde_json::Value;
+
 /// The verbs a resource (or subresource) answers, as discovery lists them.
 pub const CRUD: &[&str] = &[
     "create",
@@ -39,6 +41,37 @@ const SCALE: Subresource = Subresource {
     verbs: GET_PATCH_UPDATE,
 };
 
+/// A column of `kubectl get` output (`additionalPrinterColumns`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub type_: String,
+    pub format: String,
+    pub description: String,
+    pub priority: i64,
+    /// A JSONPath relative to the object (`.spec.replicas`).
+    pub json_path: String,
+}
+
+/// The `scale` subresource's paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    pub label_selector: Option<String>,
+}
+
+/// What one served version of a CRD (`crd.rs`) adds to its type beyond names and scope.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Custom {
+    /// The version's `openAPIV3Schema` (structural), if it has one.
+    pub schema: Option<Value>,
+    pub columns: Vec<Column>,
+    pub scale: Option<ScalePaths>,
+    /// The CRD is being deleted: its objects are read and deleted, not created.
+    pub terminating: bool,
+}
+
 /// One resource of the API: what discovery says of it and how it is stored. Built-in types
 /// are made once ([`BUILTINS`]); a tenant's custom resources are made from its CRDs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,7 +88,7 @@ pub struct ResourceType {
     pub verbs: &'static [&'static str],
     pub subresources: Vec<Subresource>,
     /// What a custom resource's definition adds: its schema, printer columns, scale paths.
-    pub custom: Option<Arc<crate::crd::Custom>>,
+    pub custom: Option<Arc<Custom>>,
 }
 
 impl ResourceType {
@@ -211,6 +244,32 @@ pub fn storage_key(rt: &ResourceType, namespace: Option<&str>, name: &str) -> St
     format!("{}{name}", storage_prefix(rt, namespace))
 }
 
+/// What a storage key names: the inverse of [`storage_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageKey<'a> {
+    /// `""` for the core group.
+    pub group: &'a str,
+    pub plural: &'a str,
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+}
+
+/// Reads a storage key (`/<group>/<plural>/[<namespace>/]<name>`) back into its parts.
+pub fn parse_storage_key(key: &str) -> Option<StorageKey<'_>> {
+    let parts: Vec<&str> = key.strip_prefix('/')?.split('/').collect();
+    let (group, plural, namespace, name) = match parts.as_slice() {
+        [group, plural, name] => (*group, *plural, None, *name),
+        [group, plural, namespace, name] => (*group, *plural, Some(*namespace), *name),
+        _ => return None,
+    };
+    Some(StorageKey {
+        group: if group == "core" { "" } else { group },
+        plural,
+        namespace,
+        name,
+    })
+}
+
 /// The built-in resource served at `group/version` under `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
     BUILTINS
@@ -275,6 +334,30 @@ fn version_priority(version: &str) -> (u8, u8, u32, u32, std::cmp::Reverse<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_keys_read_back_into_their_parts() {
+        let deployments = find("apps", "v1", "deployments").expect("built in");
+        let key = storage_key(&deployments, Some("dev"), "web");
+        assert_eq!(
+            parse_storage_key(&key),
+            Some(StorageKey {
+                group: "apps",
+                plural: "deployments",
+                namespace: Some("dev"),
+                name: "web"
+            })
+        );
+        let namespaces = find("", "v1", "namespaces").expect("built in");
+        let key = storage_key(&namespaces, None, "dev");
+        let parts = parse_storage_key(&key).expect("a key");
+        assert_eq!(
+            (parts.group, parts.namespace, parts.name),
+            ("", None, "dev")
+        );
+        assert!(parse_storage_key("/core").is_none());
+        assert!(parse_storage_key("core/pods/a").is_none());
+    }
 
     #[test]
     fn every_resource_is_unique_and_listable_and_watchable() {

@@ -79,28 +79,111 @@ fn render_value(value: &Value) -> String {
     }
 }
 
-/// A failed API request: an HTTP status code and the Status body for it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a request failed, as `metav1.StatusReason` names it: what callers match on (a
+/// lost race is `Conflict`, a name taken `AlreadyExists`), never the HTTP code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    NotAcceptable,
+    AlreadyExists,
+    Conflict,
+    /// 410: a resourceVersion older than the store keeps.
+    Expired,
+    Gone,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+    Invalid,
+    TooManyRequests,
+    InternalError,
+    ServiceUnavailable,
+    Timeout,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "BadRequest",
+            Self::Unauthorized => "Unauthorized",
+            Self::Forbidden => "Forbidden",
+            Self::NotFound => "NotFound",
+            Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::NotAcceptable => "NotAcceptable",
+            Self::AlreadyExists => "AlreadyExists",
+            Self::Conflict => "Conflict",
+            Self::Expired => "Expired",
+            Self::Gone => "Gone",
+            Self::RequestEntityTooLarge => "RequestEntityTooLarge",
+            Self::UnsupportedMediaType => "UnsupportedMediaType",
+            Self::Invalid => "Invalid",
+            Self::TooManyRequests => "TooManyRequests",
+            Self::InternalError => "InternalError",
+            Self::ServiceUnavailable => "ServiceUnavailable",
+            Self::Timeout => "Timeout",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What lies behind an error the API answers (a storage failure, say), kept for the log.
+pub type Source = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
+/// A failed API request: an HTTP status code and the Status body for it, and (for the log
+/// only, never the client) the error that caused it.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{code} {reason}: {message}")]
 pub struct ApiError {
     pub code: u16,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
     pub details: Option<Value>,
+    #[source]
+    pub source: Option<Source>,
 }
+
+/// Two errors are the same answer if the client would see the same Status.
+impl PartialEq for ApiError {
+    fn eq(&self, other: &Self) -> bool {
+        (self.code, self.reason, &self.message, &self.details)
+            == (other.code, other.reason, &other.message, &other.details)
+    }
+}
+
+impl Eq for ApiError {}
 
 fn details(rt: &ResourceType, name: &str) -> Value {
     json!({"name": name, "group": rt.group, "kind": rt.plural})
 }
 
 impl ApiError {
-    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: u16, reason: Reason, message: impl Into<String>) -> Self {
         Self {
             code,
             reason,
             message: message.into(),
             details: None,
+            source: None,
         }
+    }
+
+    /// The same answer, with the error behind it kept for the log.
+    pub fn caused_by(self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            source: Some(std::sync::Arc::new(source)),
+            ..self
+        }
+    }
+
+    pub fn is(&self, reason: Reason) -> bool {
+        self.reason == reason
     }
 
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
@@ -108,7 +191,7 @@ impl ApiError {
             details: Some(details(rt, name)),
             ..Self::new(
                 404,
-                "NotFound",
+                Reason::NotFound,
                 format!("{} {name:?} not found", rt.qualified()),
             )
         }
@@ -119,7 +202,7 @@ impl ApiError {
             details: Some(details(rt, name)),
             ..Self::new(
                 409,
-                "AlreadyExists",
+                Reason::AlreadyExists,
                 format!("{} {name:?} already exists", rt.qualified()),
             )
         }
@@ -133,7 +216,7 @@ impl ApiError {
         );
         Self {
             details: Some(details(rt, name)),
-            ..Self::new(409, "Conflict", message)
+            ..Self::new(409, Reason::Conflict, message)
         }
     }
 
@@ -146,7 +229,11 @@ impl ApiError {
         };
         Self {
             details: Some(details(rt, name)),
-            ..Self::new(403, "Forbidden", format!("{what} is forbidden: {why}"))
+            ..Self::new(
+                403,
+                Reason::Forbidden,
+                format!("{what} is forbidden: {why}"),
+            )
         }
     }
 
@@ -176,23 +263,23 @@ impl ApiError {
             details: Some(json!({"name": name, "group": group, "kind": kind, "causes": causes})),
             ..Self::new(
                 422,
-                "Invalid",
+                Reason::Invalid,
                 format!("{qualified} {name:?} is invalid: {list}"),
             )
         }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "BadRequest", message)
+        Self::new(400, Reason::BadRequest, message)
     }
 
     /// 410 for a watch or read from a compacted revision.
     pub fn expired(message: impl Into<String>) -> Self {
-        Self::new(410, "Expired", message)
+        Self::new(410, Reason::Expired, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", message)
+        Self::new(500, Reason::InternalError, message)
     }
 
     /// The `metav1.Status` body.
@@ -203,7 +290,7 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
+            "reason": self.reason.as_str(),
             "code": self.code,
         });
         if let Some(details) = &self.details {

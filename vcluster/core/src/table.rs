@@ -28,7 +28,7 @@ fn col(name: &str, ty: &str, priority: i64, cell: fn(&Value, i64) -> Value) -> C
 
 /// A CRD's printer column: its JSONPath's values (joined by commas), `<none>` where it
 /// finds none, and the age of a `date`.
-fn printer_column(c: &crate::crd::Column) -> Column {
+fn printer_column(c: &crate::registry::Column) -> Column {
     let path = format!("${}", c.json_path);
     let ty = c.type_.clone();
     let cell = move |o: &Value, now: i64| -> Value {

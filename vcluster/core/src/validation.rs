@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::names::is_dns_label;
 use crate::registry::ResourceType;
 use crate::selector::{LabelSelector, labels_at};
 use crate::status::Cause;
@@ -109,15 +110,6 @@ fn selects(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
     LabelSelector::from_object(selector).is_ok_and(|s| s.matches(labels))
 }
 
-fn is_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 fn pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
     let Some(spec) = spec else {
         causes.push(Cause::required(path, ""));
@@ -139,7 +131,7 @@ fn pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
             let at = format!("{path}.{list}[{i}]");
             match c.get("name").and_then(Value::as_str) {
                 None | Some("") => causes.push(Cause::required(format!("{at}.name"), "")),
-                Some(name) if !is_label(name) => causes.push(Cause::invalid(
+                Some(name) if !is_dns_label(name) => causes.push(Cause::invalid(
                     format!("{at}.name"),
                     name,
                     "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'",

@@ -30,5 +30,5 @@ pub use kv::{
     Compare, Condition, Counted, Deleted, Event, EventKind, KeyValue, LeaseId, Op, RangePage,
     RangeRequest, Revision, Txn, TxnOutcome, WatchStream, prefix_end,
 };
-pub use scoped::{Scoped, tenant_prefix};
+pub use scoped::{Scoped, tenant_key, tenant_prefix};
 pub use store::{Backend, Store};

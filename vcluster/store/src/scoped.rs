@@ -15,19 +15,21 @@ use crate::{
 /// letters, digits and `-`, at most 63), so no name contains the `/` that ends the prefix,
 /// and tenant `a` never sees the keys of tenant `ab`.
 pub fn tenant_prefix(tenant: &str) -> Result<Bytes> {
-    let valid = !tenant.is_empty()
-        && tenant.len() <= 63
-        && tenant
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !tenant.starts_with('-')
-        && !tenant.ends_with('-');
+    let valid = vcluster_core::names::is_dns_label(tenant);
     if !valid {
         return Err(Error::InvalidArgument(format!(
             "tenant name {tenant:?} is not a DNS label (lowercase letters, digits and '-', at most 63)"
         )));
     }
     Ok(Bytes::from(format!("/tenants/{tenant}/")))
+}
+
+/// The inverse of [`tenant_prefix`]: a key of the whole store → the tenant whose prefix it
+/// is under and the key inside that prefix (what the tenant's [`Scoped`] view calls it).
+pub fn tenant_key(key: &[u8]) -> Option<(&str, &str)> {
+    let rest = std::str::from_utf8(key).ok()?.strip_prefix("/tenants/")?;
+    let slash = rest.find('/')?;
+    Some((&rest[..slash], &rest[slash + 1..]))
 }
 
 /// Every key a caller passes is taken relative to `prefix`, and every key returned is
@@ -202,5 +204,16 @@ mod tests {
         let a = tenant_prefix("a").expect("valid");
         let ab = tenant_prefix("ab").expect("valid");
         assert!(!ab.starts_with(&a) && !a.starts_with(&ab));
+    }
+
+    #[test]
+    fn tenant_keys_split_back_into_tenant_and_key() {
+        let full = [
+            &tenant_prefix("a").expect("valid")[..],
+            b"/apps/deployments/dev/web",
+        ]
+        .concat();
+        assert_eq!(tenant_key(&full), Some(("a", "/apps/deployments/dev/web")));
+        assert_eq!(tenant_key(b"/vcluster/identities/a"), None);
     }
 }

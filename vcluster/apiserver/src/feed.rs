@@ -1,7 +1,9 @@
-//! The controllers' view of the process (`vcluster-controllers`): one store watch over
-//! every tenant's keys feeds them (and the namespace controller) changes, and they read and
-//! write through the API's own create, update and delete, as the system (no RBAC check,
-//! the same admission, defaulting and validation as a client's write).
+//! What the controllers (`vcluster-controllers`) see of the process: the *feed*, one store
+//! watch over every tenant's keys whose changes are decoded once and handed to them (and
+//! word of tenants opened while the process runs), and `Internal`, their [`Api`]: reads,
+//! and writes through the API's own create, update and delete as the system (no RBAC
+//! check; the same admission, defaulting and validation as a client's write). The
+//! controllers themselves live in `vcluster-controllers`; nothing here reconciles.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,16 +13,18 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
-use vcluster_controllers::{Api, Change, Feed, Resource, Result};
+use vcluster_controllers::{Api, Change, Feed, LegacyToken, Resource, Result};
 use vcluster_core::object::UpdateScope;
 use vcluster_core::registry::{self, ResourceType};
-use vcluster_core::status::ApiError;
+use vcluster_core::status::{ApiError, Reason};
 use vcluster_store::{EventKind, RangeRequest};
 
-use crate::resources::{self, served, store_error};
+use crate::objects::{DeleteParams, Requester, WriteParams, served, store_error};
 use crate::router::Target;
 use crate::tenant::{Tenant, Tenants};
-use crate::{accounts, crds, namespaces};
+use crate::tokens::{Claims, KubernetesClaims, MAX_EXPIRATION, ObjectClaim};
+use crate::write::{self, Deleted, Update};
+use crate::{crds, reviews};
 
 /// How long a list waits for a watch cache to catch up before it reads the store instead.
 const CACHE_WAIT: Duration = Duration::from_secs(3);
@@ -37,6 +41,22 @@ pub(crate) async fn run(tenants: Arc<Tenants>) {
         seen: seen.clone(),
     });
     tokio::spawn(vcluster_controllers::run(api, receiver));
+    let mut opened = tenants.opened();
+    let forward = sender.clone();
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let item = match opened.recv().await {
+                Ok(tenant) => Feed::Opened(tenant),
+                // More tenants opened at once than were told: look at all of them.
+                Err(RecvError::Lagged(_)) => Feed::Resync,
+                Err(RecvError::Closed) => return,
+            };
+            if forward.send(item).await.is_err() {
+                return;
+            }
+        }
+    });
     loop {
         if let Err(e) = follow(&tenants, &sender, &seen).await {
             tracing::warn!(error = %e, "controller feed: the store watch ended; resyncing");
@@ -48,29 +68,15 @@ pub(crate) async fn run(tenants: Arc<Tenants>) {
     }
 }
 
-/// A storage key inside a tenant (`/<group>/<plural>/[<namespace>/]<name>`) → the resource,
-/// namespace and name it names.
+/// A storage key inside a tenant → the resource, namespace and name it names.
 fn parse_key(key: &str) -> Option<(Resource, Option<&str>, &str)> {
-    let parts: Vec<&str> = key.strip_prefix('/')?.split('/').collect();
-    let (group, plural, namespace, name) = match parts.as_slice() {
-        [group, plural, name] => (*group, *plural, None, *name),
-        [group, plural, namespace, name] => (*group, *plural, Some(*namespace), *name),
-        _ => return None,
-    };
+    let parts = registry::parse_storage_key(key)?;
     let resource = Resource {
-        group: if group == "core" { "" } else { group }.to_owned(),
-        plural: plural.to_owned(),
-        namespaced: namespace.is_some(),
+        group: parts.group.to_owned(),
+        plural: parts.plural.to_owned(),
+        namespaced: parts.namespace.is_some(),
     };
-    Some((resource, namespace, name))
-}
-
-/// A tenant's key (its prefix `/tenants/<tenant>/`, then a storage key, which starts with
-/// `/` too) → (tenant, storage key).
-fn tenant_key(key: &[u8]) -> Option<(&str, &str)> {
-    let rest = std::str::from_utf8(key).ok()?.strip_prefix("/tenants/")?;
-    let slash = rest.find('/')?;
-    Some((&rest[..slash], &rest[slash + 1..]))
+    Some((resource, parts.namespace, parts.name))
 }
 
 /// The resources the controllers list most (every pod change re-reads its namespace's pods
@@ -117,14 +123,13 @@ async fn follow(tenants: &Arc<Tenants>, sender: &mpsc::Sender<Feed>, seen: &Seen
         .watch(b"/tenants/", revision)
         .await
         .map_err(store_error)?;
-    namespaces::sweep_all(tenants).await;
     if sender.send(Feed::Resync).await.is_err() {
         return Ok(());
     }
     let mut names: HashMap<String, Arc<str>> = HashMap::new();
     while let Some(event) = events.next().await {
         let event = event.map_err(store_error)?;
-        let Some((tenant, key)) = tenant_key(&event.kv.key) else {
+        let Some((tenant, key)) = vcluster_store::tenant_key(&event.kv.key) else {
             continue;
         };
         let Some((resource, namespace, name)) = parse_key(key) else {
@@ -148,8 +153,6 @@ async fn follow(tenants: &Arc<Tenants>, sender: &mpsc::Sender<Feed>, seen: &Seen
             object,
             previous: event.prev.as_ref().and_then(decode),
         };
-        namespaces::watch(tenants, &change);
-        accounts::watch(tenants, &change);
         if sender.send(Feed::Change(change)).await.is_err() {
             return Ok(());
         }
@@ -177,7 +180,7 @@ impl Internal {
     fn tenant(&self, name: &str) -> Result<Arc<Tenant>> {
         self.tenants
             .get(name)
-            .ok_or_else(|| ApiError::new(404, "NotFound", format!("no tenant {name:?}")))
+            .ok_or_else(|| ApiError::new(404, Reason::NotFound, format!("no tenant {name:?}")))
     }
 
     /// The type that serves `resource` in the tenant (any of its versions: they share
@@ -206,7 +209,7 @@ impl Internal {
             .ok_or_else(|| {
                 ApiError::new(
                     404,
-                    "NotFound",
+                    Reason::NotFound,
                     format!("the server does not serve {}", resource.plural),
                 )
             })?;
@@ -219,8 +222,8 @@ impl Internal {
     }
 }
 
-fn params() -> HashMap<String, String> {
-    HashMap::from([("fieldManager".to_owned(), MANAGER.to_owned())])
+fn params() -> WriteParams {
+    WriteParams::manager(MANAGER)
 }
 
 /// The objects under a storage prefix, read from the store (fresh, not from a cache).
@@ -319,7 +322,7 @@ impl Api for Internal {
         let target = self
             .target(&tenant, resource, namespace, None, Some(&object))
             .await?;
-        let created = resources::create(&tenant, &target, object, &params()).await?;
+        let created = write::create(&tenant, Requester::System, &target, object, &params()).await?;
         self.wrote(&tenant, resource, &created);
         Ok(created)
     }
@@ -329,11 +332,11 @@ impl Api for Internal {
         tenant: &str,
         resource: &Resource,
         object: &Value,
-        status: bool,
+        scope: UpdateScope,
     ) -> Result<Value> {
         let tenant = self.tenant(tenant)?;
         let meta = |field| vcluster_core::object::meta_str(object, field);
-        let target = self
+        let mut target = self
             .target(
                 &tenant,
                 resource,
@@ -342,15 +345,18 @@ impl Api for Internal {
                 Some(object),
             )
             .await?;
-        let scope = if status {
-            UpdateScope::Status
-        } else {
-            UpdateScope::Main
+        target.subresource = match scope {
+            UpdateScope::Main => None,
+            UpdateScope::Status => Some("status".into()),
+            UpdateScope::Finalize => Some("finalize".into()),
         };
-        let written = resources::update(&tenant, &target, scope, &params(), true, |_| {
-            Ok(object.clone())
-        })
-        .await?;
+        let how = Update {
+            scope,
+            conditional: true,
+        };
+        let change = |_: &Value| Ok(object.clone());
+        let written =
+            write::update(&tenant, Requester::System, &target, how, &params(), change).await?;
         self.wrote(&tenant, resource, &written);
         Ok(written)
     }
@@ -362,14 +368,18 @@ impl Api for Internal {
         namespace: Option<&str>,
         name: &str,
         options: Value,
-    ) -> Result<()> {
+    ) -> Result<Option<Value>> {
         let tenant = self.tenant(tenant)?;
         let target = self
             .target(&tenant, resource, namespace, Some(name), None)
             .await?;
-        let (_, revision) = resources::delete_at(&tenant, &target, &options).await?;
-        self.seen.bump(&tenant.name, resource, revision);
-        Ok(())
+        let options = DeleteParams::from_options(&options)?;
+        let deleted = write::delete(&tenant, &target, &options).await?;
+        self.seen.bump(&tenant.name, resource, deleted.revision());
+        Ok(match deleted {
+            Deleted::Held { object, .. } => Some(object),
+            Deleted::Gone { .. } => None,
+        })
     }
 
     async fn everything(&self, tenant: &str) -> Result<Vec<(Resource, Value)>> {
@@ -393,6 +403,56 @@ impl Api for Internal {
             .find(|rt| rt.group == group && rt.version == version && rt.kind == kind)
             .map(|rt| resource_of_type(rt))
     }
+
+    async fn resources(&self, tenant: &str) -> Result<Vec<Resource>> {
+        let tenant = self.tenant(tenant)?;
+        let types = crds::types(&tenant).await?;
+        let mut resources: Vec<Resource> = Vec::new();
+        // Reviews are questions, never stored; the versions of a resource share objects.
+        for rt in types.all().filter(|rt| !reviews::is_review(rt)) {
+            let resource = resource_of_type(rt);
+            if !resources.contains(&resource) {
+                resources.push(resource);
+            }
+        }
+        Ok(resources)
+    }
+
+    fn root_ca(&self, tenant: &str) -> Result<String> {
+        Ok(self.tenant(tenant)?.identity.ca_cert_pem().to_owned())
+    }
+
+    fn legacy_token(&self, tenant: &str, token: &LegacyToken) -> Result<String> {
+        let tenant = self.tenant(tenant)?;
+        let issuer = tenant.identity.tokens.issuer().to_owned();
+        let issued = jiff::Timestamp::now().as_second();
+        let claims = Claims {
+            iss: issuer.clone(),
+            sub: format!(
+                "system:serviceaccount:{}:{}",
+                token.namespace, token.account
+            ),
+            aud: vec![issuer],
+            iat: issued,
+            nbf: issued,
+            // The longest life a token may have: it lasts as long as its Secret.
+            exp: issued + MAX_EXPIRATION,
+            kubernetes: KubernetesClaims {
+                namespace: token.namespace.clone(),
+                serviceaccount: ObjectClaim {
+                    name: token.account.clone(),
+                    uid: token.account_uid.clone(),
+                },
+                pod: None,
+                secret: Some(ObjectClaim {
+                    name: token.secret.clone(),
+                    uid: token.secret_uid.clone(),
+                }),
+                node: None,
+            },
+        };
+        Ok(tenant.identity.tokens.sign(&claims))
+    }
 }
 
 #[cfg(test)]
@@ -401,14 +461,7 @@ mod tests {
 
     #[test]
     fn keys_name_their_objects() {
-        let full = format!(
-            "{}{}",
-            String::from_utf8_lossy(&vcluster_store::tenant_prefix("a").expect("prefix")),
-            "/apps/deployments/dev/web"
-        );
-        let (tenant, key) = tenant_key(full.as_bytes()).expect("tenant key");
-        assert_eq!((tenant, key), ("a", "/apps/deployments/dev/web"));
-        let (resource, namespace, name) = parse_key(key).expect("object key");
+        let (resource, namespace, name) = parse_key("/apps/deployments/dev/web").expect("key");
         assert_eq!(
             resource,
             Resource {
@@ -428,7 +481,6 @@ mod tests {
             ),
             ("", false, None, "dev")
         );
-        assert_eq!(tenant_key(b"/vcluster/identities/a"), None);
         assert!(parse_key("/core").is_none());
     }
 }

@@ -1,0 +1,312 @@
+//! Lists: from the store at one snapshot (`limit`/`continue`), or from the watch cache for
+//! a list at a resourceVersion; label and field selectors; and the shapes a client may ask
+//! for (the objects, a Table, or metadata only).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use serde_json::{Value, json};
+use vcluster_core::registry::{self, ResourceType};
+use vcluster_core::selector::{FieldSelector, LabelSelector};
+use vcluster_core::status::{ApiError, Reason};
+use vcluster_store::RangeRequest;
+
+use crate::http::{Body, Shape, ok};
+use crate::objects::{Result, in_version, now, served, store_error};
+use crate::router::Target;
+use crate::tenant::Tenant;
+
+/// A list in the shape the client asked for.
+pub(crate) fn shaped_list(rt: &ResourceType, shape: Shape, list: Listed) -> Response<Body> {
+    match shape {
+        // Custom objects may be stored at another version than the one asked for.
+        Shape::Object if list.encoded.is_some() && rt.custom.is_none() => {
+            // The items are encoded already: splice them into the list.
+            let encoded = list.encoded.unwrap_or_default();
+            let head = json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": list.metadata});
+            let mut out = serde_json::to_vec(&head).expect("a JSON value serializes");
+            out.pop(); // the closing brace
+            out.extend_from_slice(b",\"items\":[");
+            for (i, item) in encoded.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(item);
+            }
+            out.extend_from_slice(b"]}");
+            crate::http::json_bytes(StatusCode::OK, out)
+        }
+        Shape::Object => {
+            /// The list as served, encoded straight from the shared objects.
+            #[derive(serde::Serialize)]
+            struct Body<'a> {
+                kind: String,
+                #[serde(rename = "apiVersion")]
+                api_version: String,
+                metadata: &'a Value,
+                items: &'a [Arc<Value>],
+            }
+            let items: Vec<Arc<Value>> = if rt.custom.is_some() {
+                let served = |o: &Arc<Value>| Arc::new(in_version(rt, (**o).clone()));
+                list.items.iter().map(served).collect()
+            } else {
+                list.items
+            };
+            let body = Body {
+                kind: rt.list_kind(),
+                api_version: rt.api_version(),
+                metadata: &list.metadata,
+                items: &items,
+            };
+            let bytes = serde_json::to_vec(&body).expect("a list serializes");
+            crate::http::json_bytes(StatusCode::OK, bytes)
+        }
+        Shape::Table => {
+            let items: Vec<Value> = list.items.iter().map(|o| (**o).clone()).collect();
+            ok(&vcluster_core::table::table(
+                rt,
+                &items,
+                list.metadata,
+                now(),
+            ))
+        }
+        Shape::Metadata => ok(&json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": list.metadata,
+            "items": list.items.iter().map(|o| vcluster_core::table::partial_metadata(o)).collect::<Vec<_>>(),
+        })),
+    }
+}
+
+/// One object in the shape the client asked for.
+pub(crate) fn shaped_object(rt: &ResourceType, shape: Shape, object: Value) -> Value {
+    match shape {
+        Shape::Object => in_version(rt, object),
+        Shape::Table => {
+            let rv = object
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(Value::Null);
+            vcluster_core::table::table(rt, &[object], json!({"resourceVersion": rv}), now())
+        }
+        Shape::Metadata => vcluster_core::table::partial_metadata(&object),
+    }
+}
+
+/// The fields every resource can be selected by, and those of some types.
+pub(crate) fn selectable_fields(rt: &ResourceType) -> Vec<&'static str> {
+    let mut fields = vec!["metadata.name", "metadata.namespace"];
+    match rt.gk() {
+        ("", "Pod") => fields.extend([
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ]),
+        ("", "Event") => fields.extend([
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ]),
+        ("", "Secret") => fields.push("type"),
+        ("", "Namespace") => fields.push("status.phase"),
+        ("", "Node") => fields.push("spec.unschedulable"),
+        ("batch", "Job") => fields.push("status.successful"),
+        _ => {}
+    }
+    fields
+}
+
+pub(crate) struct Selectors {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Selectors {
+    pub(crate) fn parse(rt: &ResourceType, params: &HashMap<String, String>) -> Result<Self> {
+        let labels =
+            LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
+                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let fields = FieldSelector::parse(
+            params.get("fieldSelector").map_or("", String::as_str),
+            &selectable_fields(rt),
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(Self { labels, fields })
+    }
+
+    pub(crate) fn matches(&self, object: &Value) -> bool {
+        self.labels.matches_object(object) && self.fields.matches_object(object)
+    }
+}
+
+/// A continue token: the revision of the first page and the last key returned.
+fn encode_continue(revision: u64, key: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let token = json!({"v": 1, "rv": revision, "start": b64.encode(key)});
+    b64.encode(token.to_string())
+}
+
+fn decode_continue(token: &str, prefix: &str) -> Result<(u64, Bytes)> {
+    let bad = || ApiError::bad_request("continue key is not valid");
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let raw = b64.decode(token).map_err(|_| bad())?;
+    let value: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = value["rv"].as_u64().ok_or_else(bad)?;
+    let start = b64
+        .decode(value["start"].as_str().ok_or_else(bad)?)
+        .map_err(|_| bad())?;
+    if !start.starts_with(prefix.as_bytes()) {
+        return Err(bad());
+    }
+    Ok((rv, Bytes::from(start)))
+}
+
+pub(crate) fn parse_revision(params: &HashMap<String, String>) -> Result<Option<u64>> {
+    match params.get("resourceVersion").map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(rv) => rv
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))),
+    }
+}
+
+/// The objects of a list and its metadata (`resourceVersion`, `continue`).
+pub(crate) struct Listed {
+    pub items: Vec<Arc<Value>>,
+    /// The items' JSON, where the watch cache already has it.
+    pub encoded: Option<Vec<Bytes>>,
+    pub metadata: Value,
+}
+
+pub(crate) async fn list(
+    tenant: &Tenant,
+    target: &Target,
+    params: &HashMap<String, String>,
+) -> Result<Listed> {
+    let rt = &target.rt;
+    let selectors = Selectors::parse(rt, params)?;
+    let prefix = registry::storage_prefix(rt, target.namespace.as_deref());
+    let limit = match params.get("limit").map(String::as_str) {
+        None | Some("") | Some("0") => None,
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        ),
+    };
+    let requested = parse_revision(params)?;
+    let (mut after, mut revision) = match params.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            if requested.is_some_and(|rv| rv != 0) {
+                return Err(ApiError::bad_request(
+                    "specifying resource version is not allowed when using continue",
+                ));
+            }
+            let (rv, start) = decode_continue(token, &prefix)?;
+            (Some(start), Some(rv))
+        }
+        None => {
+            let exact = params
+                .get("resourceVersionMatch")
+                .is_some_and(|m| m == "Exact");
+            if let Some(at_least) = requested.filter(|_| !exact) {
+                // Any state at least as new as `at_least` will do: the watch cache answers,
+                // as kube-apiserver's does (a resourceVersion of "" reads the store).
+                return list_from_cache(tenant, target, &selectors, &prefix, at_least).await;
+            }
+            (None, requested.filter(|rv| exact && *rv > 0))
+        }
+    };
+    let chunk = limit.map_or(1000, |l| l.clamp(1, 1000));
+    let mut items = Vec::new();
+    let mut next = None;
+    'pages: loop {
+        let page = tenant
+            .store
+            .range(RangeRequest {
+                prefix: Bytes::from(prefix.clone()),
+                start_after: after.clone(),
+                limit: Some(chunk),
+                revision,
+            })
+            .await
+            .map_err(store_error)?;
+        revision = Some(page.revision);
+        let count = page.kvs.len();
+        for (i, kv) in page.kvs.iter().enumerate() {
+            let object = served(kv)?;
+            if selectors.matches(&object) {
+                items.push(Arc::new(object));
+            }
+            if limit.is_some_and(|l| items.len() >= l) {
+                if i + 1 < count || page.more {
+                    next = Some(encode_continue(page.revision, &kv.key));
+                }
+                break 'pages;
+            }
+        }
+        match page.kvs.last() {
+            Some(last) if page.more => after = Some(last.key.clone()),
+            _ => break,
+        }
+    }
+    let mut metadata = json!({"resourceVersion": revision.unwrap_or(0).to_string()});
+    if let Some(token) = next {
+        metadata["continue"] = json!(token);
+    }
+    Ok(Listed {
+        items,
+        encoded: None,
+        metadata,
+    })
+}
+
+async fn list_from_cache(
+    tenant: &Tenant,
+    target: &Target,
+    selectors: &Selectors,
+    prefix: &str,
+    at_least: u64,
+) -> Result<Listed> {
+    let rt = &target.rt;
+    let cache = tenant.cache(rt, at_least).await.map_err(store_error)?;
+    // A revision the cache has not seen yet is waited for, as upstream does, then answered
+    // "too large resource version".
+    if let Err(current) = cache
+        .wait_for(at_least, std::time::Duration::from_secs(3))
+        .await
+    {
+        return Err(ApiError::new(
+            504,
+            Reason::Timeout,
+            format!("Too large resource version: {at_least}, current: {current}"),
+        ));
+    }
+    let (objects, revision) = cache.snapshot(prefix.as_bytes());
+    let (items, encoded) = objects
+        .into_iter()
+        .filter(|(_, cached)| selectors.matches(&cached.object))
+        .map(|(_, cached)| (cached.object, cached.encoded))
+        .unzip();
+    Ok(Listed {
+        items,
+        encoded: Some(encoded),
+        metadata: json!({"resourceVersion": revision.to_string()}),
+    })
+}

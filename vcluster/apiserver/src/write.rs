@@ -1,0 +1,578 @@
+//! The write path: create, update, patch (merge, JSON, strategic, server-side apply) and
+//! delete of one object, for a client's request and for the server's own work alike.
+//!
+//! Every write is a compare-and-swap on the revision the object was read at, retried when
+//! the client sent no resourceVersion (an unconditional update) and refused with 409 when
+//! it did. Before it is stored an object goes through what upstream's registry strategies
+//! and admission do: metadata rules (`vcluster_core::object`), the CRD and custom-object
+//! strategy (`crds::admit`), RBAC's escalation check for the requester, a Service's
+//! addresses, then the admission plugins (`admission.rs`) in upstream's order.
+
+use serde_json::{Value, json};
+use vcluster_core::apply;
+use vcluster_core::object::{self, UpdateScope, meta_str, with_resource_version};
+use vcluster_core::registry::ResourceType;
+use vcluster_core::status::{ApiError, Reason};
+
+use crate::objects::{
+    DeleteParams, FieldValidation, Propagation, Requester, Result, WriteParams, encode, key, read,
+    store_error,
+};
+use crate::router::Target;
+use crate::tenant::{Tenant, fresh};
+use crate::{admission, authz, crds, services};
+
+/// How often a write retries after losing a compare-and-swap it may retry.
+const RETRIES: usize = 16;
+
+/// The namespaces upstream's `NamespaceLifecycle` admission never lets go.
+const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+/// Server-side apply's patch type.
+pub(crate) const APPLY: &str = "application/apply-patch+yaml";
+
+/// What the type's registry strategy checks of every object written: a CRD's or custom
+/// object's (see `crds::admit`), and RBAC's escalation check for the requester.
+async fn strategy(
+    tenant: &Tenant,
+    who: Requester<'_>,
+    rt: &ResourceType,
+    object: Value,
+    creating: bool,
+) -> Result<Value> {
+    let object = crds::admit(tenant, rt, object, creating).await?;
+    if let Requester::User(user) = who {
+        authz::check_grant(tenant, user, rt, &object).await?;
+    }
+    Ok(object)
+}
+
+/// `fieldValidation=Strict` (what kubectl sends): fields the type does not have are a 400,
+/// as upstream, rather than silently dropped typos.
+fn strict_fields(rt: &ResourceType, params: &WriteParams, object: &Value) -> Result<()> {
+    if params.field_validation != FieldValidation::Strict {
+        return Ok(());
+    }
+    let mut typed = object.clone();
+    typed["apiVersion"] = json!(rt.api_version());
+    typed["kind"] = json!(rt.kind);
+    match vcluster_core::protobuf::unknown_fields(&typed) {
+        Some(unknown) if !unknown.is_empty() => {
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field {f:?}"))
+                .collect();
+            Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                list.join(", ")
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Records the field manager as the owner of what a write changed (not for applies, which
+/// set `managedFields` themselves).
+fn record(rt: &ResourceType, old: Option<&Value>, new: &mut Value, params: &WriteParams) {
+    let schema = rt.custom.as_ref().and_then(|c| c.schema.as_ref());
+    let shape = apply::Shape::of(&rt.api_version(), &rt.kind, schema);
+    apply::record_update(old, new, shape, manager(params), &fresh().now);
+}
+
+fn manager(params: &WriteParams) -> &str {
+    if params.field_manager.is_empty() {
+        "unknown"
+    } else {
+        &params.field_manager
+    }
+}
+
+/// Creates the object `body` in the target's collection (and namespace).
+pub(crate) async fn create(
+    tenant: &Tenant,
+    who: Requester<'_>,
+    target: &Target,
+    body: Value,
+    params: &WriteParams,
+) -> Result<Value> {
+    let rt = &target.rt;
+    let namespace = target.namespace.as_deref();
+    let requested_name = meta_str(&body, "name").unwrap_or_default();
+    let admission = admission::Create::start(tenant, rt, namespace, requested_name).await?;
+    strict_fields(rt, params, &body)?;
+    let generated = requested_name.is_empty();
+    // Held until the object is stored, so that no other create takes its addresses or the
+    // rest of its namespace's quota.
+    let _allocating = match services::is_service(rt) || admission.counts_quota() {
+        true => Some(tenant.allocating.lock().await),
+        false => None,
+    };
+    for _ in 0..RETRIES {
+        let object = object::prepare_create(rt, body.clone(), namespace, &fresh())?;
+        let mut object = strategy(tenant, who, rt, object, true).await?;
+        if services::is_service(rt) {
+            object = services::allocate(tenant, rt, object).await?;
+        }
+        let mut object = admission.admit(object).await?;
+        if object.pointer("/metadata/managedFields").is_none() {
+            record(rt, None, &mut object, params);
+        }
+        let name = meta_str(&object, "name")
+            .expect("prepared objects are named")
+            .to_owned();
+        let key = key(target, &name);
+        if params.dry_run {
+            if tenant.store.get(&key).await.map_err(store_error)?.is_some() {
+                return Err(ApiError::already_exists(rt, &name));
+            }
+            return Ok(object);
+        }
+        let lease = tenant.lease_for(rt).await.map_err(store_error)?;
+        match tenant.store.create(key, encode(&object), lease).await {
+            Ok(kv) => return Ok(with_resource_version(object, kv.mod_revision)),
+            // A generated name that collided: draw another.
+            Err(vcluster_store::Error::AlreadyExists { .. }) if generated => continue,
+            Err(vcluster_store::Error::AlreadyExists { .. }) => {
+                return Err(ApiError::already_exists(rt, &name));
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    Err(ApiError::new(
+        500,
+        Reason::AlreadyExists,
+        "no free generated name was found",
+    ))
+}
+
+/// How an update is made: which part of the object it may change, and whether it is
+/// conditional on the resourceVersion the client sent (a lost race is then a 409; without
+/// one, the change is applied again to the newer object).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Update {
+    pub scope: UpdateScope,
+    pub conditional: bool,
+}
+
+impl Update {
+    /// An unconditional update of `scope`.
+    pub(crate) fn of(scope: UpdateScope) -> Self {
+        Self {
+            scope,
+            conditional: false,
+        }
+    }
+}
+
+/// Whether an update records the field manager's ownership of what it changed, or keeps
+/// the `managedFields` the change set (server-side apply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ownership {
+    Recorded,
+    Kept,
+}
+
+/// Reads, changes (with `change`, given the object as served) and writes back one object.
+pub(crate) async fn update(
+    tenant: &Tenant,
+    who: Requester<'_>,
+    target: &Target,
+    how: Update,
+    params: &WriteParams,
+    change: impl Fn(&Value) -> Result<Value>,
+) -> Result<Value> {
+    update_owned(
+        tenant,
+        who,
+        target,
+        how,
+        params,
+        Ownership::Recorded,
+        change,
+    )
+    .await
+}
+
+async fn update_owned(
+    tenant: &Tenant,
+    who: Requester<'_>,
+    target: &Target,
+    how: Update,
+    params: &WriteParams,
+    ownership: Ownership,
+    change: impl Fn(&Value) -> Result<Value>,
+) -> Result<Value> {
+    let rt = &target.rt;
+    let name = target.name.as_deref().expect("a named target");
+    for _ in 0..RETRIES {
+        let (kv, current) = read(tenant, target, name).await?;
+        let changed = change(&current)?;
+        strict_fields(rt, params, &changed)?;
+        let object = object::prepare_update(
+            rt,
+            &current,
+            changed,
+            target.namespace.as_deref(),
+            name,
+            how.scope,
+        )?;
+        let mut object = strategy(tenant, who, rt, object, false).await?;
+        if ownership == Ownership::Recorded {
+            record(rt, Some(&current), &mut object, params);
+        }
+        if params.dry_run {
+            return Ok(with_resource_version(object, kv.mod_revision));
+        }
+        // The last finalizer removed from an object being deleted: it goes now.
+        let gone = object::is_deleting(&object) && !object::has_finalizers(rt, &object);
+        let written = if gone {
+            tenant
+                .store
+                .delete(key(target, name), Some(kv.mod_revision))
+                .await
+                .map(|deleted| deleted.revision)
+        } else {
+            let lease = tenant.lease_for(rt).await.map_err(store_error)?;
+            tenant
+                .store
+                .update(
+                    key(target, name),
+                    encode(&object),
+                    Some(kv.mod_revision),
+                    lease,
+                )
+                .await
+                .map(|kv| kv.mod_revision)
+        };
+        match written {
+            Ok(revision) => return Ok(with_resource_version(object, revision)),
+            Err(vcluster_store::Error::Conflict { .. }) if !how.conditional => continue,
+            Err(vcluster_store::Error::Conflict { .. }) => {
+                return Err(ApiError::conflict(rt, name));
+            }
+            Err(vcluster_store::Error::NotFound { .. }) => {
+                return Err(ApiError::not_found(rt, name));
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    Err(ApiError::conflict(rt, name))
+}
+
+/// The 409 of an apply that would take fields other managers own, in upstream's wording.
+fn apply_conflict(conflicts: Vec<apply::Conflict>) -> ApiError {
+    let with = |c: &apply::Conflict| format!("{:?} using {}", c.manager, c.api_version);
+    let message = match conflicts.as_slice() {
+        [one] => format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            with(one),
+            one.field
+        ),
+        many => {
+            let mut text = format!("Apply failed with {} conflicts:", many.len());
+            let mut managers: Vec<String> = many.iter().map(with).collect();
+            managers.dedup();
+            for manager in managers {
+                text.push_str(&format!(" conflicts with {manager}:"));
+                for c in many.iter().filter(|c| with(c) == manager) {
+                    text.push_str(&format!("\n- {}", c.field));
+                }
+            }
+            text
+        }
+    };
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", with(c)), "field": c.field}))
+        .collect();
+    ApiError {
+        details: Some(json!({"causes": causes})),
+        ..ApiError::new(409, Reason::Conflict, message)
+    }
+}
+
+/// `application/apply-patch+yaml`: the client's configuration applied as its field
+/// manager's, creating the object if it does not exist.
+async fn server_side_apply(
+    tenant: &Tenant,
+    who: Requester<'_>,
+    target: &Target,
+    body: &[u8],
+    params: &WriteParams,
+) -> Result<Value> {
+    let mut applied: Value = serde_saphyr::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the apply configuration is not valid YAML or JSON: {e}"
+        ))
+    })?;
+    let rt = &target.rt;
+    let name = target.name.as_deref().expect("a named target");
+    if !applied.is_object() {
+        return Err(ApiError::bad_request(
+            "the apply configuration must be an object",
+        ));
+    }
+    if meta_str(&applied, "name").is_none() {
+        applied["metadata"]["name"] = json!(name);
+    }
+    let manager = manager(params);
+    let schema = rt.custom.as_ref().and_then(|c| c.schema.as_ref());
+    let api_version = rt.api_version();
+    let shape = apply::Shape::of(&api_version, &rt.kind, schema);
+    let now = fresh().now;
+    let force = params.force;
+    for _ in 0..RETRIES {
+        match read(tenant, target, name).await {
+            Err(e) if e.is(Reason::NotFound) => {
+                let created = apply::apply(None, &applied, shape, manager, force, &now)
+                    .map_err(apply_conflict)?;
+                let collection = Target {
+                    name: None,
+                    ..target.clone()
+                };
+                match create(tenant, who, &collection, created, params).await {
+                    Err(e) if e.is(Reason::AlreadyExists) => continue,
+                    other => return other,
+                }
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {
+                let change = |current: &Value| {
+                    apply::apply(Some(current), &applied, shape, manager, force, &now)
+                        .map_err(apply_conflict)
+                };
+                let how = Update::of(scope(target.subresource.as_deref()));
+                return update_owned(tenant, who, target, how, params, Ownership::Kept, change)
+                    .await;
+            }
+        }
+    }
+    Err(ApiError::conflict(rt, name))
+}
+
+/// Which part of an object a request to `subresource` may change.
+pub(crate) fn scope(subresource: Option<&str>) -> UpdateScope {
+    match subresource {
+        Some("status") => UpdateScope::Status,
+        Some("finalize") => UpdateScope::Finalize,
+        _ => UpdateScope::Main,
+    }
+}
+
+/// Applies a patch of media type `media` to `doc`, an object of `api_version`/`kind`.
+pub(crate) fn apply_patch(
+    media: &str,
+    patch: &Value,
+    doc: &mut Value,
+    api_version: &str,
+    kind: &str,
+) -> Result<()> {
+    match media {
+        "application/merge-patch+json" => {
+            json_patch::merge(doc, patch);
+            Ok(())
+        }
+        "application/json-patch+json" => {
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?;
+            json_patch::patch(doc, &ops).map_err(|e| {
+                ApiError::new(
+                    422,
+                    Reason::Invalid,
+                    format!("the JSON patch could not be applied: {e}"),
+                )
+            })
+        }
+        "application/strategic-merge-patch+json" => {
+            *doc = vcluster_core::patch::strategic_merge(doc, patch, api_version, kind).map_err(
+                |e| {
+                    ApiError::bad_request(format!(
+                        "the strategic merge patch could not be applied: {e}"
+                    ))
+                },
+            )?;
+            Ok(())
+        }
+        other => Err(ApiError::new(
+            415,
+            Reason::UnsupportedMediaType,
+            format!(
+                "the patch type {other:?} is not supported; use application/merge-patch+json, \
+                 application/json-patch+json or application/strategic-merge-patch+json"
+            ),
+        )),
+    }
+}
+
+pub(crate) fn parse_patch(patch: &[u8]) -> Result<Value> {
+    serde_json::from_slice(patch)
+        .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))
+}
+
+/// A patch that sets metadata.resourceVersion is conditional on it.
+pub(crate) fn conditional_patch(patch: &Value) -> bool {
+    patch
+        .pointer("/metadata/resourceVersion")
+        .is_some_and(|v| !v.is_null())
+}
+
+/// Patches the target with a patch of media type `media`.
+pub(crate) async fn patch(
+    tenant: &Tenant,
+    who: Requester<'_>,
+    target: &Target,
+    media: &str,
+    patch: &[u8],
+    params: &WriteParams,
+) -> Result<Value> {
+    let rt = &target.rt;
+    if media == APPLY {
+        return server_side_apply(tenant, who, target, patch, params).await;
+    }
+    if rt.custom.is_some() && media == "application/strategic-merge-patch+json" {
+        // Custom resources have no patch strategies; clients fall back to merge patches.
+        return Err(ApiError::new(
+            415,
+            Reason::UnsupportedMediaType,
+            "the body of the request was in an unknown format - accepted media types include: \
+             application/json-patch+json, application/merge-patch+json",
+        ));
+    }
+    let patch = parse_patch(patch)?;
+    let how = Update {
+        scope: scope(target.subresource.as_deref()),
+        conditional: conditional_patch(&patch),
+    };
+    update(tenant, who, target, how, params, |current| {
+        let mut doc = current.clone();
+        apply_patch(media, &patch, &mut doc, &rt.api_version(), &rt.kind)?;
+        Ok(doc)
+    })
+    .await
+}
+
+/// What a delete did.
+#[derive(Debug)]
+pub(crate) enum Deleted {
+    /// The object is gone (`last` is it as it was last stored).
+    Gone { last: Value, revision: u64 },
+    /// The object is marked for deletion and held by its finalizers (or the delete was a
+    /// dry run): `object` is it now.
+    Held { object: Value, revision: u64 },
+}
+
+impl Deleted {
+    /// The store revision of the delete, or of the mark (or of the last write, when nothing
+    /// was written).
+    pub(crate) fn revision(&self) -> u64 {
+        match self {
+            Self::Gone { revision, .. } | Self::Held { revision, .. } => *revision,
+        }
+    }
+}
+
+/// The finalizer through which the garbage collector carries out a deletion's
+/// propagation policy: `Foreground` (dependents first) or `Orphan` (dependents kept).
+/// `Background`, the default, needs none: dependents go after their owner.
+fn propagation_finalizer(params: &DeleteParams) -> Option<&'static str> {
+    match params.propagation? {
+        Propagation::Foreground => Some("foregroundDeletion"),
+        Propagation::Orphan => Some("orphan"),
+        Propagation::Background => None,
+    }
+}
+
+/// Deletes the object a named target names: at once, or (held by finalizers) by marking it.
+pub(crate) async fn delete(
+    tenant: &Tenant,
+    target: &Target,
+    params: &DeleteParams,
+) -> Result<Deleted> {
+    let rt = &target.rt;
+    let name = target.name.as_deref().expect("a named target");
+    if rt.group.is_empty() && rt.kind == "Namespace" && IMMORTAL_NAMESPACES.contains(&name) {
+        return Err(ApiError::forbidden(
+            rt,
+            name,
+            "this namespace may not be deleted",
+        ));
+    }
+    for _ in 0..RETRIES {
+        let (kv, mut current) = read(tenant, target, name).await?;
+        let uid = meta_str(&current, "uid").unwrap_or_default();
+        if let Some(wanted) = &params.uid
+            && wanted != uid
+        {
+            return Err(ApiError::new(
+                409,
+                Reason::Conflict,
+                format!(
+                    "Operation cannot be fulfilled on {} {name:?}: Precondition failed: UID in precondition: {wanted}, UID in object meta: {uid}",
+                    rt.qualified(),
+                ),
+            ));
+        }
+        if params
+            .resource_version
+            .as_ref()
+            .is_some_and(|rv| *rv != kv.mod_revision.to_string())
+        {
+            return Err(ApiError::conflict(rt, name));
+        }
+        if !object::is_deleting(&current)
+            && let Some(finalizer) = propagation_finalizer(params)
+        {
+            object::add_finalizer(&mut current, finalizer);
+        }
+        let revision = kv.mod_revision;
+        if object::has_finalizers(rt, &current) {
+            // Deletion waits for the finalizers' owners; the object is marked.
+            if object::is_deleting(&current) || params.dry_run {
+                return Ok(Deleted::Held {
+                    object: current,
+                    revision,
+                });
+            }
+            let mut marked = current.clone();
+            marked["metadata"]["deletionTimestamp"] = json!(fresh().now);
+            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            if rt.group.is_empty() && rt.kind == "Namespace" {
+                marked["status"]["phase"] = json!("Terminating");
+            }
+            let write =
+                tenant
+                    .store
+                    .update(key(target, name), encode(&marked), Some(revision), None);
+            match write.await {
+                Ok(kv) => {
+                    return Ok(Deleted::Held {
+                        object: with_resource_version(marked, kv.mod_revision),
+                        revision: kv.mod_revision,
+                    });
+                }
+                Err(vcluster_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        if params.dry_run {
+            return Ok(Deleted::Held {
+                object: current,
+                revision,
+            });
+        }
+        match tenant.store.delete(key(target, name), Some(revision)).await {
+            Ok(deleted) => {
+                return Ok(Deleted::Gone {
+                    last: current,
+                    revision: deleted.revision,
+                });
+            }
+            Err(vcluster_store::Error::Conflict { .. }) => continue,
+            Err(vcluster_store::Error::NotFound { .. }) => {
+                return Err(ApiError::not_found(rt, name));
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    Err(ApiError::conflict(rt, name))
+}
