@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
 use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 use vcluster_core::registry::ResourceType;
 use vcluster_core::status::{ApiError, Reason};
 
-use crate::http::{Body, error, full, ok, text};
+use crate::http::{Body, error, full, ok};
 use crate::router::{Route, route};
 use crate::tenant::{Tenant, Tenants};
 use crate::types::TypeSet;
@@ -84,7 +84,10 @@ pub(crate) async fn handle(
     let _enter = span.enter();
     let route = route(&path);
     match route {
-        Route::Health => return text(StatusCode::OK, "ok"),
+        Route::Health(probe, check) => {
+            let params = crate::http::query(req.uri());
+            return crate::health::answer(tenants, &tenant, probe, check.as_deref(), &params).await;
+        }
         Route::Version => return ok(&version()),
         _ => {}
     }
@@ -151,7 +154,7 @@ fn other_route(
             }
             None => error(&not_found()),
         },
-        Route::Resource(_) | Route::NotFound | Route::Health | Route::Version => {
+        Route::Resource(_) | Route::NotFound | Route::Health(..) | Route::Version => {
             error(&not_found())
         }
     }
@@ -214,19 +217,33 @@ async fn authenticate(
     conn.certificate_user(tenant.identity.ca_cert_der())
 }
 
+/// What `/version` says: the Kubernetes version served, and this build's (crate version,
+/// git commit and its date, tree state, compiler, platform), recorded by `build.rs`.
 fn version() -> Value {
     let (major, minor) = KUBE_VERSION;
     json!({
         "major": major,
         "minor": minor,
-        "gitVersion": format!("v{major}.{minor}.0+vcluster"),
-        "gitCommit": "vcluster",
-        "gitTreeState": "clean",
-        "buildDate": "2026-01-01T00:00:00Z",
-        "goVersion": "none",
+        "gitVersion": format!("v{major}.{minor}.0+vcluster.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": env!("VCLUSTER_GIT_COMMIT"),
+        "gitTreeState": env!("VCLUSTER_GIT_TREE_STATE"),
+        "buildDate": env!("VCLUSTER_BUILD_DATE"),
+        "goVersion": env!("VCLUSTER_RUSTC"),
         "compiler": "rustc",
-        "platform": "linux/amd64",
+        "platform": platform(),
     })
+}
+
+/// The platform as Go names it (`linux/amd64`).
+fn platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    format!("{}/{arch}", std::env::consts::OS)
 }
 
 fn api_versions(headers: &http::HeaderMap) -> Value {

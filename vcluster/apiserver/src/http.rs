@@ -37,12 +37,17 @@ pub(crate) fn error(e: &ApiError) -> Response<Body> {
     json(code, &e.to_status())
 }
 
-pub(crate) fn text(code: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(full(Bytes::from_static(body.as_bytes())));
+/// A plain-text answer (the health probes').
+pub(crate) fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(full(body.into()));
     *response.status_mut() = code;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
     );
     response
 }

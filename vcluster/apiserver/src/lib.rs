@@ -13,6 +13,7 @@ mod cache;
 mod crds;
 mod feed;
 mod handlers;
+mod health;
 mod http;
 mod identity;
 mod list;

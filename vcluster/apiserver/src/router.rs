@@ -55,7 +55,8 @@ impl ResourcePath {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Route {
     Version,
-    Health,
+    /// A health probe and, optionally, the one check asked for (`/readyz/etcd`).
+    Health(crate::health::Probe, Option<String>),
     Api,
     Apis,
     Group(String),
@@ -86,7 +87,18 @@ pub(crate) fn route(path: &str) -> Route {
         .collect();
     match segments.as_slice() {
         ["version"] => Route::Version,
-        ["healthz" | "livez" | "readyz", ..] => Route::Health,
+        [probe @ ("healthz" | "livez" | "readyz"), rest @ ..] => {
+            let probe = match *probe {
+                "livez" => crate::health::Probe::Livez,
+                "readyz" => crate::health::Probe::Readyz,
+                _ => crate::health::Probe::Healthz,
+            };
+            match rest {
+                [] => Route::Health(probe, None),
+                [check] => Route::Health(probe, Some((*check).to_owned())),
+                _ => Route::NotFound,
+            }
+        }
         ["api"] => Route::Api,
         ["apis"] => Route::Apis,
         ["openapi", "v2"] => Route::OpenApiV2,

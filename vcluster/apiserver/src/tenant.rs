@@ -148,6 +148,8 @@ pub struct Tenants {
     creating: Mutex<()>,
     /// Word of each tenant opened, for the controllers' feed.
     opened: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// Set when the server begins to shut down: readiness then fails.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Tenants {
@@ -185,7 +187,18 @@ impl Tenants {
             names,
             creating: Mutex::new(()),
             opened: tokio::sync::broadcast::channel(256).0,
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Marks the process as shutting down: `/readyz` fails from now on.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The names of the tenants opened from now on.

@@ -1,6 +1,8 @@
 //! An API server in the test's process, on an embedded store in a temporary directory,
 //! serving the tenants a test names on a free loopback port.
 
+#![allow(dead_code)] // each test file uses a different part
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
