@@ -173,6 +173,14 @@ async fn dispatch(
                 .await
                 .map(|v| respond(StatusCode::CREATED, &v))
         }
+        (
+            Method::GET | Method::POST,
+            false,
+            Some(sub @ ("log" | "exec" | "attach" | "portforward")),
+        ) => match crate::kubelet::connect(tenant, &target, sub, &params).await {
+            Err(e) => Err(e),
+            Ok(never) => match never {},
+        },
         (Method::POST, false, Some("eviction")) => {
             let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
             let options = body

@@ -16,6 +16,7 @@ mod handlers;
 mod health;
 mod http;
 mod identity;
+mod kubelet;
 mod list;
 mod objects;
 mod openapi;

@@ -161,6 +161,28 @@ const EVICTION: Subresource = Subresource {
     kind: Some(("policy", "v1", "Eviction")),
     verbs: CREATE_ONLY,
 };
+/// The kubelet's endpoints, reached through the API server (upstream's "connect"
+/// subresources): a pod's logs, exec, attach and port-forward.
+const LOG: Subresource = Subresource {
+    name: "log",
+    kind: Some(("", "v1", "Pod")),
+    verbs: &["get"],
+};
+const EXEC: Subresource = Subresource {
+    name: "exec",
+    kind: Some(("", "v1", "PodExecOptions")),
+    verbs: &["create", "get"],
+};
+const ATTACH: Subresource = Subresource {
+    name: "attach",
+    kind: Some(("", "v1", "PodAttachOptions")),
+    verbs: &["create", "get"],
+};
+const PORTFORWARD: Subresource = Subresource {
+    name: "portforward",
+    kind: Some(("", "v1", "PodPortForwardOptions")),
+    verbs: &["create", "get"],
+};
 const FINALIZE: Subresource = Subresource {
     name: "finalize",
     kind: None,
@@ -174,7 +196,7 @@ const TOKEN: Subresource = Subresource {
 
 resources! {
     "" "v1" "Namespace" "namespaces" "namespace" cluster ["ns"] [] CRUD, [STATUS, FINALIZE];
-    "" "v1" "Pod" "pods" "pod" namespaced ["po"] ["all"] CRUD, [STATUS, BINDING, EVICTION];
+    "" "v1" "Pod" "pods" "pod" namespaced ["po"] ["all"] CRUD, [STATUS, BINDING, EVICTION, LOG, EXEC, ATTACH, PORTFORWARD];
     "" "v1" "Service" "services" "service" namespaced ["svc"] ["all"] CRUD, [STATUS];
     "" "v1" "Endpoints" "endpoints" "endpoints" namespaced ["ep"] [] CRUD, [];
     "" "v1" "ConfigMap" "configmaps" "configmap" namespaced ["cm"] [] CRUD, [];

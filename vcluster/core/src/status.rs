@@ -101,6 +101,9 @@ pub enum Reason {
     InternalError,
     ServiceUnavailable,
     Timeout,
+    /// No reason given (`""`): what upstream answers for an error it has no kind for,
+    /// such as a failed dial to a kubelet.
+    Unknown,
 }
 
 impl Reason {
@@ -123,6 +126,7 @@ impl Reason {
             Self::InternalError => "InternalError",
             Self::ServiceUnavailable => "ServiceUnavailable",
             Self::Timeout => "Timeout",
+            Self::Unknown => "",
         }
     }
 }
