@@ -198,10 +198,38 @@ async fn dispatch(
     }
 }
 
-/// What a DELETE answers: the object while finalizers hold it, a `Status` once it is gone.
+/// The resources whose registry answers a DELETE with the deleted object
+/// (`ReturnDeletedObject: true` in kube-apiserver's stores); the others answer a `Status`.
+const RETURN_DELETED_OBJECT: &[(&str, &str)] = &[
+    ("", "pods"),
+    ("", "services"),
+    ("", "serviceaccounts"),
+    ("", "persistentvolumes"),
+    ("", "persistentvolumeclaims"),
+    ("", "podtemplates"),
+    ("", "resourcequotas"),
+    ("", "namespaces"),
+    ("storage.k8s.io", "storageclasses"),
+    ("storage.k8s.io", "csidrivers"),
+    ("storage.k8s.io", "csinodes"),
+    ("storage.k8s.io", "volumeattachments"),
+    ("storage.k8s.io", "volumeattributesclasses"),
+    ("resource.k8s.io", "deviceclasses"),
+    ("resource.k8s.io", "resourceclaims"),
+    ("resource.k8s.io", "resourceclaimtemplates"),
+    ("resource.k8s.io", "resourceslices"),
+];
+
+/// What a DELETE answers: the object while finalizers hold it; once it is gone, the object
+/// as it was for the resources upstream returns it for, a `Status` for the others.
 fn deleted_answer(rt: &ResourceType, deleted: Deleted) -> Value {
     match deleted {
         Deleted::Held { object, .. } => object,
+        Deleted::Gone { last, .. }
+            if RETURN_DELETED_OBJECT.contains(&(rt.group.as_str(), rt.plural.as_str())) =>
+        {
+            last
+        }
         Deleted::Gone { last, .. } => json!({
             "kind": "Status",
             "apiVersion": "v1",
