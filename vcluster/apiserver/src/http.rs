@@ -31,10 +31,10 @@ pub(crate) fn ok(value: &Value) -> Response<Body> {
     json(StatusCode::OK, value)
 }
 
-/// A failure as a `metav1.Status` response.
+/// A failure as a `metav1.Status` response, in the bytes kube-apiserver would send.
 pub(crate) fn error(e: &ApiError) -> Response<Body> {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json(code, &e.to_status())
+    json_bytes(code, e.to_status_json())
 }
 
 /// A plain-text answer (the health probes').
@@ -131,4 +131,32 @@ pub(crate) fn json_bytes(code: StatusCode, bytes: Vec<u8>) -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_are_written_as_kube_apiserver_writes_them() {
+        let pods = vcluster_core::registry::find("", "v1", "pods").expect("pods");
+        let response = error(&ApiError::not_found(&pods, "x"));
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(
+            body,
+            concat!(
+                r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","#,
+                r#""message":"pods \"x\" not found","reason":"NotFound","#,
+                r#""details":{"name":"x","kind":"pods"},"code":404}"#,
+                "\n"
+            )
+        );
+    }
 }

@@ -212,11 +212,19 @@ fn certified(
 }
 
 /// Renders a kubeconfig for one tenant and one user.
+///
+/// Its entries are named after the tenant, `vcluster_<tenant>` for the cluster and the
+/// context and `vcluster_<tenant>_<user>` for the credentials, so that kubeconfigs of
+/// several tenants merge (`KUBECONFIG=a:b`) without one's entries hiding another's. The
+/// user's own name is in its entry because a credential is one user's: two users of one
+/// tenant then keep their credentials apart in a merged file too.
 pub struct Kubeconfig<'a> {
+    /// The tenant's name.
     pub cluster: &'a str,
     pub server: &'a str,
     pub tls_server_name: Option<&'a str>,
     pub ca_pem: &'a str,
+    /// The user's name (the client certificate's CN, or whose token it is).
     pub user: &'a str,
     pub client_cert_pem: Option<&'a str>,
     pub client_key_pem: Option<&'a str>,
@@ -227,11 +235,13 @@ impl Kubeconfig<'_> {
     pub fn render(&self) -> String {
         use base64::Engine;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        let cluster = format!("vcluster_{}", self.cluster);
+        let user = format!("{cluster}_{}", self.user);
         let mut out = String::new();
         out.push_str("apiVersion: v1\nkind: Config\nclusters:\n");
         out.push_str(&format!(
-            "- name: {}\n  cluster:\n    server: {}\n",
-            self.cluster, self.server
+            "- name: {cluster}\n  cluster:\n    server: {}\n",
+            self.server
         ));
         out.push_str(&format!(
             "    certificate-authority-data: {}\n",
@@ -240,7 +250,7 @@ impl Kubeconfig<'_> {
         if let Some(name) = self.tls_server_name {
             out.push_str(&format!("    tls-server-name: {name}\n"));
         }
-        out.push_str(&format!("users:\n- name: {}\n  user:\n", self.user));
+        out.push_str(&format!("users:\n- name: {user}\n  user:\n"));
         if let (Some(cert), Some(key)) = (self.client_cert_pem, self.client_key_pem) {
             out.push_str(&format!("    client-certificate-data: {}\n", b64(cert)));
             out.push_str(&format!("    client-key-data: {}\n", b64(key)));
@@ -249,9 +259,7 @@ impl Kubeconfig<'_> {
             out.push_str(&format!("    token: {token}\n"));
         }
         out.push_str(&format!(
-            "contexts:\n- name: {c}\n  context:\n    cluster: {c}\n    user: {u}\ncurrent-context: {c}\n",
-            c = self.cluster,
-            u = self.user
+            "contexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: {user}\ncurrent-context: {cluster}\n"
         ));
         out
     }

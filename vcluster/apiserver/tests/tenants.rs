@@ -4,7 +4,7 @@
 mod common;
 
 use common::Served;
-use vcluster_testkit::clients::Kubectl;
+use vcluster_testkit::clients::{Kubectl, kubectl_bin};
 
 const CONFIGMAP: &str = "apiVersion: v1
 kind: ConfigMap
@@ -14,15 +14,16 @@ data:
   owner: a
 ";
 
-/// Splices the `users:` section of one kubeconfig into another: the credential of one
+/// Puts the credential of one kubeconfig into the other's user entry: the credential of one
 /// tenant presented to another.
 fn with_user_of(target: &str, source: &str) -> String {
-    let section = |text: &str| -> String {
-        let start = text.find("users:\n").expect("users section");
+    let credential = |text: &str| -> String {
+        let users = text.find("users:\n").expect("users section");
+        let start = users + text[users..].find("  user:\n").expect("user entry");
         let end = text.find("contexts:\n").expect("contexts section");
         text[start..end].to_owned()
     };
-    target.replace(&section(target), &section(source))
+    target.replace(&credential(target), &credential(source))
 }
 
 fn assert_unauthorized(refused: &str) {
@@ -60,6 +61,40 @@ fn tenants_are_isolated_and_reject_each_others_credentials() {
         "tenant b saw tenant a's object: {hidden}"
     );
     assert!(!kb.ok(&["get", "cm", "-A"]).contains("secret-plans"));
+
+    // The two kubeconfigs merge as kubectl merges them: each tenant's cluster, context and
+    // user keep their own entries, and the merged file reaches either tenant by context.
+    let flattened = std::process::Command::new(kubectl_bin("v36"))
+        .args(["config", "view", "--flatten"])
+        .env(
+            "KUBECONFIG",
+            format!("{}:{}", ka.kubeconfig.display(), kb.kubeconfig.display()),
+        )
+        .output()
+        .expect("kubectl config view");
+    assert!(
+        flattened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flattened.stderr)
+    );
+    let merged = Kubectl::new(
+        "v36",
+        write("merged", &String::from_utf8_lossy(&flattened.stdout)),
+    );
+    let entries = merged.ok(&[
+        "config",
+        "view",
+        "-o",
+        "jsonpath={.clusters[*].name} / {.contexts[*].name} / {.users[*].name} / {.current-context}",
+    ]);
+    assert_eq!(
+        entries,
+        "vcluster_a vcluster_b / vcluster_a vcluster_b / vcluster_a_admin vcluster_b_admin / vcluster_a"
+    );
+    let plans = merged.ok(&["--context", "vcluster_a", "get", "cm", "secret-plans"]);
+    assert!(plans.contains("secret-plans"), "{plans}");
+    let hidden = merged.fails(&["--context", "vcluster_b", "get", "cm", "secret-plans"]);
+    assert!(hidden.contains("not found"), "{hidden}");
 
     // Tenant a's client certificate, presented to tenant b: 401.
     let stolen = Kubectl::new("v36", write("a-to-b", &with_user_of(&b_config, &a_config)));

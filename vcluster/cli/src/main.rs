@@ -50,6 +50,15 @@ struct UpArgs {
     /// kubelet (pods are bound, then Running and Ready; Jobs' pods complete).
     #[arg(long, env = "VCLUSTER_SIMULATED_NODES", default_value_t = 0)]
     simulated_nodes: usize,
+    /// An extra DNS name or IP address for the serving certificate, for clients that reach
+    /// the server by another name (repeatable, or comma-separated).
+    #[arg(
+        long,
+        env = "VCLUSTER_TLS_SAN",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    tls_san: Vec<String>,
 }
 
 /// mimalloc: glibc's allocator spent ~15% of the API's CPU in malloc/free and blocked on its
@@ -135,8 +144,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         "::1".to_owned(),
         "localhost".to_owned(),
     ];
-    if !names.contains(&host) {
-        names.push(host.clone());
+    for name in std::iter::once(&host).chain(&args.tls_san) {
+        if !name.is_empty() && !names.contains(name) {
+            names.push(name.clone());
+        }
     }
     let tenants = Arc::new(Tenants::new(backend, "vcluster.local", names));
     tenants
@@ -202,7 +213,7 @@ async fn simulate_nodes(kubeconfig: PathBuf, nodes: usize) {
 /// Writes a file only its owner can read (it holds a private key).
 fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -210,6 +221,37 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    // The mode above applies only to a file this call creates: one already there keeps its
+    // own until it is set here, on the open (and now empty) file, before the key is written.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", path.display()))?;
     file.write_all(contents.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::write_private;
+
+    #[test]
+    fn the_kubeconfig_is_private_even_when_it_was_not() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("kubeconfig");
+        let mode = |path| {
+            std::fs::metadata(path)
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        write_private(&path, "created").expect("write a new file");
+        assert_eq!(mode(&path), 0o600, "a new file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .expect("make it readable to all");
+        write_private(&path, "rewritten").expect("write over it");
+        assert_eq!(mode(&path), 0o600, "an existing 0644 file");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "rewritten");
+    }
 }

@@ -1,5 +1,8 @@
 //! API errors and the `metav1.Status` bodies that carry them, in kube-apiserver's wording.
 
+use std::io;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::registry::ResourceType;
@@ -286,21 +289,130 @@ impl ApiError {
         Self::new(500, Reason::InternalError, message)
     }
 
-    /// The `metav1.Status` body.
+    /// The `metav1.Status` body, as a JSON value (for a watch's `ERROR` event).
     pub fn to_status(&self) -> Value {
-        let mut status = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason.as_str(),
-            "code": self.code,
-        });
-        if let Some(details) = &self.details {
-            status["details"] = details.clone();
+        serde_json::to_value(self.status()).expect("a Status serializes")
+    }
+
+    /// The `metav1.Status` body byte for byte as kube-apiserver writes it: Go's field order
+    /// and escaping, then the newline that Go's JSON encoder ends each value with.
+    pub fn to_status_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        let mut serializer = serde_json::Serializer::with_formatter(&mut out, GoEscapes);
+        self.status()
+            .serialize(&mut serializer)
+            .expect("a Status serializes");
+        out.push(b'\n');
+        out
+    }
+
+    fn status(&self) -> Status<'_> {
+        Status {
+            kind: "Status",
+            api_version: "v1",
+            metadata: Empty {},
+            status: "Failure",
+            message: &self.message,
+            reason: self.reason.as_str(),
+            // The details are written (by this crate and the API server) with the field
+            // names of `StatusDetails`, so they read back; any other field would be dropped,
+            // as Go's decoder would drop it.
+            details: self
+                .details
+                .as_ref()
+                .and_then(|details| StatusDetails::deserialize(details).ok()),
+            code: self.code,
         }
-        status
+    }
+}
+
+/// `metav1.Status` in the order Go's encoder writes it: `TypeMeta`'s fields, `metadata`
+/// (a `ListMeta`, which `omitempty` never drops since it is a struct), then the Status's
+/// own fields, each `omitempty`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Status<'a> {
+    kind: &'static str,
+    api_version: &'static str,
+    metadata: Empty,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    status: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    message: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<StatusDetails>,
+    #[serde(skip_serializing_if = "is_zero")]
+    code: u16,
+}
+
+/// `{}`: the Status's `ListMeta`, whose fields are all empty in an error.
+#[derive(Serialize)]
+struct Empty {}
+
+/// `metav1.StatusDetails`, every field `omitempty` (so the core group's empty `group` is
+/// left out), in Go's order.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct StatusDetails {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    group: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    uid: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    causes: Vec<StatusCause>,
+    #[serde(skip_serializing_if = "is_zero")]
+    retry_after_seconds: u32,
+}
+
+/// `metav1.StatusCause`: Go names its `Type` field `reason` in JSON.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
+struct StatusCause {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    field: String,
+}
+
+fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// serde_json's compact output, with the escapes Go's `encoding/json` adds by default: `<`,
+/// `>` and `&` (so JSON can sit in HTML) and U+2028 and U+2029 (line separators to
+/// JavaScript). Both escape the rest alike (quotes, backslashes, control characters in
+/// lowercase `\u00xx` or their short forms).
+struct GoEscapes;
+
+impl serde_json::ser::Formatter for GoEscapes {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut written = 0;
+        for (at, c) in fragment.char_indices() {
+            let escape = match c {
+                '<' => "\\u003c",
+                '>' => "\\u003e",
+                '&' => "\\u0026",
+                '\u{2028}' => "\\u2028",
+                '\u{2029}' => "\\u2029",
+                _ => continue,
+            };
+            writer.write_all(&fragment.as_bytes()[written..at])?;
+            writer.write_all(escape.as_bytes())?;
+            written = at + c.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[written..])
     }
 }
 
@@ -329,5 +441,109 @@ mod tests {
         let status = e.to_status();
         assert_eq!(status["code"], 422);
         assert_eq!(status["details"]["causes"][0]["field"], "metadata.name");
+    }
+
+    /// What kube-apiserver writes, as text.
+    fn body(e: &ApiError) -> String {
+        String::from_utf8(e.to_status_json()).expect("UTF-8")
+    }
+
+    // The expected bodies are written out from upstream's types (k8s.io/apimachinery
+    // pkg/apis/meta/v1/types.go: Status, StatusDetails, StatusCause), its constructors
+    // (pkg/api/errors/errors.go: NewNotFound, NewAlreadyExists, NewInvalid) and Go's
+    // encoding/json Encoder, which kube-apiserver's JSON serializer uses.
+    #[test]
+    fn errors_are_byte_for_byte_kube_apiservers() {
+        let pods = &find("", "v1", "pods").expect("pods");
+        let deploy = &find("apps", "v1", "deployments").expect("deployments");
+        let invalid = ApiError::invalid(
+            deploy,
+            "web",
+            vec![
+                Cause::invalid_value(
+                    "spec.replicas",
+                    &json!(-1),
+                    "must be greater than or equal to 0",
+                ),
+                Cause::required("spec.selector", ""),
+            ],
+        );
+        let table = [
+            (
+                ApiError::not_found(pods, "x"),
+                concat!(
+                    r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","#,
+                    r#""message":"pods \"x\" not found","reason":"NotFound","#,
+                    r#""details":{"name":"x","kind":"pods"},"code":404}"#,
+                    "\n"
+                ),
+            ),
+            (
+                ApiError::already_exists(deploy, "web"),
+                concat!(
+                    r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","#,
+                    r#""message":"deployments.apps \"web\" already exists","#,
+                    r#""reason":"AlreadyExists","#,
+                    r#""details":{"name":"web","group":"apps","kind":"deployments"},"#,
+                    r#""code":409}"#,
+                    "\n"
+                ),
+            ),
+            (
+                invalid,
+                concat!(
+                    r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","#,
+                    r#""message":"Deployment.apps \"web\" is invalid: ["#,
+                    r#"spec.replicas: Invalid value: -1: must be greater than or equal to 0, "#,
+                    r#"spec.selector: Required value]","reason":"Invalid","#,
+                    r#""details":{"name":"web","group":"apps","kind":"Deployment","causes":["#,
+                    r#"{"reason":"FieldValueInvalid","#,
+                    r#""message":"Invalid value: -1: must be greater than or equal to 0","#,
+                    r#""field":"spec.replicas"},"#,
+                    r#"{"reason":"FieldValueRequired","message":"Required value","#,
+                    r#""field":"spec.selector"}"#,
+                    r#"]},"code":422}"#,
+                    "\n"
+                ),
+            ),
+            // Without details there is no `details` key at all, as Go omits a nil pointer.
+            (
+                ApiError::bad_request("no"),
+                concat!(
+                    r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","#,
+                    r#""message":"no","reason":"BadRequest","code":400}"#,
+                    "\n"
+                ),
+            ),
+        ];
+        for (error, expected) in &table {
+            assert_eq!(body(error), *expected, "{}", error.reason);
+        }
+    }
+
+    #[test]
+    fn every_detail_is_in_gos_order_and_html_is_escaped_as_go_does() {
+        let e = ApiError {
+            details: Some(json!({
+                "retryAfterSeconds": 5,
+                "causes": [{"field": "f", "message": "m", "reason": "r"}],
+                "uid": "u",
+                "kind": "k",
+                "group": "g",
+                "name": "n",
+            })),
+            ..ApiError::new(429, Reason::TooManyRequests, "a <b> & c\u{2028}\"\\\n\u{1}")
+        };
+        assert_eq!(
+            body(&e),
+            concat!(
+                r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","#,
+                r#""message":"a \u003cb\u003e \u0026 c\u2028\"\\\n\u0001","reason":"TooManyRequests","#,
+                r#""details":{"name":"n","group":"g","kind":"k","uid":"u","#,
+                r#""causes":[{"reason":"r","message":"m","field":"f"}],"retryAfterSeconds":5},"#,
+                r#""code":429}"#,
+                "\n"
+            )
+        );
     }
 }

@@ -31,7 +31,8 @@ impl Up {
         Self::start_with(store, &["--simulated-nodes", &nodes.to_string()])
     }
 
-    fn start_with(store: StoreKind, args: &[&str]) -> Self {
+    /// With extra arguments to `vcluster up`.
+    pub fn start_with(store: StoreKind, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("data directory");
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcluster"));
