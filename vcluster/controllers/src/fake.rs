@@ -11,7 +11,8 @@
 //! admission, validation or defaulting: an object is stored as written, with only the
 //! metadata the server owns (uid, timestamps, resourceVersion) filled in, so that what a
 //! test reads back is what the controller wrote. A test that needs admission's refusal says
-//! so with [`Fake::refuse_creates`].
+//! so with [`Fake::refuse_creates`]. Every write asked of it is logged
+//! ([`Fake::take_writes`]), with the reason of a refusal.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -83,15 +84,215 @@ impl State {
         format!("uid-{}", self.uids)
     }
 
-    /// Notes a write the fake accepted, as `verb resource namespace/name`.
-    fn wrote(&mut self, verb: &str, rt: &ResourceType, place: &Place) {
-        let (_, _, _, namespace, name) = place;
-        let name = match namespace.as_str() {
-            "" => name.clone(),
-            namespace => format!("{namespace}/{name}"),
+    fn create(
+        &mut self,
+        tenant: &str,
+        resource: &Resource,
+        namespace: Option<&str>,
+        mut object: Value,
+    ) -> Result<Value> {
+        let rt = self.served(resource)?;
+        if let Some((_, _, error)) = self
+            .refused
+            .iter()
+            .find(|(group, plural, _)| (group, plural) == (&rt.group, &rt.plural))
+        {
+            return Err(error.clone());
+        }
+        let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+            return Err(ApiError::bad_request("metadata must be an object"));
         };
-        self.writes
-            .push(format!("{verb} {} {name}", rt.qualified()));
+        // The request's namespace is the object's, as the API settles it.
+        let namespace = namespace.filter(|_| rt.namespaced);
+        match (namespace, meta.get("namespace").and_then(Value::as_str)) {
+            (Some(wanted), Some(given)) if given != wanted => {
+                return Err(ApiError::bad_request(format!(
+                    "the namespace of the object ({given}) does not match the namespace on the request ({wanted})"
+                )));
+            }
+            (Some(wanted), _) => {
+                meta.insert("namespace".into(), json!(wanted));
+            }
+            (None, _) => {
+                meta.remove("namespace");
+            }
+        }
+        let name = match (meta_str(&object, "name"), meta_str(&object, "generateName")) {
+            (Some(name), _) if !name.is_empty() => name.to_owned(),
+            (_, Some(base)) if !base.is_empty() => {
+                self.generated += 1;
+                format!("{base}{:05}", self.generated)
+            }
+            _ => {
+                let cause = vcluster_core::status::Cause::required(
+                    "metadata.name",
+                    "name or generateName is required",
+                );
+                return Err(ApiError::invalid(&rt, "", vec![cause]));
+            }
+        };
+        let at = place(tenant, &rt, namespace, &name);
+        if self.objects.contains_key(&at) {
+            return Err(ApiError::already_exists(&rt, &name));
+        }
+        let meta = &mut object["metadata"];
+        meta["name"] = json!(name);
+        meta["uid"] = json!(self.next_uid());
+        meta["creationTimestamp"] = json!(NOW);
+        if let Some(meta) = meta.as_object_mut() {
+            for server_owned in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
+                meta.remove(server_owned);
+            }
+        }
+        let object = with_resource_version(object, self.next_revision());
+        self.objects.insert(at.clone(), object.clone());
+        Ok(object)
+    }
+
+    fn replace(
+        &mut self,
+        tenant: &str,
+        resource: &Resource,
+        object: &Value,
+        scope: UpdateScope,
+    ) -> Result<Value> {
+        let rt = self.served(resource)?;
+        let name = meta_str(object, "name").unwrap_or_default();
+        let at = place(tenant, &rt, meta_str(object, "namespace"), name);
+        let current = self
+            .objects
+            .get(&at)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&rt, name))?;
+        // A resourceVersion is a condition (none: an unconditional update).
+        if let Some(rv) = meta_str(object, "resourceVersion").filter(|rv| !rv.is_empty())
+            && Some(rv) != meta_str(&current, "resourceVersion")
+        {
+            return Err(ApiError::conflict(&rt, name));
+        }
+        if let Some(uid) = meta_str(object, "uid")
+            && Some(uid) != meta_str(&current, "uid")
+        {
+            return Err(uid_conflict(&rt, name, uid));
+        }
+        let mut next = match scope {
+            UpdateScope::Main => {
+                let mut next = object.clone();
+                if rt.has_status() {
+                    take_field(&mut next, &current, &["status"]);
+                }
+                next
+            }
+            UpdateScope::Status => {
+                let mut next = current.clone();
+                take_field(&mut next, object, &["status"]);
+                next
+            }
+            UpdateScope::Finalize => {
+                let mut next = current.clone();
+                take_field(&mut next, object, &["spec", "finalizers"]);
+                next
+            }
+        };
+        for kept in SERVER_OWNED {
+            take_field(&mut next, &current, &["metadata", kept]);
+        }
+        if is_namespace(&rt) && scope != UpdateScope::Finalize {
+            // Only the finalize subresource changes a namespace's finalizers.
+            take_field(&mut next, &current, &["spec", "finalizers"]);
+        }
+        let next = with_resource_version(next, self.next_revision());
+        // The last finalizer gone from an object being deleted: it goes now.
+        if is_deleting(&next) && !has_finalizers(&rt, &next) {
+            self.objects.remove(&at);
+        } else {
+            self.objects.insert(at.clone(), next.clone());
+        }
+        Ok(next)
+    }
+
+    fn delete(
+        &mut self,
+        tenant: &str,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        options: &Value,
+    ) -> Result<Option<Value>> {
+        let rt = self.served(resource)?;
+        let at = place(tenant, &rt, namespace, name);
+        let mut current = self
+            .objects
+            .get(&at)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&rt, name))?;
+        if let Some(wanted) = options
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            && Some(wanted) != meta_str(&current, "uid")
+        {
+            return Err(uid_conflict(&rt, name, wanted));
+        }
+        if let Some(wanted) = options
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            && Some(wanted) != meta_str(&current, "resourceVersion")
+        {
+            return Err(ApiError::conflict(&rt, name));
+        }
+        // The garbage collector carries out these propagation policies through finalizers.
+        let propagation = match options["propagationPolicy"].as_str() {
+            Some("Foreground") => Some(crate::gc::FOREGROUND),
+            Some("Orphan") => Some(crate::gc::ORPHAN),
+            _ => None,
+        };
+        if !is_deleting(&current)
+            && let Some(finalizer) = propagation
+        {
+            object::add_finalizer(&mut current, finalizer);
+        }
+        if !has_finalizers(&rt, &current) {
+            self.objects.remove(&at);
+            self.next_revision();
+            return Ok(None);
+        }
+        if is_deleting(&current) {
+            return Ok(Some(current));
+        }
+        let mut marked = deleting(current);
+        if is_namespace(&rt) {
+            marked["status"]["phase"] = json!("Terminating");
+        }
+        let marked = with_resource_version(marked, self.next_revision());
+        self.objects.insert(at, marked.clone());
+        Ok(Some(marked))
+    }
+
+    /// Notes a write asked of the fake, as `verb resource namespace/name`, and the reason
+    /// it was refused if it was.
+    fn log(
+        &mut self,
+        verb: &str,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        refused: Option<&ApiError>,
+    ) {
+        let namespaced = self
+            .served(resource)
+            .map_or(resource.namespaced, |rt| rt.namespaced);
+        let mut entry = match resource.group.as_str() {
+            "" => format!("{verb} {} ", resource.plural),
+            group => format!("{verb} {}.{group} ", resource.plural),
+        };
+        if let Some(namespace) = namespace.filter(|_| namespaced) {
+            entry.push_str(&format!("{namespace}/"));
+        }
+        entry.push_str(name);
+        if let Some(e) = refused {
+            entry.push_str(&format!(": {}", e.reason.as_str()));
+        }
+        self.writes.push(entry);
     }
 }
 
@@ -257,10 +458,13 @@ impl Fake {
         self.state().refused.push(refusal);
     }
 
-    /// The writes accepted since the last call, oldest first, each `verb resource name`:
+    /// The writes asked since the last call, oldest first, each `verb resource name`:
     /// `create pods dev/web-00001`, `update/status replicasets.apps dev/web`,
-    /// `delete namespaces dev`. A delete of an object already marked counts: the API took it,
-    /// though nothing changed.
+    /// `delete namespaces dev`. One the fake refused ends in its reason
+    /// (`create serviceaccounts dev/default: AlreadyExists`; a refused create is named as
+    /// asked, `web-` for a generated name), so that a test sees a controller's needless
+    /// writes as well as its effective ones. A delete of an object already marked is as
+    /// any other: the API takes it, though nothing changes.
     pub(crate) fn take_writes(&self) -> Vec<String> {
         std::mem::take(&mut self.state().writes)
     }
@@ -287,7 +491,7 @@ impl Fake {
     }
 }
 
-/// One row of a table test: given these objects, a reconcile writes exactly these.
+/// One row of a table test: given these objects, a reconcile asks exactly these writes.
 pub(crate) struct Case {
     pub(crate) name: &'static str,
     pub(crate) given: Vec<(Resource, Value)>,
@@ -386,66 +590,19 @@ impl Api for Fake {
         tenant: &str,
         resource: &Resource,
         namespace: Option<&str>,
-        mut object: Value,
+        object: Value,
     ) -> Result<Value> {
+        let requested = ["name", "generateName"]
+            .into_iter()
+            .find_map(|field| meta_str(&object, field).filter(|n| !n.is_empty()))
+            .unwrap_or_default()
+            .to_owned();
         let mut state = self.state();
-        let rt = state.served(resource)?;
-        if let Some((_, _, error)) = state
-            .refused
-            .iter()
-            .find(|(group, plural, _)| (group, plural) == (&rt.group, &rt.plural))
-        {
-            return Err(error.clone());
-        }
-        let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
-            return Err(ApiError::bad_request("metadata must be an object"));
-        };
-        // The request's namespace is the object's, as the API settles it.
-        let namespace = namespace.filter(|_| rt.namespaced);
-        match (namespace, meta.get("namespace").and_then(Value::as_str)) {
-            (Some(wanted), Some(given)) if given != wanted => {
-                return Err(ApiError::bad_request(format!(
-                    "the namespace of the object ({given}) does not match the namespace on the request ({wanted})"
-                )));
-            }
-            (Some(wanted), _) => {
-                meta.insert("namespace".into(), json!(wanted));
-            }
-            (None, _) => {
-                meta.remove("namespace");
-            }
-        }
-        let name = match (meta_str(&object, "name"), meta_str(&object, "generateName")) {
-            (Some(name), _) if !name.is_empty() => name.to_owned(),
-            (_, Some(base)) if !base.is_empty() => {
-                state.generated += 1;
-                format!("{base}{:05}", state.generated)
-            }
-            _ => {
-                let cause = vcluster_core::status::Cause::required(
-                    "metadata.name",
-                    "name or generateName is required",
-                );
-                return Err(ApiError::invalid(&rt, "", vec![cause]));
-            }
-        };
-        let at = place(tenant, &rt, namespace, &name);
-        if state.objects.contains_key(&at) {
-            return Err(ApiError::already_exists(&rt, &name));
-        }
-        let meta = &mut object["metadata"];
-        meta["name"] = json!(name);
-        meta["uid"] = json!(state.next_uid());
-        meta["creationTimestamp"] = json!(NOW);
-        if let Some(meta) = meta.as_object_mut() {
-            for server_owned in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
-                meta.remove(server_owned);
-            }
-        }
-        let object = with_resource_version(object, state.next_revision());
-        state.objects.insert(at.clone(), object.clone());
-        state.wrote("create", &rt, &at);
-        Ok(object)
+        let created = state.create(tenant, resource, namespace, object);
+        let name = created.as_ref().ok().and_then(|c| meta_str(c, "name"));
+        let name = name.unwrap_or(&requested);
+        state.log("create", resource, namespace, name, created.as_ref().err());
+        created
     }
 
     async fn replace(
@@ -455,61 +612,17 @@ impl Api for Fake {
         object: &Value,
         scope: UpdateScope,
     ) -> Result<Value> {
-        let mut state = self.state();
-        let rt = state.served(resource)?;
-        let name = meta_str(object, "name").unwrap_or_default();
-        let at = place(tenant, &rt, meta_str(object, "namespace"), name);
-        let current = state
-            .objects
-            .get(&at)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&rt, name))?;
-        // A resourceVersion is a condition (none: an unconditional update).
-        if let Some(rv) = meta_str(object, "resourceVersion").filter(|rv| !rv.is_empty())
-            && Some(rv) != meta_str(&current, "resourceVersion")
-        {
-            return Err(ApiError::conflict(&rt, name));
-        }
-        if let Some(uid) = meta_str(object, "uid")
-            && Some(uid) != meta_str(&current, "uid")
-        {
-            return Err(uid_conflict(&rt, name, uid));
-        }
-        let (mut next, verb) = match scope {
-            UpdateScope::Main => {
-                let mut next = object.clone();
-                if rt.has_status() {
-                    take_field(&mut next, &current, &["status"]);
-                }
-                (next, "update")
-            }
-            UpdateScope::Status => {
-                let mut next = current.clone();
-                take_field(&mut next, object, &["status"]);
-                (next, "update/status")
-            }
-            UpdateScope::Finalize => {
-                let mut next = current.clone();
-                take_field(&mut next, object, &["spec", "finalizers"]);
-                (next, "update/finalize")
-            }
+        let verb = match scope {
+            UpdateScope::Main => "update",
+            UpdateScope::Status => "update/status",
+            UpdateScope::Finalize => "update/finalize",
         };
-        for kept in SERVER_OWNED {
-            take_field(&mut next, &current, &["metadata", kept]);
-        }
-        if is_namespace(&rt) && scope != UpdateScope::Finalize {
-            // Only the finalize subresource changes a namespace's finalizers.
-            take_field(&mut next, &current, &["spec", "finalizers"]);
-        }
-        let next = with_resource_version(next, state.next_revision());
-        // The last finalizer gone from an object being deleted: it goes now.
-        if is_deleting(&next) && !has_finalizers(&rt, &next) {
-            state.objects.remove(&at);
-        } else {
-            state.objects.insert(at.clone(), next.clone());
-        }
-        state.wrote(verb, &rt, &at);
-        Ok(next)
+        let (namespace, name) = (meta_str(object, "namespace"), meta_str(object, "name"));
+        let mut state = self.state();
+        let replaced = state.replace(tenant, resource, object, scope);
+        let name = name.unwrap_or_default();
+        state.log(verb, resource, namespace, name, replaced.as_ref().err());
+        replaced
     }
 
     async fn delete(
@@ -521,54 +634,9 @@ impl Api for Fake {
         options: Value,
     ) -> Result<Option<Value>> {
         let mut state = self.state();
-        let rt = state.served(resource)?;
-        let at = place(tenant, &rt, namespace, name);
-        let mut current = state
-            .objects
-            .get(&at)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&rt, name))?;
-        if let Some(wanted) = options
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-            && Some(wanted) != meta_str(&current, "uid")
-        {
-            return Err(uid_conflict(&rt, name, wanted));
-        }
-        if let Some(wanted) = options
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-            && Some(wanted) != meta_str(&current, "resourceVersion")
-        {
-            return Err(ApiError::conflict(&rt, name));
-        }
-        // The garbage collector carries out these propagation policies through finalizers.
-        let propagation = match options["propagationPolicy"].as_str() {
-            Some("Foreground") => Some(crate::gc::FOREGROUND),
-            Some("Orphan") => Some(crate::gc::ORPHAN),
-            _ => None,
-        };
-        if !is_deleting(&current)
-            && let Some(finalizer) = propagation
-        {
-            object::add_finalizer(&mut current, finalizer);
-        }
-        state.wrote("delete", &rt, &at);
-        if !has_finalizers(&rt, &current) {
-            state.objects.remove(&at);
-            state.next_revision();
-            return Ok(None);
-        }
-        if is_deleting(&current) {
-            return Ok(Some(current));
-        }
-        let mut marked = deleting(current);
-        if is_namespace(&rt) {
-            marked["status"]["phase"] = json!("Terminating");
-        }
-        let marked = with_resource_version(marked, state.next_revision());
-        state.objects.insert(at, marked.clone());
-        Ok(Some(marked))
+        let deleted = state.delete(tenant, resource, namespace, name, &options);
+        state.log("delete", resource, namespace, name, deleted.as_ref().err());
+        deleted
     }
 
     async fn everything(&self, tenant: &str) -> Result<Vec<(Resource, Value)>> {
@@ -659,7 +727,13 @@ mod tests {
             .await
             .expect_err("a stale replace");
         assert!(stale.is(Reason::Conflict));
-        assert_eq!(api.take_writes(), ["update configmaps dev/c"]);
+        assert_eq!(
+            api.take_writes(),
+            [
+                "update configmaps dev/c",
+                "update configmaps dev/c: Conflict"
+            ]
+        );
     }
 
     #[tokio::test]

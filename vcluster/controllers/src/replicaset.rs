@@ -314,7 +314,14 @@ mod tests {
             vcluster_core::status::ApiError::new(403, Reason::Forbidden, "exceeded quota: pods");
         api.refuse_creates(&PODS, quota);
         let (requeue, writes) = api.reconcile(reconcile, "dev", "web").await;
-        assert_eq!(writes, ["update/status replicasets.apps dev/web"]);
+        // The first refusal stops the burst: the second pod is not asked for.
+        assert_eq!(
+            writes,
+            [
+                "create pods dev/web-: Forbidden",
+                "update/status replicasets.apps dev/web"
+            ]
+        );
         assert_eq!(requeue, Some(RETRY_REFUSED));
         let rs = api
             .object(&RESOURCE, Some("dev"), "web")
