@@ -485,6 +485,108 @@ fn old_status(before: &Value) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::{self, Fake};
+
+    /// The Deployment `web` wanting four pods of `image`, rolling by the defaults (25%
+    /// surge, 25% unavailable: one pod each way).
+    fn web(image: &str) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "dev", "uid": "d-1", "generation": 1},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                "strategy": {"type": "RollingUpdate"},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": image}]}}},
+            "status": {},
+        })
+    }
+
+    /// The name of `d`'s ReplicaSet for its current template.
+    fn replicaset_of(d: &Value) -> String {
+        format!("web-{}", template_hash(&d["spec"]["template"], 0))
+    }
+
+    /// `d`'s ReplicaSet for its current template at `revision`, with `replicas` pods all
+    /// available.
+    fn running(d: &Value, revision: i64, replicas: i64) -> Value {
+        let mut rs = new_replicaset(d, revision, replicas);
+        rs["metadata"]["namespace"] = json!("dev");
+        rs["status"] = json!({"replicas": replicas, "readyReplicas": replicas,
+            "availableReplicas": replicas});
+        rs
+    }
+
+    fn writes(d: &Value, verbs: &[&str]) -> Vec<String> {
+        verbs
+            .iter()
+            .map(|verb| match *verb {
+                "status" => "update/status deployments.apps dev/web".to_owned(),
+                verb => format!("{verb} replicasets.apps dev/{}", replicaset_of(d)),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_new_deployment_gets_its_first_replicaset() {
+        let d = web("v1");
+        let api = Fake::with([(RESOURCE.clone(), d.clone())]);
+        let (_, wrote) = api.reconcile(reconcile, "dev", "web").await;
+        assert_eq!(wrote, writes(&d, &["create", "status"]));
+        let rs = api
+            .object(&replicaset::RESOURCE, Some("dev"), &replicaset_of(&d))
+            .expect("made");
+        assert!(pods::controlled_by(&rs, &d));
+        assert_eq!((revision(&rs), int(&rs, "/spec/replicas", 0)), (1, 4));
+        assert!(rs["spec"]["template"]["metadata"]["labels"][HASH_LABEL].is_string());
+        let status = api
+            .object(&RESOURCE, Some("dev"), "web")
+            .expect("the Deployment");
+        let progressing = status["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Progressing"))
+            .expect("Progressing");
+        assert_eq!(progressing["reason"], "NewReplicaSetCreated");
+    }
+
+    #[tokio::test]
+    async fn a_new_template_rolls_within_surge_and_unavailability() {
+        let (before, after) = (web("v1"), web("v2"));
+        let api = Fake::with([
+            (RESOURCE.clone(), after.clone()),
+            (replicaset::RESOURCE.clone(), running(&before, 1, 4)),
+        ]);
+        let (_, wrote) = api.reconcile(reconcile, "dev", "web").await;
+        // One pod more than wanted (the surge) and one fewer available (the old set
+        // scaled down by one): the new set starts at one, the old goes to three.
+        let mut expected = writes(&after, &["create"]);
+        expected.extend(writes(&before, &["update", "status"]));
+        assert_eq!(wrote, expected);
+        let replicas = |d: &Value| {
+            let rs = api.object(&replicaset::RESOURCE, Some("dev"), &replicaset_of(d));
+            let rs = rs.expect("a ReplicaSet");
+            (revision(&rs), int(&rs, "/spec/replicas", 0))
+        };
+        assert_eq!(replicas(&after), (2, 1));
+        assert_eq!(replicas(&before), (1, 3));
+    }
+
+    #[tokio::test]
+    async fn a_paused_or_deleting_deployment_leaves_its_replicasets() {
+        let before = web("v1");
+        let mut paused = web("v2");
+        paused["spec"]["paused"] = json!(true);
+        for (d, verbs) in [
+            (paused, vec!["status"]),
+            (fake::deleting(web("v2")), vec![]),
+        ] {
+            let api = Fake::with([
+                (RESOURCE.clone(), d),
+                (replicaset::RESOURCE.clone(), running(&before, 1, 4)),
+            ]);
+            let (_, wrote) = api.reconcile(reconcile, "dev", "web").await;
+            assert_eq!(wrote, writes(&before, &verbs));
+        }
+    }
 
     fn deployment(replicas: i64, rolling: Value) -> Value {
         json!({"spec": {"replicas": replicas, "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling}}})

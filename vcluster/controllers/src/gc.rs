@@ -432,7 +432,168 @@ async fn delete(api: &dyn Api, tenant: &str, object: &Object, propagation: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::{self, Fake};
     use serde_json::json;
+
+    fn replicasets() -> Resource {
+        Resource::builtin("apps", "replicasets")
+    }
+
+    fn pods() -> Resource {
+        Resource::builtin("", "pods")
+    }
+
+    /// The ReplicaSet `name` with `uid`, marked for deletion with `finalizer` if one is
+    /// given.
+    fn rs(name: &str, uid: &str, finalizer: Option<&str>) -> (Resource, Value) {
+        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": name, "namespace": "dev", "uid": uid}});
+        let rs = match finalizer {
+            Some(finalizer) => {
+                let mut rs = fake::deleting(rs);
+                rs["metadata"]["finalizers"] = json!([finalizer]);
+                rs
+            }
+            None => rs,
+        };
+        (replicasets(), rs)
+    }
+
+    /// A pod owned by the ReplicaSets `owners` (name, uid, whether it blocks its owner's
+    /// deletion).
+    fn pod(name: &str, owners: &[(&str, &str, bool)]) -> (Resource, Value) {
+        let references: Vec<Value> = owners
+            .iter()
+            .map(|(owner, uid, block)| {
+                json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": owner, "uid": uid, "blockOwnerDeletion": block})
+            })
+            .collect();
+        let pod = json!({"metadata": {"name": name, "namespace": "dev", "uid": format!("{name}-uid"),
+            "ownerReferences": references}});
+        (pods(), pod)
+    }
+
+    /// The ReplicaSet `web` marked for deletion with `finalizer`, and two pods of it: one
+    /// that blocks its deletion and one that does not.
+    fn deleting_owner(finalizer: &str) -> Arc<Fake> {
+        Fake::with([
+            rs("web", "rs-1", Some(finalizer)),
+            pod("blocking", &[("web", "rs-1", true)]),
+            pod("free", &[("web", "rs-1", false)]),
+        ])
+    }
+
+    /// The work on the object of `resource` named `name`, as the fake holds it.
+    fn object(api: &Fake, resource: &Resource, name: &str) -> Object {
+        let held = api.object(resource, Some("dev"), name).expect("held");
+        Object::of(resource, &held).expect("named, with a uid")
+    }
+
+    /// Does `work` with an index built from what the fake holds, as a resync builds it: the
+    /// writes, sorted (the index keeps dependents in no order).
+    async fn collect(api: &Fake, work: Work) -> Vec<String> {
+        let tenant: Arc<str> = Arc::from(fake::TENANT);
+        let mut built = Index::new();
+        for (resource, object) in api.everything(fake::TENANT).await.expect("everything") {
+            index(&mut built, &tenant, &resource, &object);
+        }
+        process(api, &Mutex::new(built), work)
+            .await
+            .expect("the work succeeds");
+        let mut writes = api.take_writes();
+        writes.sort();
+        writes
+    }
+
+    fn owner_uids(api: &Fake, pod: &str) -> Vec<String> {
+        let held = api.object(&pods(), Some("dev"), pod).expect("the pod");
+        owner_references(&held)
+            .filter_map(|r| r["uid"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn dependents_of_a_gone_owner_go_or_lose_the_reference() {
+        let api = Fake::with([
+            rs("kept", "rs-kept", None),
+            pod("lone", &[("gone", "rs-gone", false)]),
+            pod(
+                "shared",
+                &[("gone", "rs-gone", false), ("kept", "rs-kept", false)],
+            ),
+            pod("unrelated", &[("kept", "rs-kept", false)]),
+        ]);
+        let work = Work::OwnerGone(Arc::from(fake::TENANT), "rs-gone".into());
+        assert_eq!(
+            collect(&api, work).await,
+            ["delete pods dev/lone", "update pods dev/shared"]
+        );
+        assert_eq!(owner_uids(&api, "shared"), ["rs-kept"]);
+    }
+
+    #[tokio::test]
+    async fn objects_whose_owners_do_not_exist_are_deleted() {
+        let api = Fake::with([
+            rs("web", "rs-now", None),
+            pod("owned", &[("web", "rs-now", false)]),
+            pod("dangling", &[("absent", "rs-absent", false)]),
+            // Its owner's name is there again, but as another object.
+            pod("stale", &[("web", "rs-before", false)]),
+        ]);
+        let tenant: Arc<str> = Arc::from(fake::TENANT);
+        let mut writes = Vec::new();
+        for name in ["owned", "dangling", "stale"] {
+            let work = Work::Dangling(tenant.clone(), object(&api, &pods(), name));
+            writes.extend(collect(&api, work).await);
+        }
+        assert_eq!(
+            writes,
+            ["delete pods dev/dangling", "delete pods dev/stale"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_foreground_owner_goes_after_its_blocking_dependents() {
+        let api = deleting_owner(FOREGROUND);
+        let tenant: Arc<str> = Arc::from(fake::TENANT);
+        let owner = object(&api, &replicasets(), "web");
+        // The dependents are deleted in the foreground too; one blocks, so the owner waits.
+        assert_eq!(
+            collect(&api, Work::Finalize(tenant.clone(), owner.clone())).await,
+            ["delete pods dev/blocking", "delete pods dev/free"]
+        );
+        assert!(api.object(&replicasets(), Some("dev"), "web").is_some());
+        // Each dependent, having none of its own, is released; then so is the owner.
+        for name in ["blocking", "free"] {
+            let work = Work::Finalize(tenant.clone(), object(&api, &pods(), name));
+            assert_eq!(
+                collect(&api, work).await,
+                [format!("update pods dev/{name}")]
+            );
+        }
+        assert_eq!(
+            collect(&api, Work::Finalize(tenant, owner)).await,
+            ["update replicasets.apps dev/web"]
+        );
+        assert!(api.object(&replicasets(), Some("dev"), "web").is_none());
+    }
+
+    #[tokio::test]
+    async fn an_orphaning_owner_lets_its_dependents_go_free_first() {
+        let api = deleting_owner(ORPHAN);
+        let owner = object(&api, &replicasets(), "web");
+        assert_eq!(
+            collect(&api, Work::Finalize(Arc::from(fake::TENANT), owner)).await,
+            [
+                "update pods dev/blocking",
+                "update pods dev/free",
+                "update replicasets.apps dev/web"
+            ]
+        );
+        assert!(api.object(&replicasets(), Some("dev"), "web").is_none());
+        assert!(owner_uids(&api, "blocking").is_empty() && owner_uids(&api, "free").is_empty());
+    }
 
     #[test]
     fn the_index_follows_owner_references() {

@@ -38,6 +38,8 @@ mod cronjob;
 mod daemonset;
 mod deployment;
 mod endpoints;
+#[cfg(test)]
+mod fake;
 mod gc;
 mod hpa;
 mod job;

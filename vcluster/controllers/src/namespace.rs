@@ -230,6 +230,139 @@ impl Remaining {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::{self, Case, Fake};
+
+    fn configmaps() -> Resource {
+        Resource::builtin("", "configmaps")
+    }
+
+    fn widgets() -> Resource {
+        Resource::builtin("example.com", "widgets")
+    }
+
+    /// The condition of `kind` in a namespace's status: (status, message).
+    fn condition(namespace: &Value, kind: &str) -> (String, String) {
+        let found = namespace["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == kind))
+            .expect("the condition");
+        let text = |field: &str| found[field].as_str().unwrap_or_default().to_owned();
+        (text("status"), text("message"))
+    }
+
+    #[tokio::test]
+    async fn only_a_deleting_namespace_with_the_finalizer_is_emptied() {
+        let mut released = fake::deleting(fake::namespace("dev"));
+        released["spec"]["finalizers"] = json!([]);
+        let settings = json!({"metadata": {"name": "settings", "namespace": "dev"}});
+        fake::table(
+            reconcile,
+            "",
+            "dev",
+            vec![
+                Case {
+                    name: "an active namespace keeps its content",
+                    given: vec![
+                        (RESOURCE.clone(), fake::namespace("dev")),
+                        (configmaps(), settings.clone()),
+                    ],
+                    writes: vec![],
+                },
+                Case {
+                    name: "a namespace without the finalizer is not this controller's",
+                    given: vec![(RESOURCE.clone(), released), (configmaps(), settings)],
+                    writes: vec![],
+                },
+                Case {
+                    name: "a namespace gone is nothing to do",
+                    given: vec![],
+                    writes: vec![],
+                },
+                Case {
+                    name: "an empty namespace is released at once",
+                    given: vec![(RESOURCE.clone(), fake::deleting(fake::namespace("dev")))],
+                    writes: vec![
+                        "update/status namespaces dev",
+                        "update/finalize namespaces dev",
+                    ],
+                },
+            ],
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn content_is_deleted_then_the_namespace_released() {
+        let api = Fake::with([
+            (RESOURCE.clone(), fake::deleting(fake::namespace("dev"))),
+            (
+                configmaps(),
+                json!({"metadata": {"name": "settings", "namespace": "dev"}}),
+            ),
+            (
+                configmaps(),
+                json!({"metadata": {"name": "settings", "namespace": "prod"}}),
+            ),
+        ]);
+        api.serve(&widgets(), "v1", "Widget");
+        let held = json!({"metadata": {"name": "w", "namespace": "dev", "finalizers": ["example.com/hold"]}});
+        api.given(&widgets(), held);
+
+        // The first pass deletes everything; the widget's finalizer holds it, which the
+        // conditions say, and the namespace is looked at again.
+        let (requeue, writes) = api.reconcile(reconcile, "", "dev").await;
+        assert_eq!(
+            writes,
+            [
+                "delete configmaps dev/settings",
+                "delete widgets.example.com dev/w",
+                "update/status namespaces dev",
+            ]
+        );
+        assert_eq!(requeue, Some(HELD));
+        let namespace = api.object(&RESOURCE, None, "dev").expect("still there");
+        assert_eq!(
+            condition(&namespace, "NamespaceContentRemaining"),
+            (
+                "True".into(),
+                "Some resources are remaining: widgets.example.com has 1 resource instances".into()
+            )
+        );
+        assert_eq!(
+            condition(&namespace, "NamespaceFinalizersRemaining"),
+            (
+                "True".into(),
+                "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances".into()
+            )
+        );
+        assert!(
+            api.object(&configmaps(), Some("prod"), "settings")
+                .is_some(),
+            "another namespace's content is kept"
+        );
+
+        // While the widget is held the conditions stand as written: no status write.
+        let (requeue, writes) = api.reconcile(reconcile, "", "dev").await;
+        assert_eq!(writes, ["delete widgets.example.com dev/w"]);
+        assert_eq!(requeue, Some(HELD));
+
+        // Its finalizer's owner lets it go; the namespace is then empty and released.
+        api.release(&widgets(), Some("dev"), "w", "example.com/hold")
+            .await;
+        let (requeue, writes) = api.reconcile(reconcile, "", "dev").await;
+        assert_eq!(
+            writes,
+            [
+                "update/status namespaces dev",
+                "update/finalize namespaces dev"
+            ]
+        );
+        assert_eq!(requeue, None);
+        assert!(
+            api.object(&RESOURCE, None, "dev").is_none(),
+            "released, it is gone"
+        );
+    }
 
     #[test]
     fn deletion_conditions_say_what_remains_and_keep_their_times() {

@@ -185,6 +185,157 @@ fn same_status(current: &Value, next: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::{self, Case, Fake};
+
+    /// The ReplicaSet `web` wanting `replicas` pods, its status as last written.
+    fn web(replicas: i64, status: Value) -> (Resource, Value) {
+        let rs = json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "web", "namespace": "dev", "uid": "rs-1", "generation": 1},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+            "status": status,
+        });
+        (RESOURCE.clone(), rs)
+    }
+
+    /// A pod of `owner` (none: an orphan) labelled as `web`'s, in `state`: `ready`,
+    /// `pending` (on a node), `unscheduled`, `succeeded` or `terminating`.
+    fn pod(name: &str, owner: Option<&Value>, state: &str) -> (Resource, Value) {
+        let mut pod = json!({
+            "metadata": {"name": name, "namespace": "dev", "labels": {"app": "web"}},
+            "spec": {"nodeName": "node-1"},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+        });
+        if let Some(owner) = owner {
+            pod["metadata"]["ownerReferences"] = json!([pods::controller_reference(owner)]);
+        }
+        match state {
+            "pending" => pod["status"] = json!({"phase": "Pending"}),
+            "unscheduled" => {
+                pod = json!({"metadata": pod["metadata"], "status": {"phase": "Pending"}})
+            }
+            "succeeded" => pod["status"] = json!({"phase": "Succeeded"}),
+            "terminating" => pod = fake::deleting(pod),
+            _ => {}
+        }
+        (PODS.clone(), pod)
+    }
+
+    #[tokio::test]
+    async fn pods_are_made_and_deleted_until_they_match_the_replicas() {
+        let (_, rs) = web(0, json!({}));
+        let other = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "other", "uid": "rs-2"}});
+        let steady = json!({"replicas": 1, "fullyLabeledReplicas": 1, "readyReplicas": 1,
+            "availableReplicas": 1, "observedGeneration": 1});
+        let fakes = fake::table(
+            reconcile,
+            "dev",
+            "web",
+            vec![
+                Case {
+                    name: "scaling up makes the missing pods; others' and orphans do not count",
+                    given: vec![
+                        web(3, json!({})),
+                        pod("mine", Some(&rs), "ready"),
+                        pod("orphan", None, "ready"),
+                        pod("theirs", Some(&other), "ready"),
+                    ],
+                    writes: vec![
+                        "create pods dev/web-00001",
+                        "create pods dev/web-00002",
+                        "update/status replicasets.apps dev/web",
+                    ],
+                },
+                Case {
+                    name: "scaling down deletes the least useful first",
+                    given: vec![
+                        web(1, json!({})),
+                        pod("ready", Some(&rs), "ready"),
+                        pod("pending", Some(&rs), "pending"),
+                        pod("unscheduled", Some(&rs), "unscheduled"),
+                    ],
+                    writes: vec![
+                        "delete pods dev/unscheduled",
+                        "delete pods dev/pending",
+                        "update/status replicasets.apps dev/web",
+                    ],
+                },
+                Case {
+                    name: "finished and terminating pods do not count; a steady status is kept",
+                    given: vec![
+                        web(1, steady),
+                        pod("ready", Some(&rs), "ready"),
+                        pod("done", Some(&rs), "succeeded"),
+                        pod("going", Some(&rs), "terminating"),
+                    ],
+                    writes: vec![],
+                },
+                Case {
+                    name: "a ReplicaSet being deleted makes no pods",
+                    given: vec![(
+                        RESOURCE.clone(),
+                        fake::deleting(web(2, json!({"observedGeneration": 1})).1),
+                    )],
+                    writes: vec![],
+                },
+            ],
+        )
+        .await;
+        let made = fakes[0]
+            .list(fake::TENANT, &PODS, Some("dev"))
+            .await
+            .expect("pods");
+        let rs = fakes[0]
+            .object(&RESOURCE, Some("dev"), "web")
+            .expect("the ReplicaSet");
+        let controlled: Vec<&Value> = made
+            .iter()
+            .filter(|p| pods::controlled_by(p, &rs))
+            .collect();
+        assert_eq!(controlled.len(), 3);
+        assert!(
+            controlled
+                .iter()
+                .all(|p| p["metadata"]["labels"]["app"] == "web")
+        );
+        assert_eq!(
+            rs["status"]["replicas"], 1,
+            "the status counts the pods it saw"
+        );
+    }
+
+    #[tokio::test]
+    async fn pods_refused_by_admission_are_reported_and_tried_again() {
+        let api = Fake::with([web(2, json!({}))]);
+        let quota =
+            vcluster_core::status::ApiError::new(403, Reason::Forbidden, "exceeded quota: pods");
+        api.refuse_creates(&PODS, quota);
+        let (requeue, writes) = api.reconcile(reconcile, "dev", "web").await;
+        // The first refusal stops the burst: the second pod is not asked for.
+        assert_eq!(
+            writes,
+            [
+                "create pods dev/web-: Forbidden",
+                "update/status replicasets.apps dev/web"
+            ]
+        );
+        assert_eq!(requeue, Some(RETRY_REFUSED));
+        let rs = api
+            .object(&RESOURCE, Some("dev"), "web")
+            .expect("the ReplicaSet");
+        let failure = &rs["status"]["conditions"][0];
+        assert_eq!(
+            (&failure["type"], &failure["reason"], &failure["message"]),
+            (
+                &json!("ReplicaFailure"),
+                &json!("FailedCreate"),
+                &json!("exceeded quota: pods")
+            )
+        );
+    }
 
     #[test]
     fn pods_are_named_after_and_controlled_by_their_replicaset() {

@@ -80,7 +80,87 @@ pub(crate) async fn reconcile(api: Arc<dyn Api>, key: Key) -> Result<Requeue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::{self, Case};
     use serde_json::Value;
+
+    #[tokio::test]
+    async fn every_live_namespace_gets_what_it_lacks() {
+        let (accounts, configmaps) = (
+            Resource::builtin("", "serviceaccounts"),
+            Resource::builtin("", "configmaps"),
+        );
+        let default = json!({"metadata": {"name": "default", "namespace": "dev"}});
+        let ca = json!({"metadata": {"name": "kube-root-ca.crt", "namespace": "dev"}, "data": {"ca.crt": "an older CA"}});
+        let fakes = fake::table(
+            reconcile,
+            "",
+            "dev",
+            vec![
+                Case {
+                    name: "a new namespace gets both",
+                    given: vec![(RESOURCE.clone(), fake::namespace("dev"))],
+                    writes: vec![
+                        "create serviceaccounts dev/default",
+                        "create configmaps dev/kube-root-ca.crt",
+                    ],
+                },
+                Case {
+                    name: "what is there is not written again",
+                    given: vec![
+                        (RESOURCE.clone(), fake::namespace("dev")),
+                        (accounts.clone(), default.clone()),
+                        (configmaps.clone(), ca),
+                    ],
+                    writes: vec![],
+                },
+                Case {
+                    name: "only what is missing is made",
+                    given: vec![
+                        (RESOURCE.clone(), fake::namespace("dev")),
+                        (accounts.clone(), default),
+                    ],
+                    writes: vec!["create configmaps dev/kube-root-ca.crt"],
+                },
+                Case {
+                    name: "a terminating namespace gets none",
+                    given: vec![(RESOURCE.clone(), fake::deleting(fake::namespace("dev")))],
+                    writes: vec![],
+                },
+                Case {
+                    name: "a namespace gone gets none",
+                    given: vec![],
+                    writes: vec![],
+                },
+            ],
+        )
+        .await;
+        let published = fakes[0]
+            .object(&configmaps, Some("dev"), "kube-root-ca.crt")
+            .expect("published");
+        assert_eq!(published["data"]["ca.crt"], fake::CA);
+        let account = fakes[0].object(&accounts, Some("dev"), "default");
+        assert!(account.is_some_and(|a| a["metadata"]["namespace"] == "dev"));
+    }
+
+    #[tokio::test]
+    async fn a_namespace_closing_meanwhile_is_no_error() {
+        // The namespace was read live, but began terminating (403) or went (404) before
+        // the creates: the API's namespace lifecycle refuses them, as it should.
+        use vcluster_core::status::ApiError;
+        let closing = [
+            ApiError::new(403, Reason::Forbidden, "dev is being terminated"),
+            ApiError::new(404, Reason::NotFound, "namespaces \"dev\" not found"),
+        ];
+        for refusal in closing {
+            let api = fake::Fake::with([(RESOURCE.clone(), fake::namespace("dev"))]);
+            for (plural, _) in DEFAULTS {
+                api.refuse_creates(&Resource::builtin("", plural), refusal.clone());
+            }
+            let (requeue, writes) = api.reconcile(reconcile, "", "dev").await;
+            assert_eq!(requeue, None);
+            assert_eq!(writes.len(), DEFAULTS.len(), "{writes:?}");
+        }
+    }
 
     #[test]
     fn deleted_defaults_are_noticed() {

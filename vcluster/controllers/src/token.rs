@@ -76,3 +76,87 @@ pub(crate) async fn reconcile(api: Arc<dyn Api>, key: Key) -> Result<Requeue> {
         .await?;
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{self, Case};
+
+    fn accounts() -> Resource {
+        Resource::builtin("", "serviceaccounts")
+    }
+
+    fn robot() -> (Resource, Value) {
+        let account = json!({"metadata": {"name": "robot", "namespace": "dev", "uid": "sa-1"}});
+        (accounts(), account)
+    }
+
+    /// A legacy token Secret for the account `robot`, with `data`.
+    fn secret(data: Value) -> (Resource, Value) {
+        let secret = json!({
+            "metadata": {"name": "robot-token", "namespace": "dev", "uid": "secret-1",
+                "annotations": {ACCOUNT_NAME: "robot"}},
+            "type": "kubernetes.io/service-account-token",
+            "data": data,
+        });
+        (RESOURCE.clone(), secret)
+    }
+
+    #[tokio::test]
+    async fn token_secrets_of_existing_accounts_are_filled_once() {
+        let mut opaque = secret(json!({})).1;
+        opaque["type"] = json!("Opaque");
+        let fakes = fake::table(
+            reconcile,
+            "dev",
+            "robot-token",
+            vec![
+                Case {
+                    name: "the account exists: the Secret is filled",
+                    given: vec![robot(), secret(json!({}))],
+                    writes: vec!["update secrets dev/robot-token"],
+                },
+                Case {
+                    name: "the account is missing: left until it is there",
+                    given: vec![secret(json!({}))],
+                    writes: vec![],
+                },
+                Case {
+                    name: "already filled: not written again",
+                    given: vec![robot(), secret(json!({"token": "dG9rZW4="}))],
+                    writes: vec![],
+                },
+                Case {
+                    name: "not a token Secret",
+                    given: vec![robot(), (RESOURCE.clone(), opaque)],
+                    writes: vec![],
+                },
+            ],
+        )
+        .await;
+        let filled = fakes[0]
+            .object(&RESOURCE, Some("dev"), "robot-token")
+            .expect("the Secret");
+        let decoded = |field: &str| {
+            let text = filled["data"][field].as_str().expect("a data field");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .expect("base64");
+            String::from_utf8(bytes).expect("text")
+        };
+        let token = LegacyToken {
+            namespace: "dev".into(),
+            account: "robot".into(),
+            account_uid: "sa-1".into(),
+            secret: "robot-token".into(),
+            secret_uid: "secret-1".into(),
+        };
+        assert_eq!(decoded("token"), fake::legacy_token(fake::TENANT, &token));
+        assert_eq!(decoded("ca.crt"), fake::CA);
+        assert_eq!(decoded("namespace"), "dev");
+        assert_eq!(
+            filled["metadata"]["annotations"]["kubernetes.io/service-account.uid"],
+            "sa-1"
+        );
+    }
+}
