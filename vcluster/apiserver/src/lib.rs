@@ -33,7 +33,7 @@ mod write;
 
 pub use api::{Connection, KUBE_VERSION, User};
 pub use identity::Kubeconfig;
-pub use server::serve;
+pub use server::{DRAIN_TIMEOUT, serve, serve_until};
 pub use tenant::{BOOTSTRAP_NAMESPACES, Error as TenantError, Tenant, Tenants};
 
 impl Tenant {

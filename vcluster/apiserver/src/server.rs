@@ -1,11 +1,19 @@
-//! The listener: TLS (h2 and HTTP/1.1) for every tenant on one port.
+//! The listener: TLS (h2 and HTTP/1.1) for every tenant on one port, and its shutdown.
+//!
+//! A shutdown drains as kube-apiserver's does: readiness fails at once, the listener
+//! closes, every watch ends cleanly (its client starts again from its last
+//! resourceVersion, elsewhere), requests in flight are finished and their connections
+//! closed (h2 with GOAWAY), for at most [`DRAIN_TIMEOUT`]. Every write answered before is
+//! durable: the store acknowledges nothing it has not synced.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -21,16 +29,49 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// How long a shutdown waits for requests in flight before it gives up on them.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves every tenant on `listener`, and runs the controllers, until the task is dropped.
 pub async fn serve(listener: TcpListener, tenants: Arc<Tenants>) -> std::io::Result<()> {
-    let _controllers = AbortOnDrop(tokio::spawn(crate::feed::run(tenants.clone())));
+    serve_until(listener, tenants, std::future::pending()).await
+}
+
+/// [`serve`] until `shutdown` resolves, then drains (see the module) and returns.
+pub async fn serve_until(
+    listener: TcpListener,
+    tenants: Arc<Tenants>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let controllers = AbortOnDrop(tokio::spawn(crate::feed::run(tenants.clone())));
     let config = crate::tls::server_config(tenants.clone()).map_err(std::io::Error::other)?;
     let acceptor = TlsAcceptor::from(Arc::new(config));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
     loop {
-        let (tcp, peer) = listener.accept().await?;
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = &mut shutdown => break,
+        };
         let (acceptor, tenants) = (acceptor.clone(), tenants.clone());
-        tokio::spawn(async move { connection(acceptor, tenants, tcp, peer).await });
+        let watcher = graceful.watcher();
+        tokio::spawn(async move { connection(acceptor, tenants, tcp, peer, watcher).await });
     }
+    tenants.start_draining();
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!(
+        connections = open,
+        "draining: the listener is closed, watches end, requests in flight finish"
+    );
+    match tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("drained"),
+        Err(_) => {
+            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "requests still in flight after the drain timeout; stopping anyway")
+        }
+    }
+    drop(controllers);
+    Ok(())
 }
 
 async fn connection(
@@ -38,6 +79,7 @@ async fn connection(
     tenants: Arc<Tenants>,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
+    watcher: Watcher,
 ) {
     let _ = tcp.set_nodelay(true);
     let tls = match acceptor.accept(tcp).await {
@@ -59,10 +101,9 @@ async fn connection(
         let (tenants, conn) = (tenants.clone(), conn.clone());
         async move { Ok::<_, std::convert::Infallible>(api::handle(&tenants, &conn, req).await) }
     });
-    if let Err(e) = auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
-        .await
-    {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let served = builder.serve_connection(TokioIo::new(tls), service);
+    if let Err(e) = watcher.watch(served.into_owned()).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -48,6 +48,8 @@ pub struct Tenant {
     starting: Mutex<()>,
     /// Held while a Service is given addresses and stored (`services.rs`).
     pub(crate) allocating: Mutex<()>,
+    /// The process's shutdown, which this tenant's watches end at.
+    pub(crate) drain: Arc<Drain>,
     /// The store lease the events written in the last minute expire with, and when it was
     /// granted.
     event_lease: std::sync::Mutex<Option<(vcluster_store::LeaseId, std::time::Instant)>>,
@@ -148,8 +150,31 @@ pub struct Tenants {
     creating: Mutex<()>,
     /// Word of each tenant opened, for the controllers' feed.
     opened: tokio::sync::broadcast::Sender<Arc<str>>,
-    /// Set when the server begins to shut down: readiness then fails.
-    draining: std::sync::atomic::AtomicBool,
+    /// Set when the server begins to shut down: readiness then fails, watches end.
+    drain: Arc<Drain>,
+}
+
+/// Whether the process is shutting down, for everything that must then let go: readiness
+/// fails, watches end cleanly so their clients re-list elsewhere.
+#[derive(Debug)]
+pub(crate) struct Drain(tokio::sync::watch::Sender<bool>);
+
+impl Drain {
+    fn new() -> Self {
+        Self(tokio::sync::watch::channel(false).0)
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the drain has begun.
+    pub(crate) fn started(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.subscribe();
+        async move {
+            let _ = rx.wait_for(|draining| *draining).await;
+        }
+    }
 }
 
 impl std::fmt::Debug for Tenants {
@@ -187,18 +212,17 @@ impl Tenants {
             names,
             creating: Mutex::new(()),
             opened: tokio::sync::broadcast::channel(256).0,
-            draining: std::sync::atomic::AtomicBool::new(false),
+            drain: Arc::new(Drain::new()),
         }
     }
 
-    /// Marks the process as shutting down: `/readyz` fails from now on.
+    /// Marks the process as shutting down: `/readyz` fails and every watch ends from now on.
     pub fn start_draining(&self) {
-        self.draining
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.drain.0.send_replace(true);
     }
 
     pub(crate) fn is_draining(&self) -> bool {
-        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+        self.drain.is_draining()
     }
 
     /// The names of the tenants opened from now on.
@@ -308,6 +332,7 @@ impl Tenants {
             event_lease: std::sync::Mutex::new(None),
             types: RwLock::new(Arc::default()),
             policy: RwLock::new(None),
+            drain: self.drain.clone(),
         });
         self.tenants
             .write()

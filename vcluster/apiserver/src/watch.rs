@@ -70,7 +70,8 @@ pub(crate) async fn handle(
         shape,
         tx,
     };
-    tokio::spawn(watcher.run(cache, requested, timeout, bookmarks));
+    let drained = tenant.drain.started();
+    tokio::spawn(watcher.run(cache, requested, timeout, bookmarks, drained));
     let body = StreamBody::new(frames_from(rx)).boxed();
     let mut response = Response::new(body);
     response.headers_mut().insert(
@@ -155,8 +156,19 @@ impl Watcher {
         }
     }
 
-    async fn run(self, cache: Arc<WatchCache>, requested: u64, timeout: Duration, bookmarks: bool) {
+    /// Streams events until the client goes, the timeout passes, or `drained` resolves
+    /// (the server shuts down): each ends the stream cleanly, as a timeout does upstream,
+    /// and the client's watch starts again from its last resourceVersion.
+    async fn run(
+        self,
+        cache: Arc<WatchCache>,
+        requested: u64,
+        timeout: Duration,
+        bookmarks: bool,
+        drained: impl Future<Output = ()>,
+    ) {
         let deadline = tokio::time::Instant::now() + timeout;
+        tokio::pin!(drained);
         let mut head = cache.subscribe();
         let mut cursor = requested;
         if requested == 0 {
@@ -204,6 +216,7 @@ impl Watcher {
                 changed = head.changed() => if changed.is_err() { return },
                 () = tokio::time::sleep_until(deadline) => return,
                 () = self.tx.closed() => return,
+                () = &mut drained => return,
                 _ = bookmark.tick(), if bookmarks => {
                     let object = json!({
                         "kind": self.rt.kind,

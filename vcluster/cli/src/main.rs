@@ -180,10 +180,19 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     if args.simulated_nodes > 0 {
         tokio::spawn(simulate_nodes(kubeconfig.clone(), args.simulated_nodes));
     }
-    tokio::select! {
-        served = vcluster_apiserver::serve(listener, tenants) => served.context("the server stopped")?,
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
-    }
+    // SIGTERM (what process managers and Kubernetes send) drains like Ctrl-C.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+            _ = terminate.recv() => tracing::info!("terminated; shutting down"),
+        }
+    };
+    vcluster_apiserver::serve_until(listener, tenants, shutdown)
+        .await
+        .context("the server stopped")?;
+    tracing::info!("stopped");
     Ok(())
 }
 
