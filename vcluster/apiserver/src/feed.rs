@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
-use vcluster_controllers::{Api, Change, Feed, LegacyToken, Resource, Result};
+use vcluster_controllers::{Api, Change, Feed, LegacyToken, Recorder, Resource, Result};
 use vcluster_core::object::UpdateScope;
 use vcluster_core::registry::{self, ResourceType};
 use vcluster_core::status::{ApiError, Reason};
@@ -36,10 +36,13 @@ const MANAGER: &str = "kube-controller-manager";
 pub(crate) async fn run(tenants: Arc<Tenants>) {
     let (sender, receiver) = mpsc::channel(4096);
     let seen = Arc::new(Seen::default());
+    let (recorder, events) = Recorder::channel();
     let api: Arc<dyn Api> = Arc::new(Internal {
         tenants: tenants.clone(),
         seen: seen.clone(),
+        recorder,
     });
+    tokio::spawn(vcluster_controllers::write_events(api.clone(), events));
     tokio::spawn(vcluster_controllers::run(api, receiver));
     let mut opened = tenants.opened();
     let forward = sender.clone();
@@ -163,6 +166,7 @@ async fn follow(tenants: &Arc<Tenants>, sender: &mpsc::Sender<Feed>, seen: &Seen
 struct Internal {
     tenants: Arc<Tenants>,
     seen: Arc<Seen>,
+    recorder: Recorder,
 }
 
 impl Internal {
@@ -452,6 +456,10 @@ impl Api for Internal {
             },
         };
         Ok(tenant.identity.tokens.sign(&claims))
+    }
+
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
     }
 }
 

@@ -30,10 +30,7 @@ metadata: {name: held, namespace: default, finalizers: [example.com/hold]}
 #[test]
 fn deletes_answer_with_the_object_where_upstream_does() {
     let (served, opened) = Served::start(&["t"]);
-    let config = opened[0]
-        .admin_kubeconfig(&served.tenants, &served.server, true)
-        .expect("kubeconfig");
-    let k = Kubectl::new("v36", served.write("kubeconfig", &config));
+    let k = Kubectl::new("v36", served.admin_kubeconfig(&opened[0]));
     let created = k.run_with(&["create", "-f", "-"], Some(OBJECTS));
     assert!(created.ok, "{}", created.stderr);
     let delete = |path: &str| -> Value {

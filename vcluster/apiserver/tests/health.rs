@@ -10,10 +10,7 @@ use vcluster_testkit::clients::Kubectl;
 #[test]
 fn probes_name_their_checks_and_readiness_fails_while_draining() {
     let (served, opened) = Served::start(&["t"]);
-    let config = opened[0]
-        .admin_kubeconfig(&served.tenants, &served.server, true)
-        .expect("kubeconfig");
-    let k = Kubectl::new("v36", served.write("kubeconfig", &config));
+    let k = Kubectl::new("v36", served.admin_kubeconfig(&opened[0]));
 
     assert_eq!(k.ok(&["get", "--raw", "/readyz"]), "ok");
     let verbose = k.ok(&["get", "--raw", "/readyz?verbose"]);
@@ -60,10 +57,7 @@ fn probes_name_their_checks_and_readiness_fails_while_draining() {
 #[test]
 fn version_reports_the_build() {
     let (served, opened) = Served::start(&["t"]);
-    let config = opened[0]
-        .admin_kubeconfig(&served.tenants, &served.server, true)
-        .expect("kubeconfig");
-    let k = Kubectl::new("v36", served.write("kubeconfig", &config));
+    let k = Kubectl::new("v36", served.admin_kubeconfig(&opened[0]));
     let version: serde_json::Value =
         serde_json::from_str(&k.ok(&["get", "--raw", "/version"])).expect("json");
     let head = std::process::Command::new("git")

@@ -17,10 +17,7 @@ fn closed_port() -> u16 {
 #[test]
 fn kubelet_endpoints_answer_as_upstream_when_the_kubelet_is_unreachable() {
     let (served, opened) = Served::start(&["t"]);
-    let config = opened[0]
-        .admin_kubeconfig(&served.tenants, &served.server, true)
-        .expect("kubeconfig");
-    let path = served.write("kubeconfig", &config);
+    let path = served.admin_kubeconfig(&opened[0]);
     let port = closed_port();
     let objects = format!(
         "apiVersion: v1

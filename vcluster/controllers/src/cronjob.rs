@@ -19,7 +19,10 @@ use vcluster_core::status::Reason;
 
 use crate::pods::{self, int};
 use crate::queue::{Key, Queue};
-use crate::{Api, Change, Requeue, Resource, Result, job};
+use crate::{Api, Change, EventType, Requeue, Resource, Result, job};
+
+/// Who this controller's events come from, as upstream names it.
+const COMPONENT: &str = "cronjob-controller";
 
 pub(crate) static RESOURCE: LazyLock<Resource> =
     LazyLock::new(|| Resource::builtin("batch", "cronjobs"));
@@ -169,7 +172,20 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
                 .create(tenant, &job::RESOURCE, namespace, job_for(&cj, due))
                 .await
             {
-                Ok(created) => active.push(created),
+                Ok(created) => {
+                    let name = meta_str(&created, "name").unwrap_or_default();
+                    let message = format!("Created job {name}");
+                    let events = api.recorder();
+                    events.record(
+                        tenant,
+                        COMPONENT,
+                        &cj,
+                        EventType::Normal,
+                        "SuccessfulCreate",
+                        message,
+                    );
+                    active.push(created);
+                }
                 Err(e) if e.is(Reason::AlreadyExists) => {}
                 Err(e) => return Err(e),
             }
@@ -248,6 +264,17 @@ async fn prune_history(
         let mut gone = Vec::new();
         for job in of_kind.into_iter().take(excess) {
             crate::delete_object(api, tenant, &job::RESOURCE, job).await?;
+            let name = meta_str(job, "name").unwrap_or_default();
+            let message = format!("Deleted job {name}");
+            let events = api.recorder();
+            events.record(
+                tenant,
+                COMPONENT,
+                cj,
+                EventType::Normal,
+                "SuccessfulDelete",
+                message,
+            );
             gone.push(meta_str(job, "uid").unwrap_or_default().to_owned());
         }
         jobs.retain(|j| {

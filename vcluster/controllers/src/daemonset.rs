@@ -18,6 +18,9 @@ use crate::pods::{self, Availability, REVISION_LABEL, int, scaled, template_hash
 use crate::queue::{Key, Queue};
 use crate::{Api, Change, Requeue, Resource, Result};
 
+/// Who this controller's events come from, as upstream names it.
+const COMPONENT: &str = "daemonset-controller";
+
 pub(crate) static RESOURCE: LazyLock<Resource> =
     LazyLock::new(|| Resource::builtin("apps", "daemonsets"));
 static PODS: LazyLock<Resource> = LazyLock::new(|| Resource::builtin("", "pods"));
@@ -122,7 +125,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
     for (node, pods) in &on_node {
         let keep = usize::from(wanted.contains_key(node));
         for pod in pods.iter().skip(keep) {
-            crate::delete_object(api, tenant, &PODS, pod).await?;
+            crate::delete_pod(api, tenant, COMPONENT, &set, pod).await?;
         }
     }
     for node in wanted.keys() {
@@ -130,7 +133,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
             let mut pod = pods::from_template(&set, template);
             pod["metadata"]["labels"][REVISION_LABEL] = json!(revision);
             pod["spec"]["nodeName"] = json!(node);
-            api.create(tenant, &PODS, namespace, pod).await?;
+            crate::create_pod(api, tenant, COMPONENT, &set, pod).await?;
         }
     }
     let outdated: Vec<&Value> = wanted
@@ -161,7 +164,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
             .unwrap_or(1)
             .saturating_sub(unavailable);
         for pod in outdated.iter().filter(|p| pods::is_ready(p)).take(room) {
-            crate::delete_object(api, tenant, &PODS, pod).await?;
+            crate::delete_pod(api, tenant, COMPONENT, &set, pod).await?;
         }
     }
     write_status(api, tenant, &set, &wanted, &on_node, &revision).await

@@ -16,7 +16,10 @@ use vcluster_core::object::{is_deleting, meta_str};
 
 use crate::pods::{self, HASH_LABEL, int, same_template, scaled, template_hash};
 use crate::queue::{Key, Queue};
-use crate::{Api, Change, Requeue, Resource, Result, replicaset};
+use crate::{Api, Change, EventType, Requeue, Resource, Result, replicaset};
+
+/// Who this controller's events come from, as upstream names it.
+const COMPONENT: &str = "deployment-controller";
 
 pub(crate) static RESOURCE: LazyLock<Resource> =
     LazyLock::new(|| Resource::builtin("apps", "deployments"));
@@ -103,7 +106,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
             .any(|rs| int(rs, "/spec/replicas", 0) > 0 || int(rs, "/status/replicas", 0) > 0);
         if recreate {
             for rs in &mut olds {
-                set_replicas(api, tenant, rs, 0).await?;
+                set_replicas(api, tenant, &d, rs, 0).await?;
             }
         }
         let current = new.as_ref().map_or(0, |rs| int(rs, "/spec/replicas", 0));
@@ -126,20 +129,23 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
                         .replace(tenant, &replicaset::RESOURCE, rs, UpdateScope::Main)
                         .await?;
                 }
-                set_replicas(api, tenant, rs, wanted).await?;
+                set_replicas(api, tenant, &d, rs, wanted).await?;
             }
             None if !(recreate && olds_running) => {
                 let rs = new_replicaset(&d, old_revisions + 1, wanted);
-                new = Some(
-                    api.create(tenant, &replicaset::RESOURCE, namespace, rs)
-                        .await?,
-                );
+                let rs = api
+                    .create(tenant, &replicaset::RESOURCE, namespace, rs)
+                    .await?;
+                if wanted > 0 {
+                    scaled_event(api, tenant, &d, &rs, 0, wanted);
+                }
+                new = Some(rs);
                 created_new = true;
             }
             None => {}
         }
         if !recreate && let Some(new) = &new {
-            scale_down_olds(api, tenant, &limits, new, &mut olds).await?;
+            scale_down_olds(api, tenant, &d, &limits, new, &mut olds).await?;
         }
         prune_history(api, tenant, &d, &mut olds).await?;
     }
@@ -181,6 +187,7 @@ fn surged(limits: &Limits, current: i64, all: i64) -> i64 {
 async fn scale_down_olds(
     api: &dyn Api,
     tenant: &str,
+    d: &Value,
     limits: &Limits,
     new: &Value,
     olds: &mut [Value],
@@ -203,7 +210,7 @@ async fn scale_down_olds(
         }
         let down = room.min(unhealthy);
         room -= down;
-        set_replicas(api, tenant, rs, replicas - down).await?;
+        set_replicas(api, tenant, d, rs, replicas - down).await?;
     }
     let available: i64 = olds.iter().chain([new]).map(available).sum();
     let mut room = available - min_available;
@@ -215,7 +222,7 @@ async fn scale_down_olds(
         let down = replicas.min(room);
         if down > 0 {
             room -= down;
-            set_replicas(api, tenant, rs, replicas - down).await?;
+            set_replicas(api, tenant, d, rs, replicas - down).await?;
         }
     }
     Ok(())
@@ -229,15 +236,40 @@ fn available(rs: &Value) -> i64 {
     int(rs, "/status/availableReplicas", 0).min(int(rs, "/spec/replicas", 0))
 }
 
-async fn set_replicas(api: &dyn Api, tenant: &str, rs: &mut Value, replicas: i64) -> Result<()> {
-    if int(rs, "/spec/replicas", 0) == replicas {
+/// Scales a ReplicaSet of `d` to `replicas`, recording upstream's `ScalingReplicaSet`.
+async fn set_replicas(
+    api: &dyn Api,
+    tenant: &str,
+    d: &Value,
+    rs: &mut Value,
+    replicas: i64,
+) -> Result<()> {
+    let before = int(rs, "/spec/replicas", 0);
+    if before == replicas {
         return Ok(());
     }
     rs["spec"]["replicas"] = json!(replicas);
     *rs = api
         .replace(tenant, &replicaset::RESOURCE, rs, UpdateScope::Main)
         .await?;
+    scaled_event(api, tenant, d, rs, before, replicas);
     Ok(())
+}
+
+/// `Scaled up replica set web-5d4f from 1 to 3`, as upstream words it.
+fn scaled_event(api: &dyn Api, tenant: &str, d: &Value, rs: &Value, from: i64, to: i64) {
+    let direction = if to > from { "up" } else { "down" };
+    let name = meta_str(rs, "name").unwrap_or_default();
+    let message = format!("Scaled {direction} replica set {name} from {from} to {to}");
+    let events = api.recorder();
+    events.record(
+        tenant,
+        COMPONENT,
+        d,
+        EventType::Normal,
+        "ScalingReplicaSet",
+        message,
+    );
 }
 
 /// Deletes the oldest idle old ReplicaSets beyond `revisionHistoryLimit` (default 10).
@@ -546,6 +578,13 @@ mod tests {
             .and_then(|c| c.iter().find(|c| c["type"] == "Progressing"))
             .expect("Progressing");
         assert_eq!(progressing["reason"], "NewReplicaSetCreated");
+        assert_eq!(
+            api.events(),
+            [format!(
+                "Normal ScalingReplicaSet: Scaled up replica set {} from 0 to 4",
+                replicaset_of(&d)
+            )]
+        );
     }
 
     #[tokio::test]
@@ -568,6 +607,19 @@ mod tests {
         };
         assert_eq!(replicas(&after), (2, 1));
         assert_eq!(replicas(&before), (1, 3));
+        assert_eq!(
+            api.events(),
+            [
+                format!(
+                    "Normal ScalingReplicaSet: Scaled up replica set {} from 0 to 1",
+                    replicaset_of(&after)
+                ),
+                format!(
+                    "Normal ScalingReplicaSet: Scaled down replica set {} from 4 to 3",
+                    replicaset_of(&before)
+                ),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -358,6 +358,9 @@ fn uid_conflict(rt: &ResourceType, name: &str, wanted: &str) -> ApiError {
 /// An in-memory tenant behind the [`Api`] the controllers use.
 pub(crate) struct Fake {
     state: Mutex<State>,
+    recorder: crate::Recorder,
+    /// The events the controllers recorded, in order.
+    recorded: Mutex<tokio::sync::mpsc::Receiver<crate::Pending>>,
 }
 
 impl Fake {
@@ -369,11 +372,14 @@ impl Fake {
             .filter(|rt| rt.verbs.contains(&"list"))
             .cloned()
             .collect();
+        let (recorder, recorded) = crate::Recorder::channel();
         let fake = Self {
             state: Mutex::new(State {
                 served,
                 ..State::default()
             }),
+            recorder,
+            recorded: Mutex::new(recorded),
         };
         for (resource, object) in given {
             fake.given(&resource, object);
@@ -682,6 +688,25 @@ impl Api for Fake {
     /// the controller asked for the right one.
     fn legacy_token(&self, tenant: &str, token: &LegacyToken) -> Result<String> {
         Ok(legacy_token(tenant, token))
+    }
+
+    fn recorder(&self) -> &crate::Recorder {
+        &self.recorder
+    }
+}
+
+impl Fake {
+    /// The events recorded since the last call, as `Type Reason: message`.
+    pub(crate) fn events(&self) -> Vec<String> {
+        let mut recorded = self.recorded.lock().expect("events lock");
+        let mut out = Vec::new();
+        while let Ok(event) = recorded.try_recv() {
+            out.push(format!(
+                "{:?} {}: {}",
+                event.kind, event.reason, event.message
+            ));
+        }
+        out
     }
 }
 

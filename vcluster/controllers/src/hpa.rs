@@ -16,7 +16,10 @@ use vcluster_core::object::is_deleting;
 
 use crate::pods::{self, int};
 use crate::queue::{Key, Queue};
-use crate::{Api, Change, Requeue, Resource, Result};
+use crate::{Api, Change, EventType, Requeue, Resource, Result};
+
+/// Who this controller's events come from, as upstream names it.
+const COMPONENT: &str = "horizontal-pod-autoscaler";
 
 pub(crate) static RESOURCE: LazyLock<Resource> =
     LazyLock::new(|| Resource::builtin("autoscaling", "horizontalpodautoscalers"));
@@ -68,10 +71,27 @@ pub(crate) async fn reconcile(api: Arc<dyn Api>, key: Key) -> Result<Requeue> {
         Err(why) => (unable_to_get_scale(&hpa, why, now), None),
     };
     if let (Some(replicas), Ok((resource, target))) = (rescale, &target) {
+        let before = int(target, "/spec/replicas", 1);
         let mut scaled = target.clone();
         scaled["spec"]["replicas"] = json!(replicas);
         api.replace(tenant, resource, &scaled, UpdateScope::Main)
             .await?;
+        // Upstream's reasons for a rescale that only the bounds asked for.
+        let why = if before < replicas {
+            "Current number of replicas below Spec.MinReplicas"
+        } else {
+            "Current number of replicas above Spec.MaxReplicas"
+        };
+        let message = format!("New size: {replicas}; reason: {why}");
+        let events = api.recorder();
+        events.record(
+            tenant,
+            COMPONENT,
+            &hpa,
+            EventType::Normal,
+            "SuccessfulRescale",
+            message,
+        );
     }
     crate::write_status(&*api, tenant, &RESOURCE, &hpa, status).await?;
     Ok(Some(SYNC_PERIOD))

@@ -19,7 +19,10 @@ use vcluster_core::object::{is_deleting, meta_str};
 
 use crate::pods::{self, int};
 use crate::queue::{Key, Queue};
-use crate::{Api, Change, Requeue, Resource, Result};
+use crate::{Api, Change, EventType, Requeue, Resource, Result};
+
+/// Who this controller's events come from, as upstream names it.
+const COMPONENT: &str = "job-controller";
 
 pub(crate) static RESOURCE: LazyLock<Resource> =
     LazyLock::new(|| Resource::builtin("batch", "jobs"));
@@ -140,13 +143,23 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
     };
     let mut again = None;
     if let Some((reason, message)) = failure {
-        delete_pods(api, tenant, &active).await?;
+        delete_pods(api, tenant, &job, &active).await?;
         status["active"] = json!(0);
         status["ready"] = json!(0);
         set(&mut conditions, "FailureTarget", reason, message, now);
-        set(&mut conditions, "Failed", reason, message, now);
+        if set(&mut conditions, "Failed", reason, message, now) {
+            let events = api.recorder();
+            events.record(
+                tenant,
+                COMPONENT,
+                &job,
+                EventType::Warning,
+                reason,
+                message.to_owned(),
+            );
+        }
     } else if done {
-        delete_pods(api, tenant, &active).await?;
+        delete_pods(api, tenant, &job, &active).await?;
         status["active"] = json!(0);
         status["ready"] = json!(0);
         status["completionTime"] = json!(pods::stamp(now));
@@ -157,15 +170,27 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
             "Reached expected number of succeeded pods",
             now,
         );
-        set(
+        let completed = set(
             &mut conditions,
             "Complete",
             "CompletionsReached",
             "Reached expected number of succeeded pods",
             now,
         );
+        if completed {
+            let message = "Job completed".to_owned();
+            let events = api.recorder();
+            events.record(
+                tenant,
+                COMPONENT,
+                &job,
+                EventType::Normal,
+                "Completed",
+                message,
+            );
+        }
     } else if suspended {
-        delete_pods(api, tenant, &active).await?;
+        delete_pods(api, tenant, &job, &active).await?;
         status["active"] = json!(0);
         set(
             &mut conditions,
@@ -206,8 +231,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
                 } else {
                     None
                 };
-                api.create(tenant, &PODS, namespace, job_pod(&job, index))
-                    .await?;
+                crate::create_pod(api, tenant, COMPONENT, &job, job_pod(&job, index)).await?;
             }
         }
         if let Some(d) = deadline {
@@ -286,20 +310,26 @@ fn ranges(indexes: &BTreeSet<i64>) -> String {
     out.join(",")
 }
 
-async fn delete_pods(api: &dyn Api, tenant: &str, pods: &[&Value]) -> Result<()> {
+async fn delete_pods(api: &dyn Api, tenant: &str, job: &Value, pods: &[&Value]) -> Result<()> {
     for pod in pods {
-        crate::delete_object(api, tenant, &PODS, pod).await?;
+        crate::delete_pod(api, tenant, COMPONENT, job, pod).await?;
     }
     Ok(())
 }
 
-/// Sets a Job condition to True (kept as it is if it already was).
-fn set(conditions: &mut Vec<Value>, kind: &str, reason: &str, message: &str, now: jiff::Timestamp) {
+/// Sets a Job condition to True (kept as it is if it already was); whether it is new.
+fn set(
+    conditions: &mut Vec<Value>,
+    kind: &str,
+    reason: &str,
+    message: &str,
+    now: jiff::Timestamp,
+) -> bool {
     if conditions
         .iter()
         .any(|c| c["type"] == kind && c["status"] == "True")
     {
-        return;
+        return false;
     }
     conditions.retain(|c| c["type"] != kind);
     let at = pods::stamp(now);
@@ -307,6 +337,7 @@ fn set(conditions: &mut Vec<Value>, kind: &str, reason: &str, message: &str, now
         "type": kind, "status": "True", "reason": reason, "message": message,
         "lastProbeTime": at, "lastTransitionTime": at,
     }));
+    true
 }
 
 /// A finished Job goes `ttlSecondsAfterFinished` after it finished.

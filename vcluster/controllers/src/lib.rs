@@ -38,6 +38,7 @@ mod cronjob;
 mod daemonset;
 mod deployment;
 mod endpoints;
+mod events;
 #[cfg(test)]
 mod fake;
 mod gc;
@@ -60,6 +61,7 @@ use tokio::sync::mpsc;
 use vcluster_core::object::UpdateScope;
 use vcluster_core::status::{ApiError, Reason};
 
+pub use events::{EventType, Pending, Recorder, write_events};
 pub use queue::Key;
 use queue::Queue;
 
@@ -164,6 +166,8 @@ pub trait Api: Send + Sync + 'static {
     fn root_ca(&self, tenant: &str) -> Result<String>;
     /// A service-account token for a legacy token Secret, signed with the tenant's key.
     fn legacy_token(&self, tenant: &str, token: &LegacyToken) -> Result<String>;
+    /// Where the controllers record events (written by [`write_events`] through this `Api`).
+    fn recorder(&self) -> &Recorder;
 }
 
 /// What a legacy token Secret's token stands for: the account, and the Secret it is bound
@@ -325,6 +329,76 @@ async fn delete_object(
         "Background",
     )
     .await
+}
+
+/// The pods resource, which most controllers create and delete.
+static PODS: std::sync::LazyLock<Resource> =
+    std::sync::LazyLock::new(|| Resource::builtin("", "pods"));
+
+/// Creates a pod for `owner` as `component`, recording upstream's `SuccessfulCreate`
+/// (`Created pod: <name>`), or `FailedCreate` (`Error creating: <why>`) when refused.
+async fn create_pod(
+    api: &dyn Api,
+    tenant: &str,
+    component: &'static str,
+    owner: &Value,
+    pod: Value,
+) -> Result<Value> {
+    use vcluster_core::object::meta_str;
+    let namespace = meta_str(owner, "namespace");
+    match api.create(tenant, &PODS, namespace, pod).await {
+        Ok(created) => {
+            let name = meta_str(&created, "name").unwrap_or_default();
+            let message = format!("Created pod: {name}");
+            let events = api.recorder();
+            events.record(
+                tenant,
+                component,
+                owner,
+                EventType::Normal,
+                "SuccessfulCreate",
+                message,
+            );
+            Ok(created)
+        }
+        Err(e) => {
+            let message = format!("Error creating: {}", e.message);
+            let events = api.recorder();
+            events.record(
+                tenant,
+                component,
+                owner,
+                EventType::Warning,
+                "FailedCreate",
+                message,
+            );
+            Err(e)
+        }
+    }
+}
+
+/// Deletes a pod of `owner` as `component` ([`delete_object`]), recording upstream's
+/// `SuccessfulDelete` (`Deleted pod: <name>`).
+async fn delete_pod(
+    api: &dyn Api,
+    tenant: &str,
+    component: &'static str,
+    owner: &Value,
+    pod: &Value,
+) -> Result<()> {
+    delete_object(api, tenant, &PODS, pod).await?;
+    let name = vcluster_core::object::meta_str(pod, "name").unwrap_or_default();
+    let message = format!("Deleted pod: {name}");
+    let events = api.recorder();
+    events.record(
+        tenant,
+        component,
+        owner,
+        EventType::Normal,
+        "SuccessfulDelete",
+        message,
+    );
+    Ok(())
 }
 
 /// Writes `status` as the status of `object` (of `resource`), unless it is that already.

@@ -23,6 +23,9 @@ pub(crate) fn watch(change: &Change, queue: &Queue) {
     crate::queue_for(change, queue, &RESOURCE, &PODS, "ReplicaSet");
 }
 
+/// Who this controller's events come from, as upstream names it.
+const COMPONENT: &str = "replicaset-controller";
+
 /// How many pods one reconcile creates or deletes at most (upstream's burst).
 const BURST: usize = 500;
 
@@ -51,10 +54,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
             let template = &rs["spec"]["template"];
             for _ in 0..(wanted - active.len()).min(BURST) {
                 let pod = pods::from_template(&rs, template);
-                match api
-                    .create(&key.tenant, &PODS, Some(&key.namespace), pod)
-                    .await
-                {
+                match crate::create_pod(api, &key.tenant, COMPONENT, &rs, pod).await {
                     Ok(_) => {}
                     // Refused by admission (a quota, a LimitRange, pod security): reported
                     // in the status, tried again later.
@@ -70,7 +70,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
             active.sort_by_key(|p| deletion_rank(p));
             let surplus = (active.len() - wanted).min(BURST);
             for pod in active.into_iter().take(surplus) {
-                crate::delete_object(api, &key.tenant, &PODS, pod).await?;
+                crate::delete_pod(api, &key.tenant, COMPONENT, &rs, pod).await?;
             }
         }
     }
@@ -305,6 +305,21 @@ mod tests {
             rs["status"]["replicas"], 1,
             "the status counts the pods it saw"
         );
+        assert_eq!(
+            fakes[0].events(),
+            [
+                "Normal SuccessfulCreate: Created pod: web-00001",
+                "Normal SuccessfulCreate: Created pod: web-00002"
+            ]
+        );
+        assert_eq!(
+            fakes[1].events(),
+            [
+                "Normal SuccessfulDelete: Deleted pod: unscheduled",
+                "Normal SuccessfulDelete: Deleted pod: pending"
+            ]
+        );
+        assert!(fakes[2].events().is_empty(), "a steady set records nothing");
     }
 
     #[tokio::test]
@@ -323,6 +338,10 @@ mod tests {
             ]
         );
         assert_eq!(requeue, Some(RETRY_REFUSED));
+        assert_eq!(
+            api.events(),
+            ["Warning FailedCreate: Error creating: exceeded quota: pods"]
+        );
         let rs = api
             .object(&RESOURCE, Some("dev"), "web")
             .expect("the ReplicaSet");

@@ -19,7 +19,10 @@ use vcluster_core::status::Reason;
 
 use crate::pods::{self, Availability, REVISION_LABEL, int, template_hash};
 use crate::queue::{Key, Queue};
-use crate::{Api, Change, Requeue, Resource, Result};
+use crate::{Api, Change, EventType, Requeue, Resource, Result};
+
+/// Who this controller's events come from, as upstream names it.
+const COMPONENT: &str = "statefulset-controller";
 
 pub(crate) static RESOURCE: LazyLock<Resource> =
     LazyLock::new(|| Resource::builtin("apps", "statefulsets"));
@@ -92,7 +95,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
         .values()
         .filter(|p| !is_deleting(p) && !pods::is_active(p))
     {
-        crate::delete_object(api, tenant, &PODS, pod).await?;
+        delete_pod(api, tenant, &set, pod).await?;
     }
     let all_healthy = |upto: i64| (0..upto).all(|o| by_ordinal.get(&o).is_some_and(|p| healthy(p)));
     let mut acted = false;
@@ -115,9 +118,34 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
             revision,
             &revision_template(api, tenant, &set, revision).await?,
         );
+        let pod_name = meta_str(&pod, "name").unwrap_or_default().to_owned();
         match api.create(tenant, &PODS, namespace, pod).await {
-            Err(e) if !e.is(Reason::AlreadyExists) => return Err(e),
-            _ => acted = true,
+            Ok(_) => {
+                record(
+                    api,
+                    tenant,
+                    &set,
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    format!("create Pod {pod_name} in StatefulSet {name} successful"),
+                );
+                acted = true;
+            }
+            Err(e) if e.is(Reason::AlreadyExists) => acted = true,
+            Err(e) => {
+                record(
+                    api,
+                    tenant,
+                    &set,
+                    EventType::Warning,
+                    "FailedCreate",
+                    format!(
+                        "create Pod {pod_name} in StatefulSet {name} failed error: {}",
+                        e.message
+                    ),
+                );
+                return Err(e);
+            }
         }
     }
     // Scale down, highest ordinal first.
@@ -132,7 +160,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
         if !parallel && (acted || !all_healthy(replicas)) {
             break;
         }
-        crate::delete_object(api, tenant, &PODS, pod).await?;
+        delete_pod(api, tenant, &set, pod).await?;
         acted = true;
     }
     // Rolling update: the highest outdated pod at or above the partition, once all are
@@ -143,7 +171,7 @@ async fn sync(api: &dyn Api, key: &Key) -> Result<Requeue> {
             .filter_map(|o| by_ordinal.get(&o))
             .find(|p| revision_of(p) != Some(update_revision.as_str()));
         if let Some(pod) = outdated {
-            crate::delete_object(api, tenant, &PODS, pod).await?;
+            delete_pod(api, tenant, &set, pod).await?;
         }
     }
     write_status(
@@ -293,14 +321,57 @@ async fn create_claims(api: &dyn Api, tenant: &str, set: &Value, o: i64) -> Resu
             "metadata": {"name": claim_name(claim, name, o), "labels": labels},
             "spec": claim["spec"],
         });
+        let claim = meta_str(&body, "name").unwrap_or_default().to_owned();
         match api
             .create(tenant, &CLAIMS, meta_str(set, "namespace"), body)
             .await
         {
+            Ok(_) => {
+                let pod = format!("{name}-{o}");
+                let message =
+                    format!("create Claim {claim} Pod {pod} in StatefulSet {name} success");
+                record(
+                    api,
+                    tenant,
+                    set,
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    message,
+                );
+            }
             Err(e) if !e.is(Reason::AlreadyExists) => return Err(e),
-            _ => {}
+            Err(_) => {}
         }
     }
+    Ok(())
+}
+
+fn record(
+    api: &dyn Api,
+    tenant: &str,
+    set: &Value,
+    kind: EventType,
+    reason: &'static str,
+    message: String,
+) {
+    api.recorder()
+        .record(tenant, COMPONENT, set, kind, reason, message);
+}
+
+/// Deletes a pod of the set, recording upstream's `SuccessfulDelete`.
+async fn delete_pod(api: &dyn Api, tenant: &str, set: &Value, pod: &Value) -> Result<()> {
+    crate::delete_object(api, tenant, &PODS, pod).await?;
+    let pod_name = meta_str(pod, "name").unwrap_or_default();
+    let set_name = meta_str(set, "name").unwrap_or_default();
+    let message = format!("delete Pod {pod_name} in StatefulSet {set_name} successful");
+    record(
+        api,
+        tenant,
+        set,
+        EventType::Normal,
+        "SuccessfulDelete",
+        message,
+    );
     Ok(())
 }
 

@@ -53,6 +53,15 @@ impl Served {
         (served, opened)
     }
 
+    /// Writes the admin kubeconfig of `tenant` (reaching it by name) to the test's
+    /// directory; its path.
+    pub(crate) fn admin_kubeconfig(&self, tenant: &Tenant) -> PathBuf {
+        let config = tenant
+            .admin_kubeconfig(&self.tenants, &self.server, true)
+            .expect("kubeconfig");
+        self.write(&format!("{}-admin.kubeconfig", tenant.name), &config)
+    }
+
     /// Writes `text` (a kubeconfig) to a file of the test's directory; its path.
     pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(name);
