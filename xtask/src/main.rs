@@ -102,7 +102,12 @@ struct Field {
 fn package_of(module: &[String]) -> String {
     let parts: Vec<String> = module
         .iter()
-        .map(|m| if m == "apiextensions_apiserver" { "apiextensions-apiserver".to_owned() } else { m.clone() })
+        .map(|m| match m.as_str() {
+            // The OpenAPI names of these repositories keep their dashes.
+            "apiextensions_apiserver" => "apiextensions-apiserver".to_owned(),
+            "kube_aggregator" => "kube-aggregator".to_owned(),
+            _ => m.clone(),
+        })
         .collect();
     format!("io.k8s.{}", parts.join("."))
 }

@@ -86,6 +86,7 @@ kinds! {
     ("authentication.k8s.io", "v1", "SelfSubjectReview") => k::authentication::v1::SelfSubjectReview,
     ("authentication.k8s.io", "v1", "TokenReview") => k::authentication::v1::TokenReview,
     ("apiextensions.k8s.io", "v1", "CustomResourceDefinition") => k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    ("apiregistration.k8s.io", "v1", "APIService") => k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService,
 }
 
 /// The path key of a group-version: `api/v1`, `apis/apps/v1`.

@@ -369,6 +369,62 @@ fn kubernetes_service() -> Value {
     })
 }
 
+/// The APIService of every group-version this server serves itself, as kube-apiserver's
+/// aggregator registers them (`v1.`, `v1.apps`, ...), with upstream's priorities.
+fn local_api_services() -> Vec<Value> {
+    let mut seen = std::collections::BTreeSet::new();
+    registry::BUILTINS
+        .iter()
+        .filter(|rt| seen.insert((rt.group.clone(), rt.version.clone())))
+        .map(|rt| {
+            let (group_priority, version_priority) = api_service_priority(&rt.group, &rt.version);
+            json!({
+                "metadata": {"name": format!("{}.{}", rt.version, rt.group)},
+                "spec": {
+                    "group": rt.group,
+                    "version": rt.version,
+                    "groupPriorityMinimum": group_priority,
+                    "versionPriority": version_priority,
+                },
+            })
+        })
+        .collect()
+}
+
+/// kube-apiserver's APIService priorities: a group's minimum (the core group first), and
+/// within it a version's (GA above beta above alpha). Groups its table does not name get
+/// the lowest.
+fn api_service_priority(group: &str, version: &str) -> (i64, i64) {
+    let group_priority = match group {
+        "" => 18000,
+        "apps" => 17800,
+        "events.k8s.io" => 17750,
+        "authentication.k8s.io" => 17700,
+        "authorization.k8s.io" => 17600,
+        "autoscaling" => 17500,
+        "batch" => 17400,
+        "certificates.k8s.io" => 17300,
+        "networking.k8s.io" => 17200,
+        "policy" => 17100,
+        "rbac.authorization.k8s.io" => 17000,
+        "storage.k8s.io" => 16800,
+        "apiextensions.k8s.io" | "admissionregistration.k8s.io" => 16700,
+        "scheduling.k8s.io" => 16600,
+        "coordination.k8s.io" => 16500,
+        "node.k8s.io" => 16300,
+        "discovery.k8s.io" => 16200,
+        "flowcontrol.apiserver.k8s.io" => 16100,
+        _ => 16000,
+    };
+    let version_priority = match version {
+        "v2" => 30,
+        v if v.contains("alpha") => 1,
+        v if v.contains("beta") => 9,
+        _ => 15,
+    };
+    (group_priority, version_priority)
+}
+
 /// Creates what every cluster starts with, where missing.
 async fn bootstrap(store: &dyn Store) -> Result<(), vcluster_store::Error> {
     let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are built in");
@@ -386,6 +442,11 @@ async fn bootstrap(store: &dyn Store) -> Result<(), vcluster_store::Error> {
     }
     let services = registry::find("", "v1", "services").expect("services are built in");
     objects.push((services, kubernetes_service()));
+    let apiservices = registry::find("apiregistration.k8s.io", "v1", "apiservices")
+        .expect("APIServices are built in");
+    for body in local_api_services() {
+        objects.push((apiservices.clone(), body));
+    }
     // Created together, so that the store commits them in one batch.
     let creates = objects.into_iter().map(|(rt, body)| async move {
         let namespace = body

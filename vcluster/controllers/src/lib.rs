@@ -32,7 +32,9 @@
 //! - [`serviceaccounts`]: every namespace's `default` ServiceAccount and `kube-root-ca.crt`.
 //! - [`token`]: legacy service-account token Secrets filled with a token.
 //! - [`crd`]: a deleted CRD's objects deleted, then the CRD.
+//! - [`apiservice`]: every APIService's `Available` condition.
 
+mod apiservice;
 mod crd;
 mod cronjob;
 mod daemonset;
@@ -230,6 +232,7 @@ pub async fn run(api: Arc<dyn Api>, mut feed: mpsc::Receiver<Feed>) {
         controller!(serviceaccounts),
         controller!(token),
         controller!(crd),
+        controller!(apiservice),
     ]);
     let collector = gc::Collector::start(api.clone());
     while let Some(item) = feed.recv().await {

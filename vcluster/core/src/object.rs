@@ -48,6 +48,8 @@ fn name_rule(rt: &ResourceType) -> NameRule {
         "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" | "PriorityClass" => {
             NameRule::PathSegment
         }
+        // `<version>.<group>`, checked in `validation.rs` (`v1.` for the core group).
+        "APIService" => NameRule::PathSegment,
         _ => NameRule::Subdomain,
     }
 }

@@ -244,6 +244,7 @@ resources! {
     "authentication.k8s.io" "v1" "SelfSubjectReview" "selfsubjectreviews" "" cluster [] [] CREATE_ONLY, [];
     "authentication.k8s.io" "v1" "TokenReview" "tokenreviews" "" cluster [] [] CREATE_ONLY, [];
     "apiextensions.k8s.io" "v1" "CustomResourceDefinition" "customresourcedefinitions" "customresourcedefinition" cluster ["crd", "crds"] ["api-extensions"] CRUD, [STATUS];
+    "apiregistration.k8s.io" "v1" "APIService" "apiservices" "apiservice" cluster [] ["api-extensions"] CRUD, [STATUS];
 }
 
 /// Where a resource's objects are stored in a tenant's keyspace. Both versions of a

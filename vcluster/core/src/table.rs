@@ -368,6 +368,33 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
         ("", "Namespace") => vec![col("Status", "string", 0, |o, _| {
             json!(s(o, "/status/phase"))
         })],
+        ("apiregistration.k8s.io", "APIService") => vec![
+            col("Service", "string", 0, |o, _| {
+                match o.pointer("/spec/service") {
+                    Some(svc) if svc.is_object() => json!(format!(
+                        "{}/{}",
+                        svc["namespace"].as_str().unwrap_or_default(),
+                        svc["name"].as_str().unwrap_or_default()
+                    )),
+                    _ => json!("Local"),
+                }
+            }),
+            col("Available", "string", 0, |o, _| {
+                let available = o
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .and_then(|c| c.iter().find(|c| c["type"] == "Available"));
+                json!(match available {
+                    Some(c) if c["status"] == "True" => "True".to_owned(),
+                    Some(c) => format!(
+                        "{} ({})",
+                        c["status"].as_str().unwrap_or("Unknown"),
+                        c["reason"].as_str().unwrap_or_default()
+                    ),
+                    None => "Unknown".to_owned(),
+                })
+            }),
+        ],
         ("", "Pod") => vec![
             col("Ready", "string", 0, pod_ready),
             col("Status", "string", 0, pod_status),

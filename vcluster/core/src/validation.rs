@@ -47,9 +47,46 @@ pub fn validate(rt: &ResourceType, object: &Value) -> Vec<Cause> {
         }
         ("", "Service") => service(object, &mut causes),
         ("", "ConfigMap" | "Secret") => data_keys(object, &mut causes),
+        ("apiregistration.k8s.io", "APIService") => api_service(object, &mut causes),
         _ => {}
     }
     causes
+}
+
+/// An APIService is named `<version>.<group>` after what it serves, and ranks it.
+fn api_service(object: &Value, causes: &mut Vec<Cause>) {
+    let text = |p: &str| {
+        object
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let (group, version) = (text("/spec/group"), text("/spec/version"));
+    let name = text("/metadata/name");
+    if version.is_empty() {
+        causes.push(Cause::required("spec.version", ""));
+    }
+    let expected = format!("{version}.{group}");
+    if name != expected {
+        causes.push(Cause::invalid(
+            "metadata.name",
+            name,
+            &format!("must be `spec.version+\".\"+spec.group`: {expected:?}"),
+        ));
+    }
+    for (field, most) in [("groupPriorityMinimum", 20000), ("versionPriority", 1000)] {
+        let value = object
+            .pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if !(1..=most).contains(&value) {
+            causes.push(Cause::invalid(
+                format!("spec.{field}"),
+                &value.to_string(),
+                &format!("must be positive and less than {}", most + 1),
+            ));
+        }
+    }
 }
 
 fn replicas(object: &Value, causes: &mut Vec<Cause>) {

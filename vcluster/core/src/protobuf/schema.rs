@@ -27622,7 +27622,7 @@ pub(super) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
-        name: "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1.APIService",
+        name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService",
         fields: &[
             Field {
                 tag: 1,
@@ -27633,20 +27633,20 @@ pub(super) static MESSAGES: &[Message] = &[
                 tag: 2,
                 json: "spec",
                 ty: Ty::Message(
-                    "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1.APIServiceSpec",
+                    "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceSpec",
                 ),
             },
             Field {
                 tag: 3,
                 json: "status",
                 ty: Ty::Message(
-                    "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1.APIServiceStatus",
+                    "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceStatus",
                 ),
             },
         ],
     },
     Message {
-        name: "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1.APIServiceCondition",
+        name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceCondition",
         fields: &[
             Field {
                 tag: 1,
@@ -27676,7 +27676,7 @@ pub(super) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
-        name: "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1.APIServiceList",
+        name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceList",
         fields: &[
             Field {
                 tag: 1,
@@ -27687,19 +27687,19 @@ pub(super) static MESSAGES: &[Message] = &[
                 tag: 2,
                 json: "items",
                 ty: Ty::Repeated(&Ty::Message(
-                    "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1.APIService",
+                    "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService",
                 )),
             },
         ],
     },
     Message {
-        name: "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1.APIServiceSpec",
+        name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceSpec",
         fields: &[
             Field {
                 tag: 1,
                 json: "service",
                 ty: Ty::Message(
-                    "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1.ServiceReference",
+                    "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.ServiceReference",
                 ),
             },
             Field {
@@ -27714,7 +27714,7 @@ pub(super) static MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 4,
-                json: "insecureSkipTlsVerify",
+                json: "insecureSkipTLSVerify",
                 ty: Ty::Bool,
             },
             Field {
@@ -27735,17 +27735,17 @@ pub(super) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
-        name: "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1.APIServiceStatus",
+        name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceStatus",
         fields: &[Field {
             tag: 1,
             json: "conditions",
             ty: Ty::Repeated(&Ty::Message(
-                "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1.APIServiceCondition",
+                "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceCondition",
             )),
         }],
     },
     Message {
-        name: "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1.ServiceReference",
+        name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.ServiceReference",
         fields: &[
             Field {
                 tag: 1,
@@ -27765,7 +27765,7 @@ pub(super) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
-        name: "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1beta1.APIService",
+        name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1beta1.APIService",
         fields: &[
             Field {
                 tag: 1,
@@ -27776,20 +27776,20 @@ pub(super) static MESSAGES: &[Message] = &[
                 tag: 2,
                 json: "spec",
                 ty: Ty::Message(
-                    "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1beta1.APIServiceSpec",
+                    "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1beta1.APIServiceSpec",
                 ),
             },
             Field {
                 tag: 3,
                 json: "status",
                 ty: Ty::Message(
-                    "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1beta1.APIServiceStatus",
+                    "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1beta1.APIServiceStatus",
                 ),
             },
         ],
     },
     Message {
-        name: "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1beta1.APIServiceCondition",
+        name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1beta1.APIServiceCondition",
         fields: &[
             Field {
                 tag: 1,
@@ -27819,7 +27819,7 @@ pub(super) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
-        name: "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1beta1.APIServiceList",
+        name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1beta1.APIServiceList",
         fields: &[
             Field {
                 tag: 1,
@@ -27830,19 +27830,19 @@ pub(super) static MESSAGES: &[Message] = &[
                 tag: 2,
                 json: "items",
                 ty: Ty::Repeated(&Ty::Message(
-                    "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1beta1.APIService",
+                    "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1beta1.APIService",
                 )),
             },
         ],
     },
     Message {
-        name: "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1beta1.APIServiceSpec",
+        name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1beta1.APIServiceSpec",
         fields: &[
             Field {
                 tag: 1,
                 json: "service",
                 ty: Ty::Message(
-                    "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1beta1.ServiceReference",
+                    "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1beta1.ServiceReference",
                 ),
             },
             Field {
@@ -27878,17 +27878,17 @@ pub(super) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
-        name: "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1beta1.APIServiceStatus",
+        name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1beta1.APIServiceStatus",
         fields: &[Field {
             tag: 1,
             json: "conditions",
             ty: Ty::Repeated(&Ty::Message(
-                "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1beta1.APIServiceCondition",
+                "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1beta1.APIServiceCondition",
             )),
         }],
     },
     Message {
-        name: "io.k8s.kube_aggregator.pkg.apis.apiregistration.v1beta1.ServiceReference",
+        name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1beta1.ServiceReference",
         fields: &[
             Field {
                 tag: 1,
