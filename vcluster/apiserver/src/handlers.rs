@@ -11,9 +11,11 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use vcluster_core::object::{UpdateScope, meta_str};
 use vcluster_core::registry::ResourceType;
-use vcluster_core::status::{ApiError, Cause, Reason};
+use vcluster_core::status::{ApiError, Cause, Reason, success_json};
 
-use crate::http::{Body, Shape, content_type, error, json as respond, ok, query, read_body, shape};
+use crate::http::{
+    Body, Shape, content_type, error, json as respond, json_bytes, ok, query, read_body, shape,
+};
 use crate::list::{self, Listed, shaped_list, shaped_object};
 use crate::objects::{DeleteParams, FieldValidation, Requester, Result, WriteParams, get};
 use crate::router::Target;
@@ -139,7 +141,7 @@ async fn dispatch(
             let body = read_body(req.into_body()).await?;
             let options = delete_options(&headers, &body, &params)?;
             let deleted = write::delete(tenant, &target, &options).await?;
-            Ok(ok(&deleted_answer(&target.rt, deleted)))
+            Ok(deleted_answer(&target.rt, deleted))
         }
         (Method::DELETE, true, None) => {
             let deleted = delete_collection(tenant, &target, &params).await?;
@@ -165,7 +167,7 @@ async fn dispatch(
             let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
             bind(tenant, who, &target, &body, &writing)
                 .await
-                .map(|v| respond(StatusCode::CREATED, &v))
+                .map(|()| success())
         }
         (Method::POST, false, Some("token")) => {
             let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
@@ -188,7 +190,7 @@ async fn dispatch(
                 .cloned()
                 .unwrap_or_else(|| json!({}));
             write::delete(tenant, &target, &DeleteParams::from_options(&options)?).await?;
-            Ok(respond(StatusCode::CREATED, &success()))
+            Ok(success())
         }
         (method, _, _) => Err(ApiError::new(
             405,
@@ -222,26 +224,23 @@ const RETURN_DELETED_OBJECT: &[(&str, &str)] = &[
 
 /// What a DELETE answers: the object while finalizers hold it; once it is gone, the object
 /// as it was for the resources upstream returns it for, a `Status` for the others.
-fn deleted_answer(rt: &ResourceType, deleted: Deleted) -> Value {
+fn deleted_answer(rt: &ResourceType, deleted: Deleted) -> Response<Body> {
     match deleted {
-        Deleted::Held { object, .. } => object,
+        Deleted::Held { object, .. } => ok(&object),
         Deleted::Gone { last, .. }
             if RETURN_DELETED_OBJECT.contains(&(rt.group.as_str(), rt.plural.as_str())) =>
         {
-            last
+            ok(&last)
         }
-        Deleted::Gone { last, .. } => json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Success",
-            "details": {
+        Deleted::Gone { last, .. } => {
+            let details = json!({
                 "name": meta_str(&last, "name"),
                 "group": rt.group,
                 "kind": rt.plural,
                 "uid": meta_str(&last, "uid"),
-            },
-        }),
+            });
+            json_bytes(StatusCode::OK, success_json(Some(&details), 0))
+        }
     }
 }
 
@@ -403,8 +402,9 @@ async fn scale(
     Ok(to_scale(rt, &updated))
 }
 
-fn success() -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+/// The `201` Success Status a binding or an eviction answers.
+fn success() -> Response<Body> {
+    json_bytes(StatusCode::CREATED, success_json(None, 201))
 }
 
 /// Binds a pod to a node (what a scheduler does): sets `spec.nodeName` once.
@@ -414,7 +414,7 @@ async fn bind(
     target: &Target,
     binding: &Value,
     params: &WriteParams,
-) -> Result<Value> {
+) -> Result<()> {
     let node = binding
         .pointer("/target/name")
         .and_then(Value::as_str)
@@ -432,7 +432,7 @@ async fn bind(
         Ok(pod)
     })
     .await?;
-    Ok(success())
+    Ok(())
 }
 
 /// `DeleteOptions` from the body (JSON with or without TypeMeta, or protobuf) or the query.

@@ -44,7 +44,16 @@ fn deletes_answer_with_the_object_where_upstream_does() {
     );
     let account = delete("/api/v1/namespaces/default/serviceaccounts/robot");
     assert_eq!(account["kind"], "ServiceAccount", "{account}");
-    let status = delete("/api/v1/namespaces/default/configmaps/plain");
+    let raw = k.ok(&[
+        "delete",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps/plain",
+    ]);
+    assert!(
+        raw.starts_with(r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","details":{"name":"plain","kind":"configmaps","uid":""#),
+        "not kube-apiserver's bytes: {raw}"
+    );
+    let status: Value = serde_json::from_str(&raw).expect("json");
     assert_eq!(
         (status["kind"].as_str(), status["status"].as_str()),
         (Some("Status"), Some("Success")),

@@ -297,13 +297,7 @@ impl ApiError {
     /// The `metav1.Status` body byte for byte as kube-apiserver writes it: Go's field order
     /// and escaping, then the newline that Go's JSON encoder ends each value with.
     pub fn to_status_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        let mut serializer = serde_json::Serializer::with_formatter(&mut out, GoEscapes);
-        self.status()
-            .serialize(&mut serializer)
-            .expect("a Status serializes");
-        out.push(b'\n');
-        out
+        self.status().encode()
     }
 
     fn status(&self) -> Status<'_> {
@@ -323,6 +317,34 @@ impl ApiError {
                 .and_then(|details| StatusDetails::deserialize(details).ok()),
             code: self.code,
         }
+    }
+}
+
+/// A `Success` Status (what a DELETE of most resources, a binding and an eviction answer),
+/// in the bytes kube-apiserver writes: `details` in `StatusDetails`' fields, `code` left out
+/// when 0.
+pub fn success_json(details: Option<&Value>, code: u16) -> Vec<u8> {
+    Status {
+        kind: "Status",
+        api_version: "v1",
+        metadata: Empty {},
+        status: "Success",
+        message: "",
+        reason: "",
+        details: details.and_then(|d| StatusDetails::deserialize(d).ok()),
+        code,
+    }
+    .encode()
+}
+
+impl Status<'_> {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        let mut serializer = serde_json::Serializer::with_formatter(&mut out, GoEscapes);
+        self.serialize(&mut serializer)
+            .expect("a Status serializes");
+        out.push(b'\n');
+        out
     }
 }
 
@@ -419,6 +441,19 @@ impl serde_json::ser::Formatter for GoEscapes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn success_statuses_are_kube_apiservers_bytes() {
+        let details = json!({"name": "c", "group": "", "kind": "configmaps", "uid": "u1"});
+        assert_eq!(
+            String::from_utf8(success_json(Some(&details), 0)).expect("utf-8"),
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Success\",\"details\":{\"name\":\"c\",\"kind\":\"configmaps\",\"uid\":\"u1\"}}\n"
+        );
+        assert_eq!(
+            String::from_utf8(success_json(None, 201)).expect("utf-8"),
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Success\",\"code\":201}\n"
+        );
+    }
     use crate::registry::find;
 
     #[test]
