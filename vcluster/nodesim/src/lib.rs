@@ -13,6 +13,7 @@
 mod quantity;
 mod schedule;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,6 +64,9 @@ impl Default for Options {
 
 /// How many API calls for pods run at once.
 const CONCURRENCY: usize = 32;
+/// How often unschedulable pods are tried again even if nothing changed: upstream's
+/// scheduler moves a pod back to its active queue after five minutes at most.
+const UNSCHEDULABLE_RETRY: Duration = Duration::from_secs(300);
 
 /// Registers the nodes and runs until the pod watch fails for good (it retries with
 /// backoff on its own) or the task is dropped.
@@ -79,14 +83,20 @@ pub async fn run(client: Client, options: Options) -> Result<(), kube::Error> {
         options,
         nodes: Mutex::new(schedule::Nodes::new(&names)),
         permits: tokio::sync::Semaphore::new(CONCURRENCY),
+        pods: Mutex::new(Pods::default()),
     });
-    sim.follow_nodes();
+    // Like upstream's scheduler, which waits for its informers, no pod is placed before
+    // the nodes' capacity is known: it would be found unschedulable for nothing.
+    if sim.follow_nodes().await.is_err() {
+        tracing::debug!("node simulator: the node watch ended before it listed the nodes");
+    }
+    tokio::spawn(sim.clone().retry_unschedulable());
     let pods: Api<Pod> = Api::all(client);
     let mut events = watcher(pods, watcher::Config::default()).boxed();
     while let Some(event) = events.next().await {
         match event {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => sim.clone().saw(pod),
-            Ok(watcher::Event::Delete(pod)) => sim.forget(&pod),
+            Ok(watcher::Event::Delete(pod)) => sim.gone(&pod),
             Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
             Err(e) => {
                 tracing::debug!(error = %e, "node simulator: pod watch interrupted");
@@ -238,21 +248,55 @@ struct Simulator {
     options: Options,
     nodes: Mutex<schedule::Nodes>,
     permits: tokio::sync::Semaphore,
+    pods: Mutex<Pods>,
+}
+
+/// What the scheduler and the kubelets remember of pods, by uid, until the pod is gone.
+#[derive(Default)]
+struct Pods {
+    /// The pods no node fits, as last tried, with their `schedule::fingerprint`.
+    unschedulable: HashMap<String, (u64, Pod)>,
+    /// The pods a kubelet has started (or is starting): started once, however often seen.
+    started: HashSet<String>,
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.uid().unwrap_or_default()
 }
 
 impl Simulator {
-    /// Keeps the scheduler's view of the nodes' labels, taints and schedulability.
-    fn follow_nodes(self: &Arc<Self>) {
+    /// Keeps the scheduler's view of the nodes' labels, taints and schedulability, and
+    /// tries the unschedulable pods again when that changes. Answers once the nodes have
+    /// been listed.
+    fn follow_nodes(self: &Arc<Self>) -> tokio::sync::oneshot::Receiver<()> {
+        let (listed, answer) = tokio::sync::oneshot::channel();
         let sim = self.clone();
         tokio::spawn(async move {
+            let mut listed = Some(listed);
             let nodes: Api<Node> = Api::all(sim.client.clone());
             let mut events = watcher(nodes, watcher::Config::default()).boxed();
             while let Some(event) = events.next().await {
-                if let Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) = event {
-                    sim.nodes.lock().expect("nodes").update(&node);
+                match event {
+                    Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) => {
+                        let changed = sim.nodes.lock().expect("nodes").update(&node);
+                        if changed {
+                            sim.retry();
+                        }
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(listed) = listed.take() {
+                            let _ = listed.send(());
+                        }
+                    }
+                    Ok(watcher::Event::Init | watcher::Event::Delete(_)) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "node simulator: node watch interrupted");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
             }
         });
+        answer
     }
 
     /// Acts on a pod as it now is.
@@ -273,8 +317,17 @@ impl Simulator {
                 if scheduler.is_some_and(|s| s != "default-scheduler") {
                     return;
                 }
-                let choice = self.nodes.lock().expect("nodes").place(&pod);
-                tokio::spawn(async move { self.bind(pod, choice).await });
+                let fingerprint = schedule::fingerprint(&pod);
+                let pods = self.pods.lock().expect("pods");
+                if pods
+                    .unschedulable
+                    .get(&uid(&pod))
+                    .is_some_and(|(f, _)| *f == fingerprint)
+                {
+                    return; // only its status changed, most likely by this scheduler
+                }
+                drop(pods);
+                self.attempt(pod, fingerprint);
             }
             Some(node) => {
                 let index = self.nodes.lock().expect("nodes").bound(&pod, &node);
@@ -282,7 +335,11 @@ impl Simulator {
                     return; // not one of ours
                 };
                 let started = pod.status.as_ref().is_some_and(|s| s.start_time.is_some());
-                if !started && phase != "Succeeded" && phase != "Failed" {
+                if !started
+                    && phase != "Succeeded"
+                    && phase != "Failed"
+                    && self.pods.lock().expect("pods").started.insert(uid(&pod))
+                {
                     tokio::spawn(async move { self.start(pod, index).await });
                 }
             }
@@ -290,8 +347,52 @@ impl Simulator {
         }
     }
 
-    fn forget(&self, pod: &Pod) {
-        self.nodes.lock().expect("nodes").release(pod);
+    /// One scheduling attempt: the pod is placed and bound, or remembered as unschedulable
+    /// until it or the nodes change.
+    fn attempt(self: Arc<Self>, pod: Pod, fingerprint: u64) {
+        let choice = self.nodes.lock().expect("nodes").place(&pod);
+        let mut pods = self.pods.lock().expect("pods");
+        if choice.is_ok() {
+            pods.unschedulable.remove(&uid(&pod));
+        } else {
+            pods.unschedulable
+                .insert(uid(&pod), (fingerprint, pod.clone()));
+        }
+        drop(pods);
+        tokio::spawn(async move { self.bind(pod, choice).await });
+    }
+
+    /// Tries every unschedulable pod again, as upstream's scheduling queue does when a node
+    /// changes or a pod leaves one.
+    fn retry(self: &Arc<Self>) {
+        let pods = self.pods.lock().expect("pods");
+        let waiting: Vec<(u64, Pod)> = pods.unschedulable.values().cloned().collect();
+        drop(pods);
+        for (fingerprint, pod) in waiting {
+            self.clone().attempt(pod, fingerprint);
+        }
+    }
+
+    /// Tries the unschedulable pods again every `UNSCHEDULABLE_RETRY`, whatever changed.
+    async fn retry_unschedulable(self: Arc<Self>) {
+        let mut every = tokio::time::interval(UNSCHEDULABLE_RETRY);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            self.retry();
+        }
+    }
+
+    /// A pod deleted: the room it leaves may fit a pod that did not fit before.
+    fn gone(self: &Arc<Self>, pod: &Pod) {
+        let mut pods = self.pods.lock().expect("pods");
+        let uid = uid(pod);
+        pods.unschedulable.remove(&uid);
+        pods.started.remove(&uid);
+        drop(pods);
+        if self.nodes.lock().expect("nodes").release(pod) {
+            self.retry();
+        }
     }
 
     async fn bind(&self, pod: Pod, choice: Result<String, String>) {
@@ -316,13 +417,17 @@ impl Simulator {
                 .map(drop)
             }
             Err(why) => {
-                let status = json!({"status": {"phase": "Pending", "conditions": [{
-                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                    "message": why, "lastTransitionTime": now(),
-                }]}});
-                pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                    .await
-                    .map(drop)
+                if unschedulable_already(&pod, &why) {
+                    Ok(())
+                } else {
+                    let status = json!({"status": {"phase": "Pending", "conditions": [{
+                        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                        "message": why, "lastTransitionTime": now(),
+                    }]}});
+                    pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                        .await
+                        .map(drop)
+                }
             }
         };
         if let Err(e) = result {
@@ -352,6 +457,8 @@ impl Simulator {
         };
         if let Err(e) = status {
             tracing::debug!(pod = %name, %namespace, error = %e, "node simulator: pod status failed");
+            // Started again when next seen, if it is still there.
+            self.pods.lock().expect("pods").started.remove(&uid(&pod));
             return;
         }
         if job {
@@ -370,6 +477,22 @@ impl Simulator {
             }
         }
     }
+}
+
+/// Whether the pod already says why no node fits it, in these words: the condition is
+/// written only when it changes, as upstream's scheduler writes it.
+fn unschedulable_already(pod: &Pod, why: &str) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+                && c.message.as_deref() == Some(why)
+        })
 }
 
 fn container_names(pod: &Pod) -> Vec<(String, String)> {
