@@ -6,10 +6,17 @@
 //! Succeeded. It speaks only the public API (kube-rs), so it runs unchanged against a
 //! tenant of ours or a real cluster.
 //!
+//! It records the events of the components it plays as they do (`events.rs`): the
+//! scheduler's `Scheduled` and `FailedScheduling`, the kubelet's image, container and node
+//! events (`kubelet.rs`) and the node controller's `RegisteredNode`. Restarts are not
+//! simulated, so neither is the kubelet's `BackOff`.
+//!
 //! Pods can ask for other behaviour through annotations:
 //! - `nodesim.vcluster.io/ready: "false"`: running but never ready (a failing probe);
 //! - `nodesim.vcluster.io/exit-code: "<n>"`: a Job's pod exits with `n` (non-zero: Failed).
 
+mod events;
+mod kubelet;
 mod quantity;
 mod schedule;
 
@@ -25,6 +32,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
+use events::{Occurrence, Recorder, Source, Type};
 pub use schedule::Capacity;
 
 /// The field manager of the simulator's writes.
@@ -74,8 +82,9 @@ pub async fn run(client: Client, options: Options) -> Result<(), kube::Error> {
     let names: Vec<String> = (0..options.nodes)
         .map(|i| format!("{}-{i}", options.prefix))
         .collect();
+    let recorder = Recorder::start(&client);
     for (i, name) in names.iter().enumerate() {
-        register(&client, name, i, &options.capacity).await?;
+        register(&client, &recorder, name, i, &options.capacity).await?;
     }
     tokio::spawn(heartbeats(client.clone(), names.clone(), options.heartbeat));
     let sim = Arc::new(Simulator {
@@ -83,7 +92,10 @@ pub async fn run(client: Client, options: Options) -> Result<(), kube::Error> {
         options,
         nodes: Mutex::new(schedule::Nodes::new(&names)),
         permits: tokio::sync::Semaphore::new(CONCURRENCY),
+        recorder,
         pods: Mutex::new(Pods::default()),
+        answered: tokio::sync::Notify::new(),
+        images: Mutex::new(kubelet::Images::default()),
     });
     // Like upstream's scheduler, which waits for its informers, no pod is placed before
     // the nodes' capacity is known: it would be found unschedulable for nothing.
@@ -151,13 +163,17 @@ fn node_conditions(at: &str) -> Value {
     ])
 }
 
+/// Registers node `name` (or takes it over, as a restarted kubelet does) and records what
+/// its kubelet and the node controller say of it.
 async fn register(
     client: &Client,
+    recorder: &Recorder,
     name: &str,
     index: usize,
     capacity: &Capacity,
 ) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
+    let before = nodes.get_opt(name).await?;
     let node = json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -193,7 +209,7 @@ async fn register(
         },
         "phase": "Running",
     }});
-    nodes
+    let node = nodes
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
@@ -204,6 +220,17 @@ async fn register(
         "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": micro_now()},
     });
     leases.patch(name, &apply, &Patch::Apply(&lease)).await?;
+    recorder.record_all(kubelet::node_started(name, before.as_ref()));
+    // The node controller, played here too, starts with the simulator and so meets every
+    // node afresh, as kube-controller-manager does after a restart.
+    recorder.record(Occurrence {
+        source: Source::node_controller(),
+        object: events::node_reference(&node),
+        kind: Type::Normal,
+        reason: "RegisteredNode",
+        message: format!("Node {name} event: Registered Node {name} in Controller"),
+        action: None,
+    });
     Ok(())
 }
 
@@ -248,7 +275,11 @@ struct Simulator {
     options: Options,
     nodes: Mutex<schedule::Nodes>,
     permits: tokio::sync::Semaphore,
+    recorder: Recorder,
     pods: Mutex<Pods>,
+    /// Told whenever a binding of ours is answered (see `Pods::binding`).
+    answered: tokio::sync::Notify,
+    images: Mutex<kubelet::Images>,
 }
 
 /// What the scheduler and the kubelets remember of pods, by uid, until the pod is gone.
@@ -256,8 +287,14 @@ struct Simulator {
 struct Pods {
     /// The pods no node fits, as last tried, with their `schedule::fingerprint`.
     unschedulable: HashMap<String, (u64, Pod)>,
+    /// The pods this scheduler is binding. Their kubelet waits for the answer before it
+    /// says anything, so that `Scheduled` comes first, as it does upstream (the watch can
+    /// deliver the bound pod before the binding is answered).
+    binding: HashSet<String>,
     /// The pods a kubelet has started (or is starting): started once, however often seen.
     started: HashSet<String>,
+    /// The pods being deleted whose containers a kubelet has stopped.
+    stopped: HashSet<String>,
 }
 
 fn uid(pod: &Pod) -> String {
@@ -302,6 +339,9 @@ impl Simulator {
     /// Acts on a pod as it now is.
     fn saw(self: Arc<Self>, pod: Pod) {
         if pod.metadata.deletion_timestamp.is_some() {
+            if self.pods.lock().expect("pods").stopped.insert(uid(&pod)) {
+                self.stop(&pod);
+            }
             return;
         }
         let spec = pod.spec.as_ref();
@@ -354,6 +394,7 @@ impl Simulator {
         let mut pods = self.pods.lock().expect("pods");
         if choice.is_ok() {
             pods.unschedulable.remove(&uid(&pod));
+            pods.binding.insert(uid(&pod));
         } else {
             pods.unschedulable
                 .insert(uid(&pod), (fingerprint, pod.clone()));
@@ -383,15 +424,35 @@ impl Simulator {
         }
     }
 
-    /// A pod deleted: the room it leaves may fit a pod that did not fit before.
+    /// A pod deleted: its kubelet stops it if it ran and was not stopped yet, and the room
+    /// it leaves may fit a pod that did not fit before.
     fn gone(self: &Arc<Self>, pod: &Pod) {
         let mut pods = self.pods.lock().expect("pods");
         let uid = uid(pod);
         pods.unschedulable.remove(&uid);
         pods.started.remove(&uid);
+        let stopped = pods.stopped.remove(&uid);
         drop(pods);
+        if !stopped {
+            self.stop(pod);
+        }
         if self.nodes.lock().expect("nodes").release(pod) {
             self.retry();
+        }
+    }
+
+    /// The kubelet stops a pod's containers, if it runs on one of our nodes.
+    fn stop(&self, pod: &Pod) {
+        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+            return;
+        };
+        let running = pod
+            .status
+            .as_ref()
+            .is_some_and(|s| s.phase.as_deref() == Some("Running"));
+        if running && self.nodes.lock().expect("nodes").is_ours(node) {
+            self.recorder
+                .record_all(kubelet::containers_stopped(pod, node));
         }
     }
 
@@ -400,6 +461,14 @@ impl Simulator {
         let namespace = pod.namespace().unwrap_or_default();
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let name = pod.name_any();
+        let scheduler = |kind, reason, message, action| Occurrence {
+            source: Source::scheduler(),
+            object: events::pod_reference(&pod, None),
+            kind,
+            reason,
+            message,
+            action: Some(action),
+        };
         let result = match choice {
             Ok(node) => {
                 let binding = json!({
@@ -407,16 +476,30 @@ impl Simulator {
                     "metadata": {"name": name},
                     "target": {"apiVersion": "v1", "kind": "Node", "name": node},
                 });
-                pods.create_subresource::<Value, Value>(
-                    "binding",
-                    &name,
-                    &PostParams::default(),
-                    &binding,
-                )
-                .await
-                .map(drop)
+                let bound = pods
+                    .create_subresource::<Value, Value>(
+                        "binding",
+                        &name,
+                        &PostParams::default(),
+                        &binding,
+                    )
+                    .await;
+                if bound.is_ok() {
+                    let message = format!("Successfully assigned {namespace}/{name} to {node}");
+                    self.recorder
+                        .record(scheduler(Type::Normal, "Scheduled", message, "Binding"));
+                }
+                self.pods.lock().expect("pods").binding.remove(&uid(&pod));
+                self.answered.notify_waiters();
+                bound.map(drop)
             }
             Err(why) => {
+                self.recorder.record(scheduler(
+                    Type::Warning,
+                    "FailedScheduling",
+                    why.clone(),
+                    "Scheduling",
+                ));
                 if unschedulable_already(&pod, &why) {
                     Ok(())
                 } else {
@@ -449,6 +532,25 @@ impl Simulator {
             .iter()
             .any(|r| r.kind == "Job" && r.controller == Some(true));
         let ip = self.nodes.lock().expect("nodes").pod_ip(node);
+        let node_name = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        loop {
+            // The waiter is made before the check, so that an answer in between is not
+            // missed.
+            let answered = self.answered.notified();
+            if !self.pods.lock().expect("pods").binding.contains(&uid(&pod)) {
+                break;
+            }
+            answered.await;
+        }
+        let started = {
+            let mut images = self.images.lock().expect("images");
+            kubelet::containers_started(&pod, node, &node_name, &mut images)
+        };
+        self.recorder.record_all(started);
         let status = {
             let _permit = self.permits.acquire().await.expect("never closed");
             let status = running(&pod, node, &ip, ready);

@@ -78,6 +78,11 @@ impl Nodes {
         self.nodes.iter().position(|n| n.name == name)
     }
 
+    /// Whether `name` is one of the simulated nodes.
+    pub(crate) fn is_ours(&self, name: &str) -> bool {
+        self.index(name).is_some()
+    }
+
     /// Takes in a node as the API has it now (ours only); whether that changes where pods
     /// fit (its labels, taints, schedulability or allocatable resources).
     pub(crate) fn update(&mut self, node: &Node) -> bool {
