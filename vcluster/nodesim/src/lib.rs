@@ -6,13 +6,21 @@
 //! Succeeded. It speaks only the public API (kube-rs), so it runs unchanged against a
 //! tenant of ours or a real cluster.
 //!
+//! It records the events of the components it plays as they do (`events.rs`): the
+//! scheduler's `Scheduled` and `FailedScheduling`, the kubelet's image, container and node
+//! events (`kubelet.rs`) and the node controller's `RegisteredNode`. Restarts are not
+//! simulated, so neither is the kubelet's `BackOff`.
+//!
 //! Pods can ask for other behaviour through annotations:
 //! - `nodesim.vcluster.io/ready: "false"`: running but never ready (a failing probe);
 //! - `nodesim.vcluster.io/exit-code: "<n>"`: a Job's pod exits with `n` (non-zero: Failed).
 
+mod events;
+mod kubelet;
 mod quantity;
 mod schedule;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +32,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
+use events::{Occurrence, Recorder, Source, Type};
 pub use schedule::Capacity;
 
 /// The field manager of the simulator's writes.
@@ -63,6 +72,9 @@ impl Default for Options {
 
 /// How many API calls for pods run at once.
 const CONCURRENCY: usize = 32;
+/// How often unschedulable pods are tried again even if nothing changed: upstream's
+/// scheduler moves a pod back to its active queue after five minutes at most.
+const UNSCHEDULABLE_RETRY: Duration = Duration::from_secs(300);
 
 /// Registers the nodes and runs until the pod watch fails for good (it retries with
 /// backoff on its own) or the task is dropped.
@@ -70,8 +82,9 @@ pub async fn run(client: Client, options: Options) -> Result<(), kube::Error> {
     let names: Vec<String> = (0..options.nodes)
         .map(|i| format!("{}-{i}", options.prefix))
         .collect();
+    let recorder = Recorder::start(&client);
     for (i, name) in names.iter().enumerate() {
-        register(&client, name, i, &options.capacity).await?;
+        register(&client, &recorder, name, i, &options.capacity).await?;
     }
     tokio::spawn(heartbeats(client.clone(), names.clone(), options.heartbeat));
     let sim = Arc::new(Simulator {
@@ -79,14 +92,23 @@ pub async fn run(client: Client, options: Options) -> Result<(), kube::Error> {
         options,
         nodes: Mutex::new(schedule::Nodes::new(&names)),
         permits: tokio::sync::Semaphore::new(CONCURRENCY),
+        recorder,
+        pods: Mutex::new(Pods::default()),
+        answered: tokio::sync::Notify::new(),
+        images: Mutex::new(kubelet::Images::default()),
     });
-    sim.follow_nodes();
+    // Like upstream's scheduler, which waits for its informers, no pod is placed before
+    // the nodes' capacity is known: it would be found unschedulable for nothing.
+    if sim.follow_nodes().await.is_err() {
+        tracing::debug!("node simulator: the node watch ended before it listed the nodes");
+    }
+    tokio::spawn(sim.clone().retry_unschedulable());
     let pods: Api<Pod> = Api::all(client);
     let mut events = watcher(pods, watcher::Config::default()).boxed();
     while let Some(event) = events.next().await {
         match event {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => sim.clone().saw(pod),
-            Ok(watcher::Event::Delete(pod)) => sim.forget(&pod),
+            Ok(watcher::Event::Delete(pod)) => sim.gone(&pod),
             Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
             Err(e) => {
                 tracing::debug!(error = %e, "node simulator: pod watch interrupted");
@@ -141,13 +163,17 @@ fn node_conditions(at: &str) -> Value {
     ])
 }
 
+/// Registers node `name` (or takes it over, as a restarted kubelet does) and records what
+/// its kubelet and the node controller say of it.
 async fn register(
     client: &Client,
+    recorder: &Recorder,
     name: &str,
     index: usize,
     capacity: &Capacity,
 ) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
+    let before = nodes.get_opt(name).await?;
     let node = json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -183,7 +209,7 @@ async fn register(
         },
         "phase": "Running",
     }});
-    nodes
+    let node = nodes
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
@@ -194,6 +220,17 @@ async fn register(
         "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": micro_now()},
     });
     leases.patch(name, &apply, &Patch::Apply(&lease)).await?;
+    recorder.record_all(kubelet::node_started(name, before.as_ref()));
+    // The node controller, played here too, starts with the simulator and so meets every
+    // node afresh, as kube-controller-manager does after a restart.
+    recorder.record(Occurrence {
+        source: Source::node_controller(),
+        object: events::node_reference(&node),
+        kind: Type::Normal,
+        reason: "RegisteredNode",
+        message: format!("Node {name} event: Registered Node {name} in Controller"),
+        action: None,
+    });
     Ok(())
 }
 
@@ -238,26 +275,73 @@ struct Simulator {
     options: Options,
     nodes: Mutex<schedule::Nodes>,
     permits: tokio::sync::Semaphore,
+    recorder: Recorder,
+    pods: Mutex<Pods>,
+    /// Told whenever a binding of ours is answered (see `Pods::binding`).
+    answered: tokio::sync::Notify,
+    images: Mutex<kubelet::Images>,
+}
+
+/// What the scheduler and the kubelets remember of pods, by uid, until the pod is gone.
+#[derive(Default)]
+struct Pods {
+    /// The pods no node fits, as last tried, with their `schedule::fingerprint`.
+    unschedulable: HashMap<String, (u64, Pod)>,
+    /// The pods this scheduler is binding. Their kubelet waits for the answer before it
+    /// says anything, so that `Scheduled` comes first, as it does upstream (the watch can
+    /// deliver the bound pod before the binding is answered).
+    binding: HashSet<String>,
+    /// The pods a kubelet has started (or is starting): started once, however often seen.
+    started: HashSet<String>,
+    /// The pods being deleted whose containers a kubelet has stopped.
+    stopped: HashSet<String>,
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.uid().unwrap_or_default()
 }
 
 impl Simulator {
-    /// Keeps the scheduler's view of the nodes' labels, taints and schedulability.
-    fn follow_nodes(self: &Arc<Self>) {
+    /// Keeps the scheduler's view of the nodes' labels, taints and schedulability, and
+    /// tries the unschedulable pods again when that changes. Answers once the nodes have
+    /// been listed.
+    fn follow_nodes(self: &Arc<Self>) -> tokio::sync::oneshot::Receiver<()> {
+        let (listed, answer) = tokio::sync::oneshot::channel();
         let sim = self.clone();
         tokio::spawn(async move {
+            let mut listed = Some(listed);
             let nodes: Api<Node> = Api::all(sim.client.clone());
             let mut events = watcher(nodes, watcher::Config::default()).boxed();
             while let Some(event) = events.next().await {
-                if let Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) = event {
-                    sim.nodes.lock().expect("nodes").update(&node);
+                match event {
+                    Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) => {
+                        let changed = sim.nodes.lock().expect("nodes").update(&node);
+                        if changed {
+                            sim.retry();
+                        }
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(listed) = listed.take() {
+                            let _ = listed.send(());
+                        }
+                    }
+                    Ok(watcher::Event::Init | watcher::Event::Delete(_)) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "node simulator: node watch interrupted");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
             }
         });
+        answer
     }
 
     /// Acts on a pod as it now is.
     fn saw(self: Arc<Self>, pod: Pod) {
         if pod.metadata.deletion_timestamp.is_some() {
+            if self.pods.lock().expect("pods").stopped.insert(uid(&pod)) {
+                self.stop(&pod);
+            }
             return;
         }
         let spec = pod.spec.as_ref();
@@ -273,8 +357,17 @@ impl Simulator {
                 if scheduler.is_some_and(|s| s != "default-scheduler") {
                     return;
                 }
-                let choice = self.nodes.lock().expect("nodes").place(&pod);
-                tokio::spawn(async move { self.bind(pod, choice).await });
+                let fingerprint = schedule::fingerprint(&pod);
+                let pods = self.pods.lock().expect("pods");
+                if pods
+                    .unschedulable
+                    .get(&uid(&pod))
+                    .is_some_and(|(f, _)| *f == fingerprint)
+                {
+                    return; // only its status changed, most likely by this scheduler
+                }
+                drop(pods);
+                self.attempt(pod, fingerprint);
             }
             Some(node) => {
                 let index = self.nodes.lock().expect("nodes").bound(&pod, &node);
@@ -282,7 +375,11 @@ impl Simulator {
                     return; // not one of ours
                 };
                 let started = pod.status.as_ref().is_some_and(|s| s.start_time.is_some());
-                if !started && phase != "Succeeded" && phase != "Failed" {
+                if !started
+                    && phase != "Succeeded"
+                    && phase != "Failed"
+                    && self.pods.lock().expect("pods").started.insert(uid(&pod))
+                {
                     tokio::spawn(async move { self.start(pod, index).await });
                 }
             }
@@ -290,8 +387,73 @@ impl Simulator {
         }
     }
 
-    fn forget(&self, pod: &Pod) {
-        self.nodes.lock().expect("nodes").release(pod);
+    /// One scheduling attempt: the pod is placed and bound, or remembered as unschedulable
+    /// until it or the nodes change.
+    fn attempt(self: Arc<Self>, pod: Pod, fingerprint: u64) {
+        let choice = self.nodes.lock().expect("nodes").place(&pod);
+        let mut pods = self.pods.lock().expect("pods");
+        if choice.is_ok() {
+            pods.unschedulable.remove(&uid(&pod));
+            pods.binding.insert(uid(&pod));
+        } else {
+            pods.unschedulable
+                .insert(uid(&pod), (fingerprint, pod.clone()));
+        }
+        drop(pods);
+        tokio::spawn(async move { self.bind(pod, choice).await });
+    }
+
+    /// Tries every unschedulable pod again, as upstream's scheduling queue does when a node
+    /// changes or a pod leaves one.
+    fn retry(self: &Arc<Self>) {
+        let pods = self.pods.lock().expect("pods");
+        let waiting: Vec<(u64, Pod)> = pods.unschedulable.values().cloned().collect();
+        drop(pods);
+        for (fingerprint, pod) in waiting {
+            self.clone().attempt(pod, fingerprint);
+        }
+    }
+
+    /// Tries the unschedulable pods again every `UNSCHEDULABLE_RETRY`, whatever changed.
+    async fn retry_unschedulable(self: Arc<Self>) {
+        let mut every = tokio::time::interval(UNSCHEDULABLE_RETRY);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            self.retry();
+        }
+    }
+
+    /// A pod deleted: its kubelet stops it if it ran and was not stopped yet, and the room
+    /// it leaves may fit a pod that did not fit before.
+    fn gone(self: &Arc<Self>, pod: &Pod) {
+        let mut pods = self.pods.lock().expect("pods");
+        let uid = uid(pod);
+        pods.unschedulable.remove(&uid);
+        pods.started.remove(&uid);
+        let stopped = pods.stopped.remove(&uid);
+        drop(pods);
+        if !stopped {
+            self.stop(pod);
+        }
+        if self.nodes.lock().expect("nodes").release(pod) {
+            self.retry();
+        }
+    }
+
+    /// The kubelet stops a pod's containers, if it runs on one of our nodes.
+    fn stop(&self, pod: &Pod) {
+        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+            return;
+        };
+        let running = pod
+            .status
+            .as_ref()
+            .is_some_and(|s| s.phase.as_deref() == Some("Running"));
+        if running && self.nodes.lock().expect("nodes").is_ours(node) {
+            self.recorder
+                .record_all(kubelet::containers_stopped(pod, node));
+        }
     }
 
     async fn bind(&self, pod: Pod, choice: Result<String, String>) {
@@ -299,6 +461,14 @@ impl Simulator {
         let namespace = pod.namespace().unwrap_or_default();
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let name = pod.name_any();
+        let scheduler = |kind, reason, message, action| Occurrence {
+            source: Source::scheduler(),
+            object: events::pod_reference(&pod, None),
+            kind,
+            reason,
+            message,
+            action: Some(action),
+        };
         let result = match choice {
             Ok(node) => {
                 let binding = json!({
@@ -306,23 +476,41 @@ impl Simulator {
                     "metadata": {"name": name},
                     "target": {"apiVersion": "v1", "kind": "Node", "name": node},
                 });
-                pods.create_subresource::<Value, Value>(
-                    "binding",
-                    &name,
-                    &PostParams::default(),
-                    &binding,
-                )
-                .await
-                .map(drop)
+                let bound = pods
+                    .create_subresource::<Value, Value>(
+                        "binding",
+                        &name,
+                        &PostParams::default(),
+                        &binding,
+                    )
+                    .await;
+                if bound.is_ok() {
+                    let message = format!("Successfully assigned {namespace}/{name} to {node}");
+                    self.recorder
+                        .record(scheduler(Type::Normal, "Scheduled", message, "Binding"));
+                }
+                self.pods.lock().expect("pods").binding.remove(&uid(&pod));
+                self.answered.notify_waiters();
+                bound.map(drop)
             }
             Err(why) => {
-                let status = json!({"status": {"phase": "Pending", "conditions": [{
-                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                    "message": why, "lastTransitionTime": now(),
-                }]}});
-                pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                    .await
-                    .map(drop)
+                self.recorder.record(scheduler(
+                    Type::Warning,
+                    "FailedScheduling",
+                    why.clone(),
+                    "Scheduling",
+                ));
+                if unschedulable_already(&pod, &why) {
+                    Ok(())
+                } else {
+                    let status = json!({"status": {"phase": "Pending", "conditions": [{
+                        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                        "message": why, "lastTransitionTime": now(),
+                    }]}});
+                    pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                        .await
+                        .map(drop)
+                }
             }
         };
         if let Err(e) = result {
@@ -344,6 +532,25 @@ impl Simulator {
             .iter()
             .any(|r| r.kind == "Job" && r.controller == Some(true));
         let ip = self.nodes.lock().expect("nodes").pod_ip(node);
+        let node_name = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        loop {
+            // The waiter is made before the check, so that an answer in between is not
+            // missed.
+            let answered = self.answered.notified();
+            if !self.pods.lock().expect("pods").binding.contains(&uid(&pod)) {
+                break;
+            }
+            answered.await;
+        }
+        let started = {
+            let mut images = self.images.lock().expect("images");
+            kubelet::containers_started(&pod, node, &node_name, &mut images)
+        };
+        self.recorder.record_all(started);
         let status = {
             let _permit = self.permits.acquire().await.expect("never closed");
             let status = running(&pod, node, &ip, ready);
@@ -352,6 +559,8 @@ impl Simulator {
         };
         if let Err(e) = status {
             tracing::debug!(pod = %name, %namespace, error = %e, "node simulator: pod status failed");
+            // Started again when next seen, if it is still there.
+            self.pods.lock().expect("pods").started.remove(&uid(&pod));
             return;
         }
         if job {
@@ -370,6 +579,22 @@ impl Simulator {
             }
         }
     }
+}
+
+/// Whether the pod already says why no node fits it, in these words: the condition is
+/// written only when it changes, as upstream's scheduler writes it.
+fn unschedulable_already(pod: &Pod, why: &str) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+                && c.message.as_deref() == Some(why)
+        })
 }
 
 fn container_names(pod: &Pod) -> Vec<(String, String)> {

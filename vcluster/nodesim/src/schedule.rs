@@ -2,6 +2,7 @@
 //! which node a pod fits on (nodeSelector, taints and tolerations, requests).
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
@@ -77,17 +78,22 @@ impl Nodes {
         self.nodes.iter().position(|n| n.name == name)
     }
 
-    /// Takes in a node as the API has it now (ours only).
-    pub(crate) fn update(&mut self, node: &Node) {
+    /// Whether `name` is one of the simulated nodes.
+    pub(crate) fn is_ours(&self, name: &str) -> bool {
+        self.index(name).is_some()
+    }
+
+    /// Takes in a node as the API has it now (ours only); whether that changes where pods
+    /// fit (its labels, taints, schedulability or allocatable resources).
+    pub(crate) fn update(&mut self, node: &Node) -> bool {
         let Some(i) = self.index(&node.name_any()) else {
-            return;
+            return false;
         };
         let state = &mut self.nodes[i];
-        state.labels = serde_json::to_value(node.labels()).unwrap_or_default();
+        let labels = serde_json::to_value(node.labels()).unwrap_or_default();
         let spec = node.spec.as_ref();
-        state.taints =
-            serde_json::to_value(spec.and_then(|s| s.taints.as_ref())).unwrap_or_default();
-        state.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
+        let taints = serde_json::to_value(spec.and_then(|s| s.taints.as_ref())).unwrap_or_default();
+        let unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
         let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
         let get = |r: &str| {
             allocatable
@@ -96,7 +102,18 @@ impl Nodes {
                 .unwrap_or(0)
         };
         let pods = usize::try_from(get("pods") / 1000).unwrap_or(0);
-        state.allocatable = (get("cpu"), get("memory"), pods);
+        let allocatable = (get("cpu"), get("memory"), pods);
+        let changed = (
+            &state.labels,
+            &state.taints,
+            state.unschedulable,
+            state.allocatable,
+        ) != (&labels, &taints, unschedulable, allocatable);
+        state.labels = labels;
+        state.taints = taints;
+        state.unschedulable = unschedulable;
+        state.allocatable = allocatable;
+        changed
     }
 
     /// Picks the least loaded node the pod fits on and counts it there; or says why none.
@@ -177,13 +194,16 @@ impl Nodes {
         Some(i)
     }
 
-    pub(crate) fn release(&mut self, pod: &Pod) {
-        if let Some((node, cpu, memory)) = self.placed.remove(&pod.uid().unwrap_or_default()) {
-            let used = &mut self.nodes[node].used;
-            used.0 -= cpu;
-            used.1 -= memory;
-            used.2 -= 1;
-        }
+    /// Stops counting a pod against its node; whether it was counted.
+    pub(crate) fn release(&mut self, pod: &Pod) -> bool {
+        let Some((node, cpu, memory)) = self.placed.remove(&pod.uid().unwrap_or_default()) else {
+            return false;
+        };
+        let used = &mut self.nodes[node].used;
+        used.0 -= cpu;
+        used.1 -= memory;
+        used.2 -= 1;
+        true
     }
 
     /// A fresh pod address on node `node`: `10.244.<node>.<n>`, from the node's /24.
@@ -192,6 +212,23 @@ impl Nodes {
         state.last_ip = state.last_ip % 253 + 1;
         format!("10.244.{node}.{}", state.last_ip + 1)
     }
+}
+
+/// What upstream's scheduler compares to tell whether an unschedulable pod changed and is
+/// worth another attempt: everything but its status and bookkeeping (resourceVersion,
+/// generation, managedFields, finalizers). A status written by the scheduler itself is no
+/// reason to try again.
+pub(crate) fn fingerprint(pod: &Pod) -> u64 {
+    let mut metadata = pod.metadata.clone();
+    metadata.resource_version = None;
+    metadata.generation = None;
+    metadata.managed_fields = None;
+    metadata.finalizers = None;
+    let mut hasher = DefaultHasher::new();
+    serde_json::to_string(&(metadata, &pod.spec))
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The scheduler's message when no node fits, in upstream's form.
@@ -267,6 +304,32 @@ mod tests {
         // A pod that goes frees its room.
         nodes.release(&pod("1", small.clone()));
         assert_eq!(nodes.place(&pod("5", small)), Ok("a".into()));
+    }
+
+    #[test]
+    fn a_pod_changes_for_the_scheduler_only_outside_its_status() {
+        let spec = json!({"containers": [{"name": "c"}]});
+        let mut pod = pod("1", spec);
+        let before = fingerprint(&pod);
+        pod.metadata.resource_version = Some("9".into());
+        pod.metadata.managed_fields = Some(Vec::new());
+        pod.status = Some(serde_json::from_value(json!({"phase": "Pending"})).expect("status"));
+        assert_eq!(fingerprint(&pod), before);
+        pod.metadata.annotations = Some([("retry".to_owned(), "1".to_owned())].into());
+        assert_ne!(fingerprint(&pod), before);
+    }
+
+    #[test]
+    fn only_what_decides_placement_is_a_change() {
+        let mut nodes = Nodes::new(&["a".into()]);
+        let a = node("a", json!({}), json!([]), "1");
+        assert!(nodes.update(&a));
+        assert!(!nodes.update(&a), "the same node again");
+        let mut ready = a.clone();
+        ready.status.as_mut().expect("status").conditions = Some(Vec::new());
+        assert!(!nodes.update(&ready), "conditions decide nothing here");
+        assert!(nodes.update(&node("a", json!({"disk": "ssd"}), json!([]), "1")));
+        assert!(!nodes.update(&node("other", json!({}), json!([]), "1")));
     }
 
     #[test]
