@@ -26,7 +26,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the control plane in the foreground, serving the tenant `default`.
+    /// Run the control plane in the foreground, serving the tenants of --tenant (`default`
+    /// unless told otherwise).
     Up(UpArgs),
 }
 
@@ -51,10 +52,23 @@ pub struct UpArgs {
     /// Comma-separated etcd client URLs, for --store etcd.
     #[arg(long, env = "VCLUSTER_ETCD_ENDPOINTS", value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
-    /// Register this many simulated nodes in the tenant and play their scheduler and
+    /// Register this many simulated nodes in each tenant and play their scheduler and
     /// kubelet (pods are bound, then Running and Ready; Jobs' pods complete).
     #[arg(long, env = "VCLUSTER_SIMULATED_NODES", default_value_t = 0)]
     pub simulated_nodes: usize,
+    /// A tenant to serve, opened or created in the store (repeatable, or comma-separated in
+    /// the environment). The first is also the one served to requests that name none (by
+    /// the SNI host `<name>.vcluster.local` or the path prefix `/clusters/<name>`). Each
+    /// tenant's admin kubeconfig goes to `<data-dir>/tenants/<name>/kubeconfig` (reaching it
+    /// by SNI), the first's also to `<data-dir>/kubeconfig`.
+    #[arg(
+        long = "tenant",
+        value_name = "NAME",
+        env = "VCLUSTER_TENANTS",
+        value_delimiter = ',',
+        default_value = "default"
+    )]
+    pub tenants: Vec<String>,
 }
 
 /// Runs a parsed command line to its end; the exit code is 64 for bad configuration, 1 for
@@ -101,6 +115,22 @@ pub fn init_logging() {
 #[error("{0}")]
 pub struct ConfigError(String);
 
+/// The names of --tenant: at least one, each a DNS label (what a tenant's store prefix and
+/// host name need), none twice.
+fn check_tenant_names(names: &[String]) -> Result<(), ConfigError> {
+    if names.is_empty() {
+        return Err(ConfigError("--tenant names no tenant".into()));
+    }
+    for (i, name) in names.iter().enumerate() {
+        vcluster_store::tenant_prefix(name)
+            .map_err(|e| ConfigError(format!("--tenant {name:?}: {e}")))?;
+        if names[..i].contains(name) {
+            return Err(ConfigError(format!("--tenant {name:?} is given twice")));
+        }
+    }
+    Ok(())
+}
+
 async fn open_store(args: &UpArgs) -> anyhow::Result<Arc<dyn Backend>> {
     Ok(match args.store {
         StoreKind::Embedded => {
@@ -127,6 +157,7 @@ async fn open_store(args: &UpArgs) -> anyhow::Result<Arc<dyn Backend>> {
 
 /// `vcluster up`: serves until interrupted (Ctrl-C) or the server fails.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    check_tenant_names(&args.tenants)?;
     let backend = open_store(&args).await?;
     // Kubernetes keeps five minutes of history; so do we.
     let compactor = Compactor::new(CompactionPolicy {
@@ -152,11 +183,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .load_all()
         .await
         .context("cannot load the tenants")?;
-    let tenant = tenants
-        .open_or_create("default")
-        .await
-        .context("cannot open tenant default")?;
-    tenants.set_default("default");
+    let mut served = Vec::new();
+    for name in &args.tenants {
+        let tenant = tenants
+            .open_or_create(name)
+            .await
+            .with_context(|| format!("cannot open tenant {name}"))?;
+        served.push(tenant);
+    }
+    tenants.set_default(&served[0].name);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -166,17 +201,39 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         Ok(std::net::IpAddr::V6(_)) => format!("https://[{host}]:{port}"),
         _ => format!("https://{host}:{port}"),
     };
-    std::fs::create_dir_all(&args.data_dir)?;
+    for tenant in &served {
+        let dir = args.data_dir.join("tenants").join(&tenant.name);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let kubeconfig = dir.join("kubeconfig");
+        write_private(
+            &kubeconfig,
+            &tenant.admin_kubeconfig(&tenants, &server, true)?,
+        )?;
+        if args.simulated_nodes > 0 {
+            tokio::spawn(simulate_nodes(
+                tenant.name.clone(),
+                kubeconfig,
+                args.simulated_nodes,
+            ));
+        }
+    }
+    // The first tenant's also where it always was, reaching it without SNI.
     let kubeconfig = args.data_dir.join("kubeconfig");
-    let rendered = tenant.admin_kubeconfig(&tenants, &server, false)?;
-    write_private(&kubeconfig, &rendered)?;
-    tracing::info!(%server, kubeconfig = %kubeconfig.display(), "vcluster is up");
+    write_private(
+        &kubeconfig,
+        &served[0].admin_kubeconfig(&tenants, &server, false)?,
+    )?;
+    tracing::info!(%server, kubeconfig = %kubeconfig.display(), tenants = ?args.tenants, "vcluster is up");
     eprintln!(
         "vcluster is up at {server}\n  kubectl --kubeconfig {} get namespaces",
         kubeconfig.display()
     );
-    if args.simulated_nodes > 0 {
-        tokio::spawn(simulate_nodes(kubeconfig.clone(), args.simulated_nodes));
+    if served.len() > 1 {
+        eprintln!(
+            "  every tenant's kubeconfig: {}/tenants/<name>/kubeconfig",
+            args.data_dir.display()
+        );
     }
     tokio::select! {
         served = vcluster_apiserver::serve(listener, tenants) => served.context("the server stopped")?,
@@ -185,8 +242,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the node simulator against the tenant, as a client of its API like any other.
-async fn simulate_nodes(kubeconfig: PathBuf, nodes: usize) {
+/// Runs the node simulator against a tenant, as a client of its API like any other.
+async fn simulate_nodes(tenant: String, kubeconfig: PathBuf, nodes: usize) {
     let result = async {
         let config = kube::Config::from_custom_kubeconfig(
             kube::config::Kubeconfig::read_from(&kubeconfig)?,
@@ -198,13 +255,13 @@ async fn simulate_nodes(kubeconfig: PathBuf, nodes: usize) {
             nodes,
             ..Default::default()
         };
-        tracing::info!(nodes, "node simulator starting");
+        tracing::info!(tenant, nodes, "node simulator starting");
         vcluster_nodesim::run(client, options).await?;
         anyhow::Ok(())
     }
     .await;
     if let Err(e) = result {
-        tracing::error!(error = %format!("{e:#}"), "the node simulator stopped");
+        tracing::error!(tenant, error = %format!("{e:#}"), "the node simulator stopped");
     }
 }
 
@@ -221,4 +278,37 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up_args(args: &[&str]) -> UpArgs {
+        let cli = Cli::try_parse_from([&["vcluster", "up"], args].concat()).expect("parses");
+        match cli.command {
+            Command::Up(args) => args,
+        }
+    }
+
+    #[test]
+    fn tenants_default_to_default_and_repeat_in_order() {
+        assert_eq!(up_args(&[]).tenants, ["default"]);
+        let args = up_args(&["--tenant", "b", "--tenant", "a"]);
+        assert_eq!(args.tenants, ["b", "a"]);
+        check_tenant_names(&args.tenants).expect("valid names");
+    }
+
+    #[test]
+    fn bad_or_repeated_tenant_names_are_configuration_errors() {
+        for (names, wanted) in [
+            (vec!["Bad_Name"], "not a DNS label"),
+            (vec!["a", "b", "a"], "given twice"),
+            (vec![], "no tenant"),
+        ] {
+            let names: Vec<String> = names.into_iter().map(str::to_owned).collect();
+            let ConfigError(message) = check_tenant_names(&names).expect_err("refused");
+            assert!(message.contains(wanted), "{names:?}: {message}");
+        }
+    }
 }
