@@ -5,14 +5,15 @@
 //! [`command`] starts the program through `sh`, which first forks a watcher and then `exec`s
 //! the program, so the child *is* the program (`kill`, `wait` and the exit status are its
 //! own). The watcher reads the child's standard input, a pipe whose only writer is the test
-//! process; when it reaches end of file (the test process exited, however it exited, or it
-//! dropped the `Child`) while the program still runs, the watcher kills the program
-//! (SIGKILL), waits for it to be gone and removes the directory it was given. A program that
-//! already ended (killed and waited for by its owner, say to restart it) is left alone, and
-//! so is its directory: the watcher checks that it is still the program's child, so it never
-//! signals a process id that has been reused.
+//! process. When it reaches end of file (the test process exited, however it exited, or
+//! dropped the pipe), the watcher kills the program (SIGKILL) if it still runs, waits for it
+//! to be gone and removes the directory it was given. [`Tethered::kill`], an owner stopping
+//! the program itself (say to restart it on the same directory), says `keep` down the pipe
+//! first: the watcher then ends without touching anything. The watcher signals the program
+//! only while it is still the program's child, so never a process id that has been reused.
 
 use std::ffi::OsStr;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 
@@ -25,15 +26,19 @@ shift
 exec 3<&0
 {
     trap '' INT HUP TERM
-    while read -r _ <&3; do :; done
+    keep=
+    while read -r line <&3; do
+        if [ "$line" = keep ]; then keep=1; fi
+    done
+    if [ -n "$keep" ]; then exit 0; fi
     read -r _ _ _ parent _ </proc/self/stat
     if [ "$parent" = "$$" ]; then
         kill -KILL "$$"
         while read -r _ _ _ parent _ </proc/self/stat && [ "$parent" = "$$" ]; do
             sleep 0.05
         done
-        if [ -n "$dir" ]; then rm -rf -- "$dir"; fi
     fi
+    if [ -n "$dir" ]; then rm -rf -- "$dir"; fi
 } >/dev/null 2>&1 &
 exec "$@" 3<&- </dev/null
 "#;
@@ -57,7 +62,7 @@ pub fn command(program: impl AsRef<OsStr>, remove: Option<&Path>) -> Command {
 pub struct Tethered {
     child: Child,
     /// The tether: the write end of the watcher's pipe. `Child::wait` would close it before
-    /// waiting, so it is kept apart and closed once the program is gone.
+    /// waiting, and so have the program killed, so it is kept apart.
     tether: Option<ChildStdin>,
 }
 
@@ -85,10 +90,12 @@ impl Tethered {
 
     /// Kills the program (SIGKILL) and waits for it; its directory stays.
     pub fn kill(&mut self) {
+        if let Some(mut tether) = self.tether.take() {
+            // Best effort: a watcher that is gone has nothing left to do.
+            let _ = tether.write_all(b"keep\n");
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // The watcher, no longer the program's child, ends without touching anything.
-        self.tether.take();
     }
 }
 
@@ -137,6 +144,18 @@ mod tests {
         eventually("the program still runs", || !runs(pid));
         eventually("the directory was not removed", || !data.exists());
         program.wait().expect("wait");
+    }
+
+    #[test]
+    fn a_program_that_ended_by_itself_has_its_directory_removed_at_the_end() {
+        let dir = tempfile::tempdir().expect("dir");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("data dir");
+        let mut program = Tethered::spawn(&mut command("true", Some(&data))).expect("spawn");
+        assert!(program.wait().expect("wait").success());
+        assert!(data.exists());
+        program.tether.take();
+        eventually("the directory was not removed", || !data.exists());
     }
 
     #[test]
