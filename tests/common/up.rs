@@ -118,54 +118,62 @@ impl Up {
         }
     }
 
-    /// The admin kubeconfig of every tenant, as `vcluster up` writes them.
-    fn kubeconfigs(&self) -> Vec<PathBuf> {
+    /// Each tenant's admin kubeconfig (only `default`'s: `<data-dir>/kubeconfig`, when no
+    /// --tenant was given).
+    fn tenant_kubeconfigs(&self) -> Vec<PathBuf> {
         if self.tenants.is_empty() {
             return vec![self.kubeconfig()];
         }
-        let mut all: Vec<PathBuf> = self
-            .tenants
+        self.tenants
             .iter()
             .map(|t| self.tenant(t).kubeconfig)
-            .collect();
-        all.push(self.kubeconfig());
-        all
+            .collect()
     }
 
     /// Kills the server and starts it again on the same data directory and port; returns
     /// once it serves again, with kubeconfigs it wrote anew.
     pub fn restart(&mut self) {
         self.process.take();
-        for kubeconfig in self.kubeconfigs() {
+        let mut written = self.tenant_kubeconfigs();
+        written.push(self.kubeconfig());
+        written.dedup();
+        for kubeconfig in written {
             std::fs::remove_file(&kubeconfig)
                 .unwrap_or_else(|e| panic!("remove {}: {e}", kubeconfig.display()));
         }
         self.spawn();
     }
 
-    /// Until every tenant answers `/healthz` and lists its simulated nodes.
+    /// Until the server answers `/healthz` (it has written every kubeconfig by then), then
+    /// until every tenant lists its simulated nodes.
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        for kubeconfig in self.kubeconfigs() {
-            let k = Kubectl::new("v36", &kubeconfig);
-            loop {
-                if let Some(Ok(Some(status))) = self.process.as_mut().map(Tethered::try_wait) {
-                    panic!("vcluster up exited during start-up ({status})");
-                }
-                if kubeconfig.exists() && k.run(&["get", "--raw", "/healthz"]).ok {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "vcluster up did not serve {} within 30 s",
-                    kubeconfig.display()
-                );
-                std::thread::sleep(Duration::from_millis(50));
+        let kubeconfigs = self.tenant_kubeconfigs();
+        let k = Kubectl::new("v36", self.kubeconfig());
+        loop {
+            if let Some(Ok(Some(status))) = self.process.as_mut().map(Tethered::try_wait) {
+                panic!("vcluster up exited during start-up ({status})");
             }
+            if self.kubeconfig().exists() && k.run(&["get", "--raw", "/healthz"]).ok {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vcluster up did not serve within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for kubeconfig in &kubeconfigs {
+            assert!(
+                kubeconfig.exists(),
+                "{} was not written",
+                kubeconfig.display()
+            );
             if self.simulated_nodes > 0 {
-                k.eventually(&["get", "nodes", "-o", "name"], |out| {
-                    out.lines().count() >= self.simulated_nodes
-                });
+                Kubectl::new("v36", kubeconfig)
+                    .eventually(&["get", "nodes", "-o", "name"], |out| {
+                        out.lines().count() >= self.simulated_nodes
+                    });
             }
         }
     }
