@@ -8,10 +8,13 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+pub mod tether;
+use tether::Tethered;
 
 /// Environment variable naming the etcd binary (default: `etcd` on `PATH`).
 pub const ETCD_BIN_ENV: &str = "VCLUSTER_ETCD_BIN";
@@ -30,7 +33,7 @@ struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
-    child: Option<Child>,
+    child: Option<Tethered>,
 }
 
 /// Real etcd members on loopback. Dropping it kills them and removes their data.
@@ -98,42 +101,38 @@ impl EtcdCluster {
         let m = &self.members[i];
         let client = format!("http://127.0.0.1:{}", m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let child = Command::new(etcd_bin())
-            .args(["--name", &m.name, "--data-dir"])
-            .arg(&data_dir)
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &self.initial_cluster])
-            .args([
-                "--initial-cluster-state",
-                "new",
-                "--initial-cluster-token",
-                "vcluster-test",
-            ])
-            .args(["--logger", "zap", "--log-outputs", "stderr"])
-            // Short heartbeats make elections after a killed member take well under a second.
-            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start etcd ({}): {e}. Install it with scripts/setup \
-                     (apt-get install etcd-server) or set {ETCD_BIN_ENV}",
-                    etcd_bin()
-                )
-            });
+        // Tethered: a member of a cluster kept in a static (a server the tests of a binary
+        // share) is killed, and the cluster's directory removed, when the test process exits.
+        let child = Tethered::spawn(
+            tether::command(etcd_bin(), Some(self.dir.path()))
+                .args(["--name", &m.name, "--data-dir"])
+                .arg(&data_dir)
+                .args([
+                    "--listen-client-urls",
+                    &client,
+                    "--advertise-client-urls",
+                    &client,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer,
+                    "--initial-advertise-peer-urls",
+                    &peer,
+                ])
+                .args(["--initial-cluster", &self.initial_cluster])
+                .args([
+                    "--initial-cluster-state",
+                    "new",
+                    "--initial-cluster-token",
+                    "vcluster-test",
+                ])
+                .args(["--logger", "zap", "--log-outputs", "stderr"])
+                // Short heartbeats make elections after a killed member take well under a second.
+                .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+                .stdout(Stdio::null())
+                .stderr(log),
+        )
+        .unwrap_or_else(|e| panic!("cannot start sh for etcd: {e}"));
         self.members[i].child = Some(child);
     }
 
@@ -144,8 +143,18 @@ impl EtcdCluster {
             if let Some(child) = self.members[i].child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
+                // 127: `sh` found no etcd to exec.
+                let missing = if status.code() == Some(127) {
+                    format!(
+                        " (no {}: install it with scripts/setup, apt-get install etcd-server, \
+                         or set {ETCD_BIN_ENV})",
+                        etcd_bin()
+                    )
+                } else {
+                    String::new()
+                };
                 panic!(
-                    "etcd member {i} exited during start-up ({status}); see {}",
+                    "etcd member {i} exited during start-up ({status}){missing}; see {}",
                     self.log_hint(i)
                 );
             }
@@ -181,8 +190,7 @@ impl EtcdCluster {
     /// Kills member `i` with SIGKILL.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.members[i].child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill();
         }
     }
 

@@ -7,16 +7,42 @@
 
 use serde_json::Value;
 use vcluster_testkit::clients::{KUBECTL_VERSIONS, Kubectl};
+use vcluster_tests::{Tenant, Up, directly, items, json};
 
-mod common;
-use common::{StoreKind, Up};
-
-fn json(out: &str) -> Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("kubectl printed no JSON ({e}): {out}"))
+vcluster_tests::scenarios! {
+    simulated_nodes: 3, once_up: create_cron_jobs;
+    in_each_namespace: [
+        deployment_lifecycle,
+        cascading_deletes,
+        services,
+        admission,
+        service_accounts,
+        autoscaler,
+        legacy_token,
+        other_workloads,
+        namespace_deletion,
+    ],
+    directly: [ticking_cron_jobs],
 }
 
-fn items(out: &str) -> Vec<Value> {
-    json(out)["items"].as_array().cloned().unwrap_or_default()
+/// Runs a scenario with each kubectl version in a namespace of its own,
+/// `workloads-<version>`, once the tenant's three simulated nodes are Ready.
+fn in_each_namespace(tenant: &Tenant, scenario: fn(&Kubectl, &str)) {
+    for version in KUBECTL_VERSIONS {
+        let k = tenant.kubectl(version);
+        let ns = format!("workloads-{version}");
+        k.ok(&["create", "namespace", &ns]);
+        let nodes = items(&k.ok(&["get", "nodes", "-o", "json"]));
+        assert_eq!(nodes.len(), 3);
+        assert!(
+            nodes
+                .iter()
+                .all(|n| n["status"]["conditions"].as_array().is_some_and(|c| c
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")))
+        );
+        scenario(&k, &ns);
+    }
 }
 
 /// The pods labelled `app=<app>`.
@@ -44,15 +70,14 @@ fn running_images(k: &Kubectl, ns: &str, app: &str) -> Vec<String> {
     images
 }
 
+/// `kubectl rollout status` of `object` (`kind/name`), for 60 s at most; its output.
+fn rollout_status(k: &Kubectl, ns: &str, object: &str) -> String {
+    k.ok(&["rollout", "status", object, "-n", ns, "--timeout=60s"])
+}
+
+/// Until the Deployment `name` has rolled out.
 fn rollout(k: &Kubectl, ns: &str, name: &str) {
-    let out = k.ok(&[
-        "rollout",
-        "status",
-        &format!("deployment/{name}"),
-        "-n",
-        ns,
-        "--timeout=60s",
-    ]);
+    let out = rollout_status(k, ns, &format!("deployment/{name}"));
     assert!(out.contains("successfully rolled out"), "{out}");
 }
 
@@ -701,14 +726,7 @@ type: kubernetes.io/service-account-token
 /// StatefulSets, DaemonSets and Jobs.
 fn other_workloads(k: &Kubectl, ns: &str) {
     k.run_with(&["apply", "-n", ns, "-f", "-"], Some(STATEFULSET));
-    k.ok(&[
-        "rollout",
-        "status",
-        "statefulset/db",
-        "-n",
-        ns,
-        "--timeout=60s",
-    ]);
+    rollout_status(k, ns, "statefulset/db");
     assert_eq!(pod_names(k, ns, "db"), ["db-0", "db-1", "db-2"]);
     let claims = k.ok(&["get", "pvc", "-n", ns, "-o", "name"]);
     for o in 0..3 {
@@ -721,24 +739,10 @@ fn other_workloads(k: &Kubectl, ns: &str) {
     assert_eq!(pod["spec"]["hostname"], "db-1");
     assert_eq!(pod["spec"]["subdomain"], "db");
     k.ok(&["set", "image", "statefulset/db", "db=postgres:17", "-n", ns]);
-    k.ok(&[
-        "rollout",
-        "status",
-        "statefulset/db",
-        "-n",
-        ns,
-        "--timeout=60s",
-    ]);
+    rollout_status(k, ns, "statefulset/db");
     assert_eq!(running_images(k, ns, "db"), vec!["postgres:17"; 3]);
     k.ok(&["rollout", "undo", "statefulset/db", "-n", ns]);
-    k.ok(&[
-        "rollout",
-        "status",
-        "statefulset/db",
-        "-n",
-        ns,
-        "--timeout=60s",
-    ]);
+    rollout_status(k, ns, "statefulset/db");
     k.eventually(
         &["get", "pods", "-n", ns, "-l", "app=db", "-o", "json"],
         |out| {
@@ -759,14 +763,7 @@ fn other_workloads(k: &Kubectl, ns: &str) {
     );
 
     k.run_with(&["apply", "-n", ns, "-f", "-"], Some(DAEMONSET));
-    k.ok(&[
-        "rollout",
-        "status",
-        "daemonset/agent",
-        "-n",
-        ns,
-        "--timeout=60s",
-    ]);
+    rollout_status(k, ns, "daemonset/agent");
     let daemons = items(&k.ok(&["get", "pods", "-n", ns, "-l", "app=agent", "-o", "json"]));
     let mut nodes: Vec<&str> = daemons
         .iter()
@@ -775,14 +772,7 @@ fn other_workloads(k: &Kubectl, ns: &str) {
     nodes.sort_unstable();
     assert_eq!(nodes, ["sim-0", "sim-1", "sim-2"], "one daemon per node");
     k.ok(&["set", "image", "daemonset/agent", "agent=agent:2", "-n", ns]);
-    k.ok(&[
-        "rollout",
-        "status",
-        "daemonset/agent",
-        "-n",
-        ns,
-        "--timeout=60s",
-    ]);
+    rollout_status(k, ns, "daemonset/agent");
     k.eventually(
         &["get", "pods", "-n", ns, "-l", "app=agent", "-o", "json"],
         |out| {
@@ -917,6 +907,40 @@ metadata: {name: held, finalizers: [example.com/hold]}
     );
 }
 
+/// The namespaces of `ticking_cron_jobs`, one per kubectl version.
+fn cron_clients(tenant: &Tenant) -> Vec<(Kubectl, String)> {
+    KUBECTL_VERSIONS
+        .iter()
+        .map(|v| (tenant.kubectl(v), format!("workloads-{v}")))
+        .collect()
+}
+
+/// A CronJob per kubectl version, running every minute, created as soon as the server is up
+/// so that the minute `ticking_cron_jobs` waits for passes while the other scenarios run.
+fn create_cron_jobs(up: &Up) {
+    for (k, ns) in cron_clients(&up.tenant("ticking_cron_jobs")) {
+        k.ok(&["create", "namespace", &ns]);
+        k.ok(&[
+            "create",
+            "cronjob",
+            "tick",
+            "--image=busybox",
+            "--schedule=* * * * *",
+            "-n",
+            &ns,
+        ]);
+    }
+}
+
+/// Each CronJob of `create_cron_jobs` made a Job at the minute, which completed. Named to
+/// come last (tests start in the order of their names), by when the minute has most likely
+/// come.
+fn ticking_cron_jobs(tenant: &Tenant) {
+    for (k, ns) in cron_clients(tenant) {
+        cron_ran(&k, &ns);
+    }
+}
+
 /// The CronJob made a Job at the minute, which completed.
 fn cron_ran(k: &Kubectl, ns: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(75);
@@ -946,58 +970,4 @@ fn cron_ran(k: &Kubectl, ns: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-}
-
-fn every_scenario(store: StoreKind) {
-    let up = Up::with_nodes(store, 3);
-    let clients: Vec<(Kubectl, String)> = KUBECTL_VERSIONS
-        .iter()
-        .map(|v| (Kubectl::new(v, up.kubeconfig()), format!("workloads-{v}")))
-        .collect();
-    for (k, ns) in &clients {
-        k.ok(&["create", "namespace", ns]);
-        // Runs at the next minute: looked at once everything else is done.
-        k.ok(&[
-            "create",
-            "cronjob",
-            "tick",
-            "--image=busybox",
-            "--schedule=* * * * *",
-            "-n",
-            ns,
-        ]);
-    }
-    for (k, ns) in &clients {
-        let nodes = items(&k.ok(&["get", "nodes", "-o", "json"]));
-        assert_eq!(nodes.len(), 3);
-        assert!(
-            nodes
-                .iter()
-                .all(|n| n["status"]["conditions"].as_array().is_some_and(|c| c
-                    .iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")))
-        );
-        deployment_lifecycle(k, ns);
-        cascading_deletes(k, ns);
-        services(k, ns);
-        admission(k, ns);
-        service_accounts(k, ns);
-        autoscaler(k, ns);
-        legacy_token(k, ns);
-        other_workloads(k, ns);
-    }
-    for (k, ns) in &clients {
-        cron_ran(k, ns);
-        namespace_deletion(k, ns);
-    }
-}
-
-#[test]
-fn workloads_on_the_embedded_store() {
-    every_scenario(StoreKind::Embedded);
-}
-
-#[test]
-fn workloads_on_etcd() {
-    every_scenario(StoreKind::Etcd);
 }

@@ -3,11 +3,12 @@
 //! validated against its schema, shown with its printer columns, scaled, read at either
 //! version, and deleted with it.
 
-use serde_json::Value;
-use vcluster_testkit::clients::{KUBECTL_VERSIONS, Kubectl};
+use vcluster_tests::{Tenant, json, with_each_kubectl};
 
-mod common;
-use common::{StoreKind, Up};
+vcluster_tests::scenarios! {
+    simulated_nodes: 0;
+    with_each_kubectl: [custom_resources],
+}
 
 fn crd(group: &str) -> String {
     format!(
@@ -70,21 +71,20 @@ fn widget(group: &str, name: &str, size: &str) -> String {
     )
 }
 
-fn json(out: &str) -> Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
-
-fn custom_resources(up: &Up, version: &str) {
-    let k = Kubectl::new(version, up.kubeconfig());
+fn custom_resources(tenant: &Tenant, version: &str) {
+    let k = tenant.kubectl(version);
     let group = format!("{version}.example.com");
+    let established = || {
+        k.ok(&[
+            "wait",
+            "--for=condition=established",
+            &format!("crd/widgets.{group}"),
+            "--timeout=10s",
+        ])
+    };
     let applied = k.run_with(&["apply", "-f", "-"], Some(&crd(&group)));
     assert!(applied.ok, "{}", applied.stderr);
-    k.ok(&[
-        "wait",
-        "--for=condition=established",
-        &format!("crd/widgets.{group}"),
-        "--timeout=10s",
-    ]);
+    established();
     let resources = k.ok(&["api-resources", "--api-group", &group]);
     assert!(
         resources.contains("widgets") && resources.contains("wd"),
@@ -208,28 +208,7 @@ fn custom_resources(up: &Up, version: &str) {
     assert!(gone.contains("doesn't have a resource type"), "{gone}");
     let again = k.run_with(&["apply", "-f", "-"], Some(&crd(&group)));
     assert!(again.ok, "{}", again.stderr);
-    k.ok(&[
-        "wait",
-        "--for=condition=established",
-        &format!("crd/widgets.{group}"),
-        "--timeout=10s",
-    ]);
+    established();
     let left = k.ok(&["get", &format!("widgets.{group}"), "-o", "name"]);
     assert!(left.trim().is_empty(), "objects outlived their CRD: {left}");
-}
-
-#[test]
-fn custom_resources_on_the_embedded_store() {
-    let up = Up::start(StoreKind::Embedded);
-    for version in KUBECTL_VERSIONS {
-        custom_resources(&up, version);
-    }
-}
-
-#[test]
-fn custom_resources_on_etcd() {
-    let up = Up::start(StoreKind::Etcd);
-    for version in KUBECTL_VERSIONS {
-        custom_resources(&up, version);
-    }
 }

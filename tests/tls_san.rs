@@ -1,15 +1,15 @@
 //! `vcluster up --tls-san`: the extra names are in the served certificate, as kubectl sees
 //! when it connects expecting each of them (`--tls-server-name`).
 
-mod common;
-
-use common::{StoreKind, Up};
 use vcluster_testkit::clients::Kubectl;
+use vcluster_tests::{StoreKind, Up};
 
 #[test]
 fn tls_san_names_are_in_the_serving_certificate() {
     let up = Up::start_with(
         StoreKind::Embedded,
+        &[],
+        0,
         &[
             "--tls-san",
             "api.example.com,10.11.12.13",

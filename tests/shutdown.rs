@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,19 +14,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use vcluster_testkit::free_port;
+use vcluster_tests::{StoreKind, Up};
 
-fn start(dir: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_vcluster"))
-        .args(["up", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir)
-        .env("VCLUSTER_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start vcluster up")
-}
-
-/// A client of the server at `dir`, once it answers.
+/// A client of the server whose data directory is `dir`.
 async fn ready_client(dir: &Path) -> Client {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -60,10 +49,10 @@ fn config_map(name: &str) -> ConfigMap {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_watches_cleanly_and_loses_no_acknowledged_write() {
-    let dir = tempfile::tempdir().expect("data directory");
-    let port = free_port();
-    let mut server = start(dir.path(), port);
-    let client = ready_client(dir.path()).await;
+    let mut up = tokio::task::spawn_blocking(|| Up::start(StoreKind::Embedded, &[], 0))
+        .await
+        .expect("start vcluster up");
+    let client = ready_client(up.dir()).await;
     let config_maps: Api<ConfigMap> = Api::namespaced(client, "default");
 
     let mut watch = config_maps
@@ -98,12 +87,10 @@ async fn sigterm_ends_watches_cleanly_and_loses_no_acknowledged_write() {
             other => panic!("the watch broke before the shutdown: {other:?}"),
         }
     }
-    let pid = server.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    let terminated = tokio::task::spawn_blocking(move || {
+        let status = up.terminate();
+        (up, status)
+    });
 
     // The watch ends: its stream closes without an error event or a broken body.
     let ended = tokio::time::timeout(Duration::from_secs(20), async {
@@ -116,10 +103,7 @@ async fn sigterm_ends_watches_cleanly_and_loses_no_acknowledged_write() {
     })
     .await;
     assert!(ended.is_ok(), "the watch did not end after SIGTERM");
-    let status = tokio::task::spawn_blocking(move || server.wait())
-        .await
-        .expect("join")
-        .expect("wait");
+    let (mut up, status) = terminated.await.expect("join");
     assert!(status.success(), "vcluster up exited with {status}");
     for writer in writers {
         writer.await.expect("writer");
@@ -127,9 +111,13 @@ async fn sigterm_ends_watches_cleanly_and_loses_no_acknowledged_write() {
 
     let acknowledged = acknowledged.lock().expect("lock").clone();
     assert!(!acknowledged.is_empty());
-    std::fs::remove_file(dir.path().join("kubeconfig")).expect("remove the old kubeconfig");
-    let mut again = start(dir.path(), port);
-    let client = ready_client(dir.path()).await;
+    let up = tokio::task::spawn_blocking(move || {
+        up.restart();
+        up
+    })
+    .await
+    .expect("restart vcluster up");
+    let client = ready_client(up.dir()).await;
     let stored: Vec<String> = Api::<ConfigMap>::namespaced(client, "default")
         .list(&ListParams::default())
         .await
@@ -143,6 +131,4 @@ async fn sigterm_ends_watches_cleanly_and_loses_no_acknowledged_write() {
         .filter(|n| !stored.contains(n))
         .collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
-    let _ = again.kill();
-    let _ = again.wait();
 }

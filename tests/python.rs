@@ -4,9 +4,12 @@
 use std::process::Command;
 
 use vcluster_testkit::clients::python_bin;
+use vcluster_tests::{Tenant, directly};
 
-mod common;
-use common::{StoreKind, Up};
+vcluster_tests::scenarios! {
+    simulated_nodes: 0;
+    directly: [python_client],
+}
 
 const SCRIPT: &str = r#"
 import sys, threading
@@ -128,11 +131,10 @@ assert r.status == 400 and "not valid YAML" in body, (r.status, body)
 print("python client: ok")
 "#;
 
-fn run(store: StoreKind) {
-    let up = Up::start(store);
+fn python_client(tenant: &Tenant) {
     let out = Command::new(python_bin())
         .args(["-c", SCRIPT])
-        .arg(up.kubeconfig())
+        .arg(tenant.kubeconfig())
         .output()
         .expect("run python");
     assert!(
@@ -142,14 +144,4 @@ fn run(store: StoreKind) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("python client: ok"));
-}
-
-#[test]
-fn python_client_on_the_embedded_store() {
-    run(StoreKind::Embedded);
-}
-
-#[test]
-fn python_client_on_etcd() {
-    run(StoreKind::Etcd);
 }

@@ -7,9 +7,24 @@ use std::process::Command;
 
 use serde_json::Value;
 use vcluster_testkit::clients::{Kubectl, helm_bin};
+use vcluster_tests::{Tenant, directly};
 
-mod common;
-use common::{StoreKind, Up};
+// Nodes, so that `--wait` has pods to wait for.
+vcluster_tests::scenarios! {
+    simulated_nodes: 2;
+    directly: [
+        helm3_install_upgrade_rollback_uninstall,
+        helm4_server_side_apply_lifecycle,
+    ],
+}
+
+fn helm3_install_upgrade_rollback_uninstall(tenant: &Tenant) {
+    lifecycle(tenant, "v33");
+}
+
+fn helm4_server_side_apply_lifecycle(tenant: &Tenant) {
+    lifecycle(tenant, "v36");
+}
 
 struct Helm<'a> {
     /// `v33` is helm 3.18 (client-side three-way merges), `v36` helm 4 (server-side apply).
@@ -121,16 +136,13 @@ fn widget_size(k: &Kubectl) -> i64 {
     w["spec"]["size"].as_i64().expect("size")
 }
 
-fn lifecycle(store: StoreKind, version: &'static str) {
-    // Nodes, so that `--wait` has pods to wait for.
-    let up = Up::with_nodes(store, 2);
-    let kubeconfig = up.kubeconfig();
+fn lifecycle(tenant: &Tenant, version: &'static str) {
     let helm = Helm {
         version,
-        kubeconfig: &kubeconfig,
+        kubeconfig: tenant.kubeconfig(),
         home: tempfile::tempdir().expect("helm home"),
     };
-    let k = Kubectl::new("v33", &kubeconfig);
+    let k = tenant.kubectl("v33");
     helm.ok(&["create", "chart"]);
     let chart = helm.home.path().join("chart");
     std::fs::create_dir_all(chart.join("crds")).expect("crds directory");
@@ -207,24 +219,4 @@ fn lifecycle(store: StoreKind, version: &'static str) {
         left.trim().is_empty(),
         "release secrets left behind: {left}"
     );
-}
-
-#[test]
-fn helm3_install_upgrade_rollback_uninstall_on_the_embedded_store() {
-    lifecycle(StoreKind::Embedded, "v33");
-}
-
-#[test]
-fn helm3_install_upgrade_rollback_uninstall_on_etcd() {
-    lifecycle(StoreKind::Etcd, "v33");
-}
-
-#[test]
-fn helm4_server_side_apply_lifecycle_on_the_embedded_store() {
-    lifecycle(StoreKind::Embedded, "v36");
-}
-
-#[test]
-fn helm4_server_side_apply_lifecycle_on_etcd() {
-    lifecycle(StoreKind::Etcd, "v36");
 }

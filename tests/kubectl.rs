@@ -1,15 +1,22 @@
 //! `vcluster up` driven by real kubectl (1.33 and 1.36), on the embedded store and on a real
 //! etcd: what a new user does first, and the errors they run into.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vcluster_testkit::clients::{KUBECTL_VERSIONS, Kubectl};
-use vcluster_testkit::free_port;
+use vcluster_testkit::clients::Kubectl;
+use vcluster_tests::{StoreKind, Tenant, Up, json, with_each_kubectl};
 
-mod common;
-use common::{StoreKind, Up};
+vcluster_tests::scenarios! {
+    simulated_nodes: 0;
+    with_each_kubectl: [
+        first_steps,
+        namespace_finalizers,
+        service_account_tokens,
+        server_side_apply,
+    ],
+}
 
 const CONFIGMAP: &str = "apiVersion: v1
 kind: ConfigMap
@@ -38,13 +45,9 @@ spec:
         image: envoy
 ";
 
-fn json(out: &str) -> Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("kubectl printed no JSON ({e}): {out}"))
-}
-
 /// What a new user does, with one kubectl version against one running control plane.
-fn first_steps(up: &Up, version: &str) {
-    let k = Kubectl::new(version, up.kubeconfig());
+fn first_steps(tenant: &Tenant, version: &str) {
+    let k = tenant.kubectl(version);
     let namespaces = k.ok(&["get", "namespaces", "-o", "json"]);
     let names: Vec<String> = json(&namespaces)["items"]
         .as_array()
@@ -346,8 +349,9 @@ fn first_steps(up: &Up, version: &str) {
         "x".repeat(4 << 20)
     );
     let raw = format!("/api/v1/namespaces/{ns}/configmaps");
+    let scratch = tempfile::tempdir().expect("a directory for request bodies");
     let post_raw = |body: &str| {
-        let path = up.dir.path().join(format!("body-{version}.json"));
+        let path = scratch.path().join("body.json");
         std::fs::write(&path, body).expect("write the request body");
         k.fails(&[
             "create",
@@ -433,8 +437,8 @@ fn first_steps(up: &Up, version: &str) {
 /// A namespace held by a `spec.finalizers` entry (what the namespace controller clears):
 /// deleting it leaves it `Terminating` and refuses new content with upstream's 403; only the
 /// `finalize` subresource changes its finalizers, and clearing them lets it go.
-fn namespace_finalizers(up: &Up, version: &str) {
-    let k = Kubectl::new(version, up.kubeconfig());
+fn namespace_finalizers(tenant: &Tenant, version: &str) {
+    let k = tenant.kubectl(version);
     let ns = format!("held-{version}");
     k.ok(&["create", "namespace", &ns]);
     let created = json(&k.ok(&["get", "namespace", &ns, "-o", "json"]));
@@ -552,8 +556,8 @@ fn namespace_finalizers(up: &Up, version: &str) {
 
 /// `kubectl create token` (a protobuf TokenRequest): the token authenticates as the service
 /// account until the account is deleted; a life under ten minutes is refused with 422.
-fn service_account_tokens(up: &Up, version: &str) {
-    let k = Kubectl::new(version, up.kubeconfig());
+fn service_account_tokens(tenant: &Tenant, version: &str) {
+    let k = tenant.kubectl(version);
     let sa = format!("robot-{version}");
     k.ok(&["create", "serviceaccount", &sa]);
     let token = k
@@ -563,8 +567,9 @@ fn service_account_tokens(up: &Up, version: &str) {
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
 
     // A kubeconfig with nothing but the token: a least-privilege credential.
-    let config = up.dir.path().join(format!("token-{version}"));
-    std::fs::copy(up.kubeconfig(), &config).expect("copy the kubeconfig");
+    let scratch = tempfile::tempdir().expect("a directory for the kubeconfig");
+    let config = scratch.path().join("token");
+    std::fs::copy(tenant.kubeconfig(), &config).expect("copy the kubeconfig");
     let with_token = Kubectl::new(version, &config);
     with_token.ok(&[
         "config",
@@ -726,8 +731,8 @@ fn service_account_tokens(up: &Up, version: &str) {
 /// `kubectl apply --server-side`: fields owned per manager, a conflict with another
 /// manager's value, `--force-conflicts` taking the field over, and fields a manager stops
 /// applying removed only where no one else owns them.
-fn server_side_apply(up: &Up, version: &str) {
-    let k = Kubectl::new(version, up.kubeconfig());
+fn server_side_apply(tenant: &Tenant, version: &str) {
+    let k = tenant.kubectl(version);
     let name = format!("ssa-{version}");
     let config = |data: &str| {
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n{data}")
@@ -784,60 +789,60 @@ fn server_side_apply(up: &Up, version: &str) {
     assert_eq!(cm["data"]["d"], "4");
 }
 
-/// Every scenario with both kubectl versions against one `vcluster up`.
-fn every_scenario(store: StoreKind) {
-    let up = Up::start(store);
-    for version in KUBECTL_VERSIONS {
-        first_steps(&up, version);
-        namespace_finalizers(&up, version);
-        service_account_tokens(&up, version);
-        server_side_apply(&up, version);
-    }
-}
-
-#[test]
-fn kubectl_first_steps_on_the_embedded_store() {
-    every_scenario(StoreKind::Embedded);
-}
-
-#[test]
-fn kubectl_first_steps_on_etcd() {
-    every_scenario(StoreKind::Etcd);
-}
-
+/// A server of its own (it is restarted): the default tenant's objects outlive the process,
+/// and the kubeconfig it writes anew works.
 #[test]
 fn restarting_keeps_the_objects_and_the_kubeconfig_works_again() {
-    let dir = tempfile::tempdir().expect("data directory");
-    let port = free_port();
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_vcluster"))
-            .args(["up", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(dir.path())
-            .env("VCLUSTER_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start vcluster up")
-    };
-    let kubeconfig = dir.path().join("kubeconfig");
-    let wait = |k: &Kubectl| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !(kubeconfig.exists() && k.run(&["get", "--raw", "/healthz"]).ok) {
-            assert!(Instant::now() < deadline, "not ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    let k = Kubectl::new("v36", &kubeconfig);
-    let mut first = start();
-    wait(&k);
+    let mut up = Up::start(StoreKind::Embedded, &[], 0);
+    let k = Kubectl::new("v36", up.kubeconfig());
     let applied = k.run_with(&["apply", "-f", "-"], Some(CONFIGMAP));
     assert!(applied.ok, "{}", applied.stderr);
-    let _ = first.kill();
-    let _ = first.wait();
-    std::fs::remove_file(&kubeconfig).expect("remove the old kubeconfig");
-    let mut second = start();
-    wait(&k);
+    up.restart();
     let cm = json(&k.ok(&["get", "cm", "web-config", "-o", "json"]));
     assert_eq!(cm["data"]["greeting"], "hello");
-    let _ = second.kill();
-    let _ = second.wait();
+}
+
+/// `vcluster up --tenant a --tenant b`: a kubeconfig per tenant, each reaching its own
+/// tenant by SNI; `<data-dir>/kubeconfig` reaches the first without SNI; neither sees the
+/// other's objects, nor its nodes; names that are not DNS labels are refused (exit 64).
+#[test]
+fn tenants_given_with_dash_dash_tenant_are_served_side_by_side() {
+    let up = Up::start(StoreKind::Embedded, &["first", "second"], 1);
+    let (first, second) = (up.tenant("first"), up.tenant("second"));
+    let kubeconfig = std::fs::read_to_string(first.kubeconfig()).expect("first's kubeconfig");
+    assert!(
+        kubeconfig.contains("tls-server-name: first.vcluster.local"),
+        "{kubeconfig}"
+    );
+    let k1 = first.kubectl("v36");
+    let k2 = second.kubectl("v36");
+    let applied = k1.run_with(&["apply", "-f", "-"], Some(CONFIGMAP));
+    assert!(applied.ok, "{}", applied.stderr);
+    let hidden = k2.fails(&["get", "cm", "web-config"]);
+    assert!(hidden.contains("not found"), "{hidden}");
+    let by_default = Kubectl::new("v36", up.kubeconfig());
+    assert_eq!(
+        json(&by_default.ok(&["get", "cm", "web-config", "-o", "json"]))["data"]["greeting"],
+        "hello"
+    );
+    for k in [&k1, &k2] {
+        let nodes = k.ok(&["get", "nodes", "-o", "name"]);
+        assert_eq!(nodes.trim(), "node/sim-0", "one simulated node per tenant");
+    }
+
+    let refused = std::process::Command::new(vcluster_tests::vcluster_bin())
+        .args([
+            "up",
+            "--tenant",
+            "first",
+            "--tenant",
+            "Not_A_Label",
+            "--data-dir",
+        ])
+        .arg(up.dir().join("refused"))
+        .output()
+        .expect("run vcluster up");
+    assert_eq!(refused.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("is not a DNS label"), "{stderr}");
 }

@@ -1,0 +1,24 @@
+//! What the end-to-end suites share: the `vcluster` binary, built fresh ([`vcluster_bin`]);
+//! a running `vcluster up` ([`Up`]) and its tenants ([`Tenant`]); the [`scenarios!`] macro,
+//! which makes one test per scenario and store, every scenario in its own tenant of one
+//! server per store; and the JSON of kubectl's output.
+
+mod binary;
+mod scenarios;
+mod up;
+
+pub use binary::vcluster_bin;
+pub use scenarios::{directly, on_tokio, with_each_kubectl};
+pub use up::{StoreKind, Tenant, Up};
+
+use serde_json::Value;
+
+/// A client's output as JSON, failing the test if it is not.
+pub fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("the output is not JSON ({e}): {out}"))
+}
+
+/// The `items` of a list in a client's output (none if it has none).
+pub fn items(out: &str) -> Vec<Value> {
+    json(out)["items"].as_array().cloned().unwrap_or_default()
+}

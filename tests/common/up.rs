@@ -1,0 +1,222 @@
+//! A running `vcluster up`, and its tenants.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use vcluster_testkit::clients::Kubectl;
+use vcluster_testkit::tether::{self, Tethered};
+use vcluster_testkit::{EtcdCluster, free_port};
+
+use crate::vcluster_bin;
+
+#[derive(Clone, Copy, Debug)]
+pub enum StoreKind {
+    Embedded,
+    Etcd,
+}
+
+/// A running `vcluster up` on a free loopback port and a temporary data directory. Dropping
+/// it kills it; one kept in a static (a server the tests of a binary share) is killed, and
+/// its directory removed, when the test process exits (it is tethered:
+/// `vcluster_testkit::tether`).
+pub struct Up {
+    process: Option<Tethered>,
+    dir: tempfile::TempDir,
+    port: u16,
+    /// The tenants asked for with --tenant (none: only `default`).
+    tenants: Vec<String>,
+    simulated_nodes: usize,
+    /// `--store ...` and what goes with it, and any other options a test asks for.
+    store_args: Vec<String>,
+    /// An etcd member of its own, so that the tenants of different test binaries and runs,
+    /// which have the same names, never meet.
+    _etcd: Option<EtcdCluster>,
+}
+
+/// The tenant a scenario runs in: its name with `-` for `_` (tenant names are DNS labels).
+fn tenant_name(scenario: &str) -> String {
+    scenario.replace('_', "-")
+}
+
+impl Up {
+    /// Serves `tenants` (named after scenarios: see [`Up::tenant`]; none: only `default`),
+    /// with `simulated_nodes` nodes in each; returns once every tenant answers and has its
+    /// nodes.
+    pub fn start(store: StoreKind, tenants: &[&str], simulated_nodes: usize) -> Self {
+        Self::start_with(store, tenants, simulated_nodes, &[])
+    }
+
+    /// [`Up::start`] with more options for `vcluster up` (`--tls-san ...`).
+    pub fn start_with(
+        store: StoreKind,
+        tenants: &[&str],
+        simulated_nodes: usize,
+        options: &[&str],
+    ) -> Self {
+        let etcd = match store {
+            StoreKind::Embedded => None,
+            StoreKind::Etcd => Some(EtcdCluster::single()),
+        };
+        let mut store_args = match &etcd {
+            None => vec![],
+            Some(etcd) => vec![
+                "--store".to_owned(),
+                "etcd".to_owned(),
+                "--etcd-endpoints".to_owned(),
+                etcd.endpoints().join(","),
+            ],
+        };
+        store_args.extend(options.iter().map(|o| (*o).to_owned()));
+        let mut up = Self {
+            process: None,
+            dir: tempfile::Builder::new()
+                .prefix("vcluster-up-")
+                .tempdir()
+                .expect("data directory"),
+            port: free_port(),
+            tenants: tenants.iter().map(|t| tenant_name(t)).collect(),
+            simulated_nodes,
+            store_args,
+            _etcd: etcd,
+        };
+        up.spawn();
+        up
+    }
+
+    fn spawn(&mut self) {
+        let mut command = tether::command(vcluster_bin(), Some(self.dir.path()));
+        command
+            .args(["up", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(&self.store_args)
+            .args(["--simulated-nodes", &self.simulated_nodes.to_string()])
+            .args(self.tenants.iter().flat_map(|t| ["--tenant", t.as_str()]))
+            .env("VCLUSTER_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        self.process = Some(Tethered::spawn(&mut command).expect("start vcluster up"));
+        self.wait_ready();
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `<data-dir>/kubeconfig`: the first tenant's admin, reaching it without SNI.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// The tenant of a scenario (`Up::start` was given its name).
+    pub fn tenant(&self, scenario: &str) -> Tenant {
+        let name = tenant_name(scenario);
+        assert!(
+            self.tenants.contains(&name),
+            "tenant {name} is not served: {:?}",
+            self.tenants
+        );
+        Tenant {
+            kubeconfig: self
+                .dir
+                .path()
+                .join("tenants")
+                .join(&name)
+                .join("kubeconfig"),
+            name,
+        }
+    }
+
+    /// Each tenant's admin kubeconfig (only `default`'s: `<data-dir>/kubeconfig`, when no
+    /// --tenant was given).
+    fn tenant_kubeconfigs(&self) -> Vec<PathBuf> {
+        if self.tenants.is_empty() {
+            return vec![self.kubeconfig()];
+        }
+        self.tenants
+            .iter()
+            .map(|t| self.tenant(t).kubeconfig)
+            .collect()
+    }
+
+    /// Asks the server to stop as process managers do (SIGTERM) and waits until it has:
+    /// how it exited. Its data directory stays, for [`Up::restart`].
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let process = self.process.as_mut().expect("a running server");
+        let pid = process.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        process.wait().expect("wait for vcluster up")
+    }
+
+    /// Kills the server and starts it again on the same data directory and port; returns
+    /// once it serves again, with kubeconfigs it wrote anew.
+    pub fn restart(&mut self) {
+        self.process.take();
+        let mut written = self.tenant_kubeconfigs();
+        written.push(self.kubeconfig());
+        written.dedup();
+        for kubeconfig in written {
+            std::fs::remove_file(&kubeconfig)
+                .unwrap_or_else(|e| panic!("remove {}: {e}", kubeconfig.display()));
+        }
+        self.spawn();
+    }
+
+    /// Until the server answers `/healthz` (it has written every kubeconfig by then), then
+    /// until every tenant lists its simulated nodes.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let kubeconfigs = self.tenant_kubeconfigs();
+        let k = Kubectl::new("v36", self.kubeconfig());
+        loop {
+            if let Some(Ok(Some(status))) = self.process.as_mut().map(Tethered::try_wait) {
+                panic!("vcluster up exited during start-up ({status})");
+            }
+            if self.kubeconfig().exists() && k.run(&["get", "--raw", "/healthz"]).ok {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vcluster up did not serve within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for kubeconfig in &kubeconfigs {
+            assert!(
+                kubeconfig.exists(),
+                "{} was not written",
+                kubeconfig.display()
+            );
+            if self.simulated_nodes > 0 {
+                Kubectl::new("v36", kubeconfig)
+                    .eventually(&["get", "nodes", "-o", "name"], |out| {
+                        out.lines().count() >= self.simulated_nodes
+                    });
+            }
+        }
+    }
+}
+
+/// One tenant of a running [`Up`].
+pub struct Tenant {
+    pub name: String,
+    kubeconfig: PathBuf,
+}
+
+impl Tenant {
+    /// Its admin kubeconfig, reaching it by SNI (`<name>.vcluster.local`).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A kubectl of one version (`v33`, `v36`) for its admin.
+    pub fn kubectl(&self, version: &str) -> Kubectl {
+        Kubectl::new(version, &self.kubeconfig)
+    }
+}

@@ -1,0 +1,359 @@
+//! `vcluster`: the command line. `vcluster up` runs the control plane in the foreground.
+//!
+//! The binary (`src/main.rs`) parses the arguments into [`Cli`], sets up logging and the
+//! crypto provider, and hands over to [`run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use vcluster_apiserver::Tenants;
+use vcluster_store::{
+    Backend, CompactionPolicy, Compactor, Embedded, EmbeddedOptions, Etcd, EtcdOptions,
+};
+
+/// The command line.
+#[derive(Parser)]
+#[command(name = "vcluster", version, about = "Virtual Kubernetes clusters")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the control plane in the foreground, serving the tenants of --tenant (`default`
+    /// unless told otherwise).
+    Up(UpArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum StoreKind {
+    /// One file under --data-dir.
+    Embedded,
+    /// A real etcd cluster (--etcd-endpoints).
+    Etcd,
+}
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Where the embedded store and the kubeconfig go.
+    #[arg(long, env = "VCLUSTER_DATA_DIR", default_value = ".vcluster")]
+    pub data_dir: PathBuf,
+    /// The address to serve the Kubernetes API on.
+    #[arg(long, env = "VCLUSTER_LISTEN", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    #[arg(long, value_enum, default_value = "embedded")]
+    pub store: StoreKind,
+    /// Comma-separated etcd client URLs, for --store etcd.
+    #[arg(long, env = "VCLUSTER_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// Register this many simulated nodes in each tenant and play their scheduler and
+    /// kubelet (pods are bound, then Running and Ready; Jobs' pods complete).
+    #[arg(long, env = "VCLUSTER_SIMULATED_NODES", default_value_t = 0)]
+    pub simulated_nodes: usize,
+    /// A tenant to serve, opened or created in the store (repeatable, or comma-separated in
+    /// the environment). The first is also the one served to requests that name none (by
+    /// the SNI host `<name>.vcluster.local` or the path prefix `/clusters/<name>`). Each
+    /// tenant's admin kubeconfig goes to `<data-dir>/tenants/<name>/kubeconfig` (reaching it
+    /// by SNI), the first's also to `<data-dir>/kubeconfig`.
+    #[arg(
+        long = "tenant",
+        value_name = "NAME",
+        env = "VCLUSTER_TENANTS",
+        value_delimiter = ',',
+        default_value = "default"
+    )]
+    pub tenants: Vec<String>,
+    /// An extra DNS name or IP address for the serving certificate, for clients that reach
+    /// the server by another name (repeatable, or comma-separated).
+    #[arg(
+        long,
+        env = "VCLUSTER_TLS_SAN",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub tls_san: Vec<String>,
+}
+
+/// Runs a parsed command line to its end; the exit code is 64 for bad configuration, 1 for
+/// any other error.
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => up(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(if e.is::<ConfigError>() { 64 } else { 1 })
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `VCLUSTER_LOG` (default `info`), as JSON if
+/// `VCLUSTER_LOG_FORMAT=json`.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("VCLUSTER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("VCLUSTER_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Bad configuration: exits 64.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+/// The names of --tenant: at least one, each a DNS label (what a tenant's store prefix and
+/// host name need), none twice.
+fn check_tenant_names(names: &[String]) -> Result<(), ConfigError> {
+    if names.is_empty() {
+        return Err(ConfigError("--tenant names no tenant".into()));
+    }
+    for (i, name) in names.iter().enumerate() {
+        vcluster_store::tenant_prefix(name)
+            .map_err(|e| ConfigError(format!("--tenant {name:?}: {e}")))?;
+        if names[..i].contains(name) {
+            return Err(ConfigError(format!("--tenant {name:?} is given twice")));
+        }
+    }
+    Ok(())
+}
+
+async fn open_store(args: &UpArgs) -> anyhow::Result<Arc<dyn Backend>> {
+    Ok(match args.store {
+        StoreKind::Embedded => {
+            std::fs::create_dir_all(&args.data_dir)
+                .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+            let path = args.data_dir.join("store.redb");
+            Arc::new(
+                Embedded::open(&path, EmbeddedOptions::default())
+                    .with_context(|| format!("cannot open the store at {}", path.display()))?,
+            )
+        }
+        StoreKind::Etcd => {
+            if args.etcd_endpoints.is_empty() {
+                bail!(ConfigError("--store etcd needs --etcd-endpoints".into()));
+            }
+            Arc::new(
+                Etcd::connect(EtcdOptions::new(args.etcd_endpoints.clone()))
+                    .await
+                    .context("cannot connect to etcd")?,
+            )
+        }
+    })
+}
+
+/// `vcluster up`: serves until interrupted (Ctrl-C) or the server fails.
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    check_tenant_names(&args.tenants)?;
+    let backend = open_store(&args).await?;
+    // Kubernetes keeps five minutes of history; so do we.
+    let compactor = Compactor::new(CompactionPolicy {
+        keep_revisions: None,
+        keep_for: Some(Duration::from_secs(300)),
+    });
+    tokio::spawn(compactor.run(backend.clone(), Duration::from_secs(60)));
+
+    let host = match args.listen.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        ip => ip.to_string(),
+    };
+    let mut names = vec![
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+        "localhost".to_owned(),
+    ];
+    for name in std::iter::once(&host).chain(&args.tls_san) {
+        if !name.is_empty() && !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    let tenants = Arc::new(Tenants::new(backend, "vcluster.local", names));
+    tenants
+        .load_all()
+        .await
+        .context("cannot load the tenants")?;
+    let mut served = Vec::new();
+    for name in &args.tenants {
+        let tenant = tenants
+            .open_or_create(name)
+            .await
+            .with_context(|| format!("cannot open tenant {name}"))?;
+        served.push(tenant);
+    }
+    tenants.set_default(&served[0].name);
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let port = listener.local_addr()?.port();
+    let server = match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(_)) => format!("https://[{host}]:{port}"),
+        _ => format!("https://{host}:{port}"),
+    };
+    for tenant in &served {
+        let dir = args.data_dir.join("tenants").join(&tenant.name);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let kubeconfig = dir.join("kubeconfig");
+        write_private(
+            &kubeconfig,
+            &tenant.admin_kubeconfig(&tenants, &server, true)?,
+        )?;
+        if args.simulated_nodes > 0 {
+            tokio::spawn(simulate_nodes(
+                tenant.name.clone(),
+                kubeconfig,
+                args.simulated_nodes,
+            ));
+        }
+    }
+    // The first tenant's also where it always was, reaching it without SNI.
+    let kubeconfig = args.data_dir.join("kubeconfig");
+    write_private(
+        &kubeconfig,
+        &served[0].admin_kubeconfig(&tenants, &server, false)?,
+    )?;
+    tracing::info!(%server, kubeconfig = %kubeconfig.display(), tenants = ?args.tenants, "vcluster is up");
+    eprintln!(
+        "vcluster is up at {server}\n  kubectl --kubeconfig {} get namespaces",
+        kubeconfig.display()
+    );
+    if served.len() > 1 {
+        eprintln!(
+            "  every tenant's kubeconfig: {}/tenants/<name>/kubeconfig",
+            args.data_dir.display()
+        );
+    }
+    // SIGTERM (what process managers and Kubernetes send) drains like Ctrl-C.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+            _ = terminate.recv() => tracing::info!("terminated; shutting down"),
+        }
+    };
+    vcluster_apiserver::serve_until(listener, tenants, shutdown)
+        .await
+        .context("the server stopped")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs the node simulator against a tenant, as a client of its API like any other.
+async fn simulate_nodes(tenant: String, kubeconfig: PathBuf, nodes: usize) {
+    let result = async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig)?,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        let client = kube::Client::try_from(config)?;
+        let options = vcluster_nodesim::Options {
+            nodes,
+            ..Default::default()
+        };
+        tracing::info!(tenant, nodes, "node simulator starting");
+        vcluster_nodesim::run(client, options).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(tenant, error = %format!("{e:#}"), "the node simulator stopped");
+    }
+}
+
+/// Writes a file only its owner can read (it holds a private key).
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // The mode above applies only to a file this call creates: one already there keeps its
+    // own until it is set here, on the open (and now empty) file, before the key is written.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up_args(args: &[&str]) -> UpArgs {
+        let cli = Cli::try_parse_from([&["vcluster", "up"], args].concat()).expect("parses");
+        match cli.command {
+            Command::Up(args) => args,
+        }
+    }
+
+    #[test]
+    fn tenants_default_to_default_and_repeat_in_order() {
+        assert_eq!(up_args(&[]).tenants, ["default"]);
+        let args = up_args(&["--tenant", "b", "--tenant", "a"]);
+        assert_eq!(args.tenants, ["b", "a"]);
+        check_tenant_names(&args.tenants).expect("valid names");
+    }
+
+    #[test]
+    fn bad_or_repeated_tenant_names_are_configuration_errors() {
+        for (names, wanted) in [
+            (vec!["Bad_Name"], "not a DNS label"),
+            (vec!["a", "b", "a"], "given twice"),
+            (vec![], "no tenant"),
+        ] {
+            let names: Vec<String> = names.into_iter().map(str::to_owned).collect();
+            let ConfigError(message) = check_tenant_names(&names).expect_err("refused");
+            assert!(message.contains(wanted), "{names:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_kubeconfig_is_private_even_when_it_was_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("kubeconfig");
+        let mode = |path| {
+            std::fs::metadata(path)
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        write_private(&path, "created").expect("write a new file");
+        assert_eq!(mode(&path), 0o600, "a new file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .expect("make it readable to all");
+        write_private(&path, "rewritten").expect("write over it");
+        assert_eq!(mode(&path), 0o600, "an existing 0644 file");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "rewritten");
+    }
+}
