@@ -57,8 +57,10 @@ pub(crate) async fn types(tenant: &Tenant) -> Result<Arc<TypeSet>> {
 
 /// Waits until the tenant's types reflect every CRD write so far: a client that created a
 /// CRD can use its resources as soon as the create is answered.
-pub(crate) async fn settle(tenant: &Tenant) -> Result<()> {
-    let revision = tenant.store.current_revision().await.map_err(store_error)?;
+/// `revision` is the write's own: the store's current revision would also count other
+/// tenants' writes, which this tenant's CRD cache never sees, and a busy neighbour would
+/// then keep a CRD write from being answered.
+pub(crate) async fn settle(tenant: &Tenant, revision: u64) -> Result<()> {
     let cache = tenant.cache(&crd_type(), 0).await.map_err(store_error)?;
     cache
         .wait_for(revision, SETTLE)

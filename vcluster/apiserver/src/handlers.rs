@@ -29,15 +29,7 @@ pub(crate) async fn handle(
     target: Target,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let writes_crds = crds::is_crd(&target.rt) && req.method() != Method::GET;
-    let answered = dispatch(tenant, user, target, req).await;
-    let answered = match answered {
-        Ok(response) if writes_crds && response.status().is_success() => {
-            crds::settle(tenant).await.map(|()| response)
-        }
-        other => other,
-    };
-    match answered {
+    match dispatch(tenant, user, target, req).await {
         Ok(response) => response,
         Err(e) => {
             if e.code >= 500 {
@@ -115,9 +107,9 @@ async fn dispatch(
         }
         (Method::POST, true, None) => {
             let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
-            write::create(tenant, who, &target, body, &writing)
-                .await
-                .map(|v| respond(StatusCode::CREATED, &v))
+            let created = write::create(tenant, who, &target, body, &writing).await?;
+            settled(tenant, &target.rt, revision_of(&created)).await?;
+            Ok(respond(StatusCode::CREATED, &created))
         }
         (Method::PUT, false, None | Some("status" | "finalize")) => {
             let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
@@ -126,25 +118,27 @@ async fn dispatch(
                 conditional: has_resource_version(&body),
             };
             let change = |_: &Value| Ok(body.clone());
-            write::update(tenant, who, &target, how, &writing, change)
-                .await
-                .map(|v| ok(&v))
+            let updated = write::update(tenant, who, &target, how, &writing, change).await?;
+            settled(tenant, &target.rt, revision_of(&updated)).await?;
+            Ok(ok(&updated))
         }
         (Method::PATCH, false, None | Some("status")) => {
             let kind = content_type(&headers);
             let patch = read_body(req.into_body()).await?;
-            write::patch(tenant, who, &target, &kind, &patch, &writing)
-                .await
-                .map(|v| ok(&v))
+            let patched = write::patch(tenant, who, &target, &kind, &patch, &writing).await?;
+            settled(tenant, &target.rt, revision_of(&patched)).await?;
+            Ok(ok(&patched))
         }
         (Method::DELETE, false, None) => {
             let body = read_body(req.into_body()).await?;
             let options = delete_options(&headers, &body, &params)?;
             let deleted = write::delete(tenant, &target, &options).await?;
+            settled(tenant, &target.rt, deleted.revision()).await?;
             Ok(deleted_answer(&target.rt, deleted))
         }
         (Method::DELETE, true, None) => {
-            let deleted = delete_collection(tenant, &target, &params).await?;
+            let (deleted, revision) = delete_collection(tenant, &target, &params).await?;
+            settled(tenant, &target.rt, revision).await?;
             Ok(shaped_list(&target.rt, Shape::Object, deleted))
         }
         (Method::GET, false, Some("scale")) => scale(tenant, who, &target, None, &writing)
@@ -242,6 +236,22 @@ fn deleted_answer(rt: &ResourceType, deleted: Deleted) -> Response<Body> {
             json_bytes(StatusCode::OK, success_json(Some(&details), 0))
         }
     }
+}
+
+/// A write of a CRD is answered once the tenant's types include it (its CRD cache has
+/// reached the write's revision), so that the client can use its resources at once.
+async fn settled(tenant: &Tenant, rt: &ResourceType, revision: u64) -> Result<()> {
+    if crds::is_crd(rt) {
+        crds::settle(tenant, revision).await?;
+    }
+    Ok(())
+}
+
+/// The store revision an object was written at (its resourceVersion).
+fn revision_of(object: &Value) -> u64 {
+    meta_str(object, "resourceVersion")
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0)
 }
 
 fn is_true(value: Option<&String>) -> bool {
@@ -454,14 +464,16 @@ fn delete_options(
     DeleteParams::from_options(&decode_body(headers, body)?)
 }
 
+/// Deletes what a list selects; what was deleted, and the revision of the last delete.
 async fn delete_collection(
     tenant: &Tenant,
     target: &Target,
     params: &HashMap<String, String>,
-) -> Result<Listed> {
+) -> Result<(Listed, u64)> {
     let listed = list::list(tenant, target, params).await?;
     let options = delete_options(&http::HeaderMap::new(), b"", params)?;
     let mut deleted = Vec::new();
+    let mut revision = 0;
     for item in listed.items {
         let name = meta_str(&item, "name").unwrap_or_default().to_owned();
         let one = Target {
@@ -470,14 +482,18 @@ async fn delete_collection(
             ..target.clone()
         };
         match write::delete(tenant, &one, &options).await {
-            Ok(_) => deleted.push(item),
+            Ok(done) => {
+                revision = revision.max(done.revision());
+                deleted.push(item);
+            }
             Err(e) if e.is(Reason::NotFound) => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(Listed {
+    let listed = Listed {
         items: deleted,
         encoded: None,
         metadata: listed.metadata,
-    })
+    };
+    Ok((listed, revision))
 }
