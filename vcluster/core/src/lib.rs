@@ -3,6 +3,7 @@
 //! - [`registry`]: the one table of built-in resources that discovery, routing and storage
 //!   keys are derived from. Start here.
 //! - [`names`]: DNS labels and subdomains, the name rules of every kind.
+//! - [`events`]: client-go's event correlation (repeats counted, a burst per speaker).
 //! - [`object`]: what create and update do to an object's metadata.
 //! - [`defaults`]: the fields kube-apiserver fills in for built-in kinds.
 //! - [`selector`]: label and field selectors.
@@ -16,6 +17,7 @@
 pub mod apply;
 pub mod crd;
 pub mod defaults;
+pub mod events;
 pub mod limitrange;
 pub mod names;
 pub mod object;

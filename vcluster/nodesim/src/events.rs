@@ -12,27 +12,18 @@
 //! and forgotten, as client-go drops what its sink refuses in the end. A full queue drops
 //! the occurrence, as client-go's broadcaster does, rather than slow the simulation down.
 
-use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::mpsc;
+use vcluster_core::events::{REMEMBERED, Tally};
 
-/// How many events, and how many speakers' tokens, are remembered: the size of client-go's
-/// caches.
-const REMEMBERED: usize = 4096;
-/// How long after its last occurrence an event is still added to rather than written anew.
-const WINDOW: SignedDuration = SignedDuration::from_mins(10);
-/// How many occurrences one source may record about one object at once, and how long it
-/// takes to earn one more: client-go's spam filter.
-const BURST: f64 = 25.0;
-const REFILL: SignedDuration = SignedDuration::from_mins(5);
 /// How many writers run at once. Each object's events go to the same writer, so that an
 /// event is always created before it is patched.
 const WRITERS: usize = 4;
@@ -185,110 +176,20 @@ impl Key {
     }
 }
 
-/// A map that forgets its least recently used entries beyond `capacity`, as client-go's
-/// LRU caches do.
-struct Lru<K, V> {
-    capacity: usize,
-    entries: HashMap<K, (V, u64)>,
-    /// Each key by its last use, oldest first.
-    by_use: BTreeMap<u64, K>,
-    uses: u64,
-}
+/// client-go's correlation of this simulator's occurrences: by [`Key`], limited per
+/// [`Speaker`].
+type Correlator = vcluster_core::events::Correlator<Key, Speaker>;
 
-impl<K: Clone + Eq + Hash, V> Lru<K, V> {
-    fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            entries: HashMap::new(),
-            by_use: BTreeMap::new(),
-            uses: 0,
-        }
-    }
-
-    /// The value of `key`, made by `make` if there is none, and now the most recently used.
-    fn entry(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
-        self.uses += 1;
-        let used = self.uses;
-        match self.entries.get_mut(&key) {
-            Some((_, last)) => {
-                self.by_use.remove(last);
-                *last = used;
-            }
-            None => {
-                self.entries.insert(key.clone(), (make(), used));
-            }
-        }
-        self.by_use.insert(used, key.clone());
-        // The key just used is the newest, so it is never the one forgotten.
-        while self.entries.len() > self.capacity {
-            let Some((_, oldest)) = self.by_use.pop_first() else {
-                break;
-            };
-            self.entries.remove(&oldest);
-        }
-        &mut self.entries.get_mut(&key).expect("just used").0
-    }
-}
-
-/// What to write for an occurrence: the event's name, its count so far and its first and
-/// last timestamps. A count of 1 is a new event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Tally {
-    pub(crate) name: String,
-    pub(crate) count: i32,
-    pub(crate) first: Timestamp,
-    pub(crate) last: Timestamp,
-}
-
-/// A speaker's token bucket: `BURST` occurrences at once, then one more every `REFILL`.
-struct Tokens {
-    left: f64,
+/// Counts an occurrence into `correlator`: what to write, if anything.
+fn observe(
+    correlator: &mut Correlator,
+    occurrence: &Occurrence,
+    object: &str,
     at: Timestamp,
-}
-
-/// What client-go's `EventCorrelator` keeps: the events written lately, by what makes them
-/// the same, and each speaker's tokens.
-pub(crate) struct Correlator {
-    events: Lru<Key, Tally>,
-    tokens: Lru<Speaker, Tokens>,
-}
-
-impl Correlator {
-    pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            events: Lru::new(capacity),
-            tokens: Lru::new(capacity),
-        }
-    }
-
-    /// Counts an occurrence at `at` of the event `key` about the object named `object`;
-    /// nothing to write if its speaker has said too much lately. As with client-go's spam
-    /// filter, every occurrence spends a token, a repeat too.
-    fn observe(&mut self, key: Key, object: &str, at: Timestamp) -> Option<Tally> {
-        let tokens = self
-            .tokens
-            .entry(key.speaker.clone(), || Tokens { left: BURST, at });
-        let earned = at.duration_since(tokens.at).as_secs_f64() / REFILL.as_secs_f64();
-        tokens.left = (tokens.left + earned.max(0.0)).min(BURST);
-        tokens.at = at;
-        if tokens.left < 1.0 {
-            return None;
-        }
-        tokens.left -= 1.0;
-        let fresh = || Tally {
-            name: format!("{object}.{:x}", at.as_nanosecond()),
-            count: 0,
-            first: at,
-            last: at,
-        };
-        let tally = self.events.entry(key, fresh);
-        if at.duration_since(tally.last) > WINDOW {
-            *tally = fresh();
-        }
-        tally.count += 1;
-        tally.last = at;
-        Some(tally.clone())
-    }
+) -> Option<Tally> {
+    let key = Key::of(occurrence);
+    let speaker = key.speaker.clone();
+    correlator.observe(key, speaker, object, at)
 }
 
 /// One event to create (a count of 1) or to add to.
@@ -324,11 +225,12 @@ impl Recorder {
     pub(crate) fn record(&self, occurrence: Occurrence) {
         let at = Timestamp::now();
         let object = occurrence.object.name.clone().unwrap_or_default();
-        let tally =
-            self.correlator
-                .lock()
-                .expect("correlator")
-                .observe(Key::of(&occurrence), &object, at);
+        let tally = observe(
+            &mut self.correlator.lock().expect("correlator"),
+            &occurrence,
+            &object,
+            at,
+        );
         let Some(tally) = tally else {
             return; // spam, as client-go's filter judges it
         };
@@ -449,9 +351,7 @@ mod tests {
 
     /// What an occurrence of `o` at `at` writes, which must not be spam.
     fn seen(correlator: &mut Correlator, o: &Occurrence, seconds: i64) -> Tally {
-        correlator
-            .observe(Key::of(o), "web", at(seconds))
-            .expect("not spam")
+        observe(correlator, o, "web", at(seconds)).expect("not spam")
     }
 
     #[test]
@@ -500,25 +400,10 @@ mod tests {
     }
 
     #[test]
-    fn the_least_recently_used_is_forgotten_first() {
-        let mut correlator = Correlator::new(2);
-        let (a, b, c) = (occurrence("a"), occurrence("b"), occurrence("c"));
-        seen(&mut correlator, &a, 0);
-        seen(&mut correlator, &b, 1);
-        // `a` used again: `b` is now the least recently used, and `c` pushes it out.
-        assert_eq!(seen(&mut correlator, &a, 2).count, 2);
-        seen(&mut correlator, &c, 3);
-        assert_eq!(correlator.events.entries.len(), 2);
-        assert_eq!(correlator.events.by_use.len(), 2);
-        assert_eq!(seen(&mut correlator, &a, 4).count, 3);
-        assert_eq!(seen(&mut correlator, &b, 5).count, 1);
-    }
-
-    #[test]
     fn a_speaker_says_25_things_about_an_object_then_one_every_five_minutes() {
         let mut correlator = Correlator::new(64);
         let said = |c: &mut Correlator, o: &Occurrence, seconds| {
-            c.observe(Key::of(o), "web", at(seconds)).is_some()
+            observe(c, o, "web", at(seconds)).is_some()
         };
         // Repeats spend tokens too, and so do other containers of the same pod.
         for i in 0..20 {
