@@ -40,7 +40,10 @@ pub(crate) async fn run(tenants: Arc<Tenants>) {
         tenants: tenants.clone(),
         seen: seen.clone(),
     });
-    tokio::spawn(vcluster_controllers::run(api, receiver));
+    let metrics = tenants.metrics().controllers.clone();
+    tokio::spawn(vcluster_controllers::run_with_metrics(
+        api, receiver, metrics,
+    ));
     let mut opened = tenants.opened();
     let forward = sender.clone();
     tokio::spawn(async move {
