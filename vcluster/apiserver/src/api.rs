@@ -10,6 +10,7 @@ use vcluster_core::registry::ResourceType;
 use vcluster_core::status::{ApiError, Reason};
 
 use crate::http::{Body, error, full, ok};
+use crate::metrics::{OPENMETRICS, PROMETHEUS_TEXT, TenantRequests, Tracker};
 use crate::router::{Route, route};
 use crate::tenant::{Tenant, Tenants};
 use crate::types::TypeSet;
@@ -75,14 +76,36 @@ pub(crate) async fn handle(
     conn: &Connection,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    let mut tracker = tenants.metrics().track(req.method(), req.uri());
+    let response = dispatch(tenants, conn, req, &mut tracker).await;
+    tracker.finish(response)
+}
+
+/// Answers a request, telling `tracker` what it is as it learns it.
+async fn dispatch(
+    tenants: &Tenants,
+    conn: &Connection,
+    req: Request<Incoming>,
+    tracker: &mut Tracker<'_>,
+) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let (tenant, path) = match pick_tenant(tenants, conn, &path) {
         Ok(found) => found,
         Err(e) => return error(&e),
     };
+    tenant.count_request();
     let span = tracing::debug_span!("request", tenant = %tenant.name, method = %req.method(), path = %path);
     let _enter = span.enter();
     let route = route(&path);
+    match &route {
+        Route::Resource(resource) => {
+            let (namespaced, named, subresource) = resource.shape();
+            let labels = &mut tracker.labels;
+            labels.resource_request(req.uri(), req.headers(), namespaced, named, subresource);
+        }
+        other => tracker.labels.path(other.metrics_path()),
+    }
+    tracker.in_flight();
     match route {
         Route::Health(probe, check) => {
             let params = crate::http::query(req.uri());
@@ -109,11 +132,17 @@ pub(crate) async fn handle(
         if let Err(e) = authz::authorize(&tenant, &user, &what).await {
             return error(&e);
         }
+        if route == Route::Metrics {
+            return metrics(tenants, &tenant, req.headers());
+        }
         return other_route(route, &tenant, &types, &req);
     };
     let Some(target) = resource.resolve(&types) else {
         return error(&not_found());
     };
+    tracker
+        .labels
+        .resource(&target.rt, target.subresource.as_deref());
     let what = authz::resource_attributes(req.method(), &target, &crate::http::query(req.uri()));
     if let Err(e) = authz::authorize(&tenant, &user, &what).await {
         return error(&e);
@@ -154,10 +183,48 @@ fn other_route(
             }
             None => error(&not_found()),
         },
-        Route::Resource(_) | Route::NotFound | Route::Health(..) | Route::Version => {
-            error(&not_found())
-        }
+        Route::Resource(_)
+        | Route::NotFound
+        | Route::Health(..)
+        | Route::Version
+        | Route::Metrics => error(&not_found()),
     }
+}
+
+/// `/metrics`: the whole process's metrics, whichever tenant it is read through (what a
+/// platform's monitoring scrapes). Tenant names appear only in the busiest tenants'
+/// request counts, and by name only to the platform's own tenant (the default one, which
+/// `vcluster up` makes first): through any other, a tenant sees its own name there at
+/// most, every other tenant counted under `other`.
+fn metrics(tenants: &Tenants, tenant: &Tenant, headers: &http::HeaderMap) -> Response<Body> {
+    let counts = tenants
+        .open()
+        .iter()
+        .map(|t| (t.name.clone(), t.requests()))
+        .collect();
+    let platform = tenants
+        .default_tenant()
+        .is_some_and(|default| default.name == tenant.name);
+    let viewer = (!platform).then_some(tenant.name.as_str());
+    // What Prometheus asks for; any other client gets the classic text format, as from
+    // kube-apiserver.
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    let body = tenants
+        .metrics()
+        .render(TenantRequests::new(counts, viewer), openmetrics);
+    let mut response = Response::new(full(body));
+    let content_type = if openmetrics {
+        OPENMETRICS
+    } else {
+        PROMETHEUS_TEXT
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 fn not_found() -> ApiError {

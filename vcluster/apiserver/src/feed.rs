@@ -43,7 +43,10 @@ pub(crate) async fn run(tenants: Arc<Tenants>) {
         recorder,
     });
     tokio::spawn(vcluster_controllers::write_events(api.clone(), events));
-    tokio::spawn(vcluster_controllers::run(api, receiver));
+    let metrics = tenants.metrics().controllers.clone();
+    tokio::spawn(vcluster_controllers::run_with_metrics(
+        api, receiver, metrics,
+    ));
     let mut opened = tenants.opened();
     let forward = sender.clone();
     tokio::spawn(async move {

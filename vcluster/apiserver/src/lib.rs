@@ -18,6 +18,7 @@ mod http;
 mod identity;
 mod kubelet;
 mod list;
+mod metrics;
 mod objects;
 mod openapi;
 mod reviews;

@@ -29,6 +29,16 @@ pub(crate) struct ResourcePath {
 }
 
 impl ResourcePath {
+    /// Whether the path names a namespace and an object, and the subresource it names:
+    /// what the metrics tell requests apart by before the type is known.
+    pub(crate) fn shape(&self) -> (bool, bool, Option<&str>) {
+        (
+            self.namespace.is_some(),
+            self.name.is_some(),
+            self.subresource.as_deref(),
+        )
+    }
+
     /// What the path names among `types`, if it names anything served.
     pub(crate) fn resolve(self, types: &TypeSet) -> Option<Target> {
         let rt = types.find(&self.group, &self.version, &self.plural)?;
@@ -55,6 +65,8 @@ impl ResourcePath {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Route {
     Version,
+    /// `/metrics`: the process's metrics (`metrics.rs`).
+    Metrics,
     /// A health probe and, optionally, the one check asked for (`/readyz/etcd`).
     Health(crate::health::Probe, Option<String>),
     Api,
@@ -87,6 +99,7 @@ pub(crate) fn route(path: &str) -> Route {
         .collect();
     match segments.as_slice() {
         ["version"] => Route::Version,
+        ["metrics"] => Route::Metrics,
         [probe @ ("healthz" | "livez" | "readyz"), rest @ ..] => {
             let probe = match *probe {
                 "livez" => crate::health::Probe::Livez,
@@ -142,6 +155,31 @@ fn resource(group: &str, version: &str, rest: &[&str]) -> Route {
         name: name.map(str::to_owned),
         subresource: subresource.map(str::to_owned),
     })
+}
+
+impl Route {
+    /// The path a non-resource route is counted under in the metrics: its pattern where
+    /// it has a variable part, so that nothing a client puts in a path becomes a label.
+    pub(crate) fn metrics_path(&self) -> &'static str {
+        match self {
+            Route::Version => "/version",
+            Route::Metrics => "/metrics",
+            Route::Health(crate::health::Probe::Healthz, _) => "/healthz",
+            Route::Health(crate::health::Probe::Livez, _) => "/livez",
+            Route::Health(crate::health::Probe::Readyz, _) => "/readyz",
+            Route::Api => "/api",
+            Route::Apis => "/apis",
+            Route::Group(_) => "/apis/*",
+            Route::GroupVersion { group, .. } if group.is_empty() => "/api/v1",
+            Route::GroupVersion { .. } => "/apis/*/*",
+            Route::OpenApiV2 => "/openapi/v2",
+            Route::OpenApiV3 => "/openapi/v3",
+            Route::OpenApiV3Document(_) => "/openapi/v3/*",
+            Route::OpenIdConfiguration => "/.well-known/openid-configuration",
+            Route::Jwks => "/openid/v1/jwks",
+            Route::Resource(_) | Route::NotFound => "",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ use vcluster_store::{Backend, Scoped, Store};
 
 use crate::cache::WatchCache;
 use crate::identity::{self, Identity, StoredIdentity};
+use crate::metrics::Metrics;
+use crate::metrics::store::Metered;
 use crate::types::TypeSet;
 
 /// Where identities are kept: outside every tenant's prefix (`/tenants/<name>/`), so no
@@ -53,9 +55,21 @@ pub struct Tenant {
     /// The store lease the events written in the last minute expire with, and when it was
     /// granted.
     event_lease: std::sync::Mutex<Option<(vcluster_store::LeaseId, std::time::Instant)>>,
+    /// Requests received, for `vcluster_tenant_requests_total` (`metrics.rs`): counted here,
+    /// not in a series of its own, so that only the busiest tenants become series.
+    requests: std::sync::atomic::AtomicU64,
 }
 
 impl Tenant {
+    pub(crate) fn count_request(&self) {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The types this tenant served when they were last made (see `crds::types`).
     pub(crate) fn current_types(&self) -> Arc<TypeSet> {
         self.types.read().expect("types lock").clone()
@@ -152,6 +166,8 @@ pub struct Tenants {
     opened: tokio::sync::broadcast::Sender<Arc<str>>,
     /// Set when the server begins to shut down: readiness then fails, watches end.
     drain: Arc<Drain>,
+    /// What `/metrics` serves: the whole process's.
+    metrics: Arc<Metrics>,
 }
 
 /// Whether the process is shutting down, for everything that must then let go: readiness
@@ -213,7 +229,12 @@ impl Tenants {
             creating: Mutex::new(()),
             opened: tokio::sync::broadcast::channel(256).0,
             drain: Arc::new(Drain::new()),
+            metrics: Arc::default(),
         }
+    }
+
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Marks the process as shutting down: `/readyz` fails and every watch ends from now on.
@@ -296,7 +317,9 @@ impl Tenants {
         if let Some(t) = self.get(name) {
             return Ok(t);
         }
-        let store: Arc<dyn Store> = Arc::new(Scoped::tenant(self.backend.clone(), name)?);
+        // Every store operation of the tenant passes here: where they are measured.
+        let scoped = Arc::new(Scoped::tenant(self.backend.clone(), name)?);
+        let store: Arc<dyn Store> = Arc::new(Metered::new(scoped, self.metrics.store.clone()));
         let key = Bytes::from(format!("{IDENTITIES}{name}"));
         let stored = match self.backend.get(&key).await? {
             Some(kv) => {
@@ -333,6 +356,7 @@ impl Tenants {
             types: RwLock::new(Arc::default()),
             policy: RwLock::new(None),
             drain: self.drain.clone(),
+            requests: Default::default(),
         });
         self.tenants
             .write()

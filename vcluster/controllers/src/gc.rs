@@ -64,7 +64,7 @@ pub(crate) struct Collector {
 }
 
 impl Collector {
-    pub(crate) fn start(api: Arc<dyn Api>) -> Self {
+    pub(crate) fn start(api: Arc<dyn Api>, metrics: crate::metrics::QueueMetrics) -> Self {
         let index = Arc::new(Mutex::new(Index::new()));
         let work: Reconcile<Work> = {
             let (api, index) = (api.clone(), index.clone());
@@ -76,7 +76,7 @@ impl Collector {
         Self {
             api,
             index,
-            queue: Queue::start(crate::WORKERS, work),
+            queue: Queue::start(crate::WORKERS, work, metrics),
         }
     }
 

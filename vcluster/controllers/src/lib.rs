@@ -33,6 +33,9 @@
 //! - [`token`]: legacy service-account token Secrets filled with a token.
 //! - [`crd`]: a deleted CRD's objects deleted, then the CRD.
 //! - [`apiservice`]: every APIService's `Available` condition.
+//!
+//! Their work queues and reconciles are measured in [`Metrics`], which the caller of
+//! [`run_with_metrics`] registers where it serves metrics.
 
 mod apiservice;
 mod crd;
@@ -46,6 +49,7 @@ mod fake;
 mod gc;
 mod hpa;
 mod job;
+mod metrics;
 mod namespace;
 mod pods;
 mod queue;
@@ -64,6 +68,7 @@ use vcluster_core::object::UpdateScope;
 use vcluster_core::status::{ApiError, Reason};
 
 pub use events::{EventType, Pending, Recorder, write_events};
+pub use metrics::Metrics;
 pub use queue::Key;
 use queue::Queue;
 
@@ -196,6 +201,7 @@ struct Controller {
 impl Controller {
     fn start<F>(
         api: &Arc<dyn Api>,
+        measured: metrics::QueueMetrics,
         resource: &'static Resource,
         watch: fn(&Change, &Queue),
         reconcile: fn(Arc<dyn Api>, Key) -> F,
@@ -206,16 +212,27 @@ impl Controller {
         Self {
             resource,
             watch,
-            queue: Queue::start(WORKERS, queue::reconciler(api.clone(), reconcile)),
+            queue: Queue::start(WORKERS, queue::reconciler(api.clone(), reconcile), measured),
         }
     }
 }
 
 /// Runs every controller on `feed` until it closes.
-pub async fn run(api: Arc<dyn Api>, mut feed: mpsc::Receiver<Feed>) {
+pub async fn run(api: Arc<dyn Api>, feed: mpsc::Receiver<Feed>) {
+    run_with_metrics(api, feed, Metrics::default()).await;
+}
+
+/// [`run`], measuring the controllers in `metrics`.
+pub async fn run_with_metrics(api: Arc<dyn Api>, mut feed: mpsc::Receiver<Feed>, metrics: Metrics) {
     macro_rules! controller {
         ($module:ident) => {
-            Controller::start(&api, &$module::RESOURCE, $module::watch, $module::reconcile)
+            Controller::start(
+                &api,
+                metrics.queue(stringify!($module)),
+                &$module::RESOURCE,
+                $module::watch,
+                $module::reconcile,
+            )
         };
     }
     let controllers = Arc::new([
@@ -234,7 +251,7 @@ pub async fn run(api: Arc<dyn Api>, mut feed: mpsc::Receiver<Feed>) {
         controller!(crd),
         controller!(apiservice),
     ]);
-    let collector = gc::Collector::start(api.clone());
+    let collector = gc::Collector::start(api.clone(), metrics.queue("gc"));
     while let Some(item) = feed.recv().await {
         match item {
             Feed::Change(change) => {

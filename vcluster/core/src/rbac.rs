@@ -631,6 +631,21 @@ pub fn bootstrap() -> Vec<(&'static str, Value)> {
         "system:public-info-viewer",
         "system:authenticated",
     ));
+    // Monitoring reads the metrics and probes, and nothing else: a tenant's admin grants it
+    // by putting a user in the group.
+    out.push((
+        "clusterroles",
+        cluster_role(
+            "system:monitoring",
+            bootstrap.clone(),
+            json!([{"nonResourceURLs": ["/healthz", "/healthz/*", "/livez", "/livez/*", "/metrics", "/metrics/slis", "/readyz", "/readyz/*"], "verbs": ["get"]}]),
+        ),
+    ));
+    out.push(binding(
+        "system:monitoring",
+        "system:monitoring",
+        "system:monitoring",
+    ));
     out.push(binding("cluster-admin", "cluster-admin", "system:masters"));
     out.push(binding(
         "system:basic-user",
