@@ -14,13 +14,14 @@ use vcluster_core::registry::ResourceType;
 use vcluster_core::status::{ApiError, Cause, Reason, success_json};
 
 use crate::http::{
-    Body, Shape, content_type, error, json as respond, json_bytes, ok, query, read_body, shape,
+    APPLY, Body, Shape, content_type, error, json as respond, json_bytes, ok, query, read_body,
+    shape,
 };
 use crate::list::{self, Listed, shaped_list, shaped_object};
 use crate::objects::{DeleteParams, FieldValidation, Requester, Result, WriteParams, get};
 use crate::router::Target;
 use crate::tenant::Tenant;
-use crate::write::{self, APPLY, Deleted, Update, apply_patch, conditional_patch, parse_patch};
+use crate::write::{self, Deleted, Update, apply_patch, conditional_patch, parse_patch};
 use crate::{User, accounts, crds, reviews, watch};
 
 pub(crate) async fn handle(

@@ -15,17 +15,11 @@ use std::time::Duration;
 use http::{Response, StatusCode};
 
 use crate::http::{Body, text};
+use crate::router::Probe;
 use crate::tenant::{Tenant, Tenants};
 
 /// How long the store may take to answer the `etcd` check.
 const STORE_TIMEOUT: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Probe {
-    Healthz,
-    Livez,
-    Readyz,
-}
 
 impl Probe {
     fn name(self) -> &'static str {

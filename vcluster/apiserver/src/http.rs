@@ -20,6 +20,9 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
 
+/// Server-side apply's patch type.
+pub(crate) const APPLY: &str = "application/apply-patch+yaml";
+
 pub(crate) fn json(code: StatusCode, value: &Value) -> Response<Body> {
     json_bytes(
         code,

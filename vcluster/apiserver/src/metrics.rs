@@ -325,7 +325,7 @@ fn is_apply(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(crate::write::APPLY))
+        .is_some_and(|v| v.starts_with(crate::http::APPLY))
 }
 
 /// The process's metrics. The controllers' are theirs, registered with the others at

@@ -62,13 +62,21 @@ impl ResourcePath {
     }
 }
 
+/// A health probe's endpoint (answered by `health.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    Healthz,
+    Livez,
+    Readyz,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Route {
     Version,
     /// `/metrics`: the process's metrics (`metrics.rs`).
     Metrics,
     /// A health probe and, optionally, the one check asked for (`/readyz/etcd`).
-    Health(crate::health::Probe, Option<String>),
+    Health(Probe, Option<String>),
     Api,
     Apis,
     Group(String),
@@ -102,9 +110,9 @@ pub(crate) fn route(path: &str) -> Route {
         ["metrics"] => Route::Metrics,
         [probe @ ("healthz" | "livez" | "readyz"), rest @ ..] => {
             let probe = match *probe {
-                "livez" => crate::health::Probe::Livez,
-                "readyz" => crate::health::Probe::Readyz,
-                _ => crate::health::Probe::Healthz,
+                "livez" => Probe::Livez,
+                "readyz" => Probe::Readyz,
+                _ => Probe::Healthz,
             };
             match rest {
                 [] => Route::Health(probe, None),
@@ -164,9 +172,9 @@ impl Route {
         match self {
             Route::Version => "/version",
             Route::Metrics => "/metrics",
-            Route::Health(crate::health::Probe::Healthz, _) => "/healthz",
-            Route::Health(crate::health::Probe::Livez, _) => "/livez",
-            Route::Health(crate::health::Probe::Readyz, _) => "/readyz",
+            Route::Health(Probe::Healthz, _) => "/healthz",
+            Route::Health(Probe::Livez, _) => "/livez",
+            Route::Health(Probe::Readyz, _) => "/readyz",
             Route::Api => "/api",
             Route::Apis => "/apis",
             Route::Group(_) => "/apis/*",

@@ -14,6 +14,7 @@ use vcluster_core::object::{self, UpdateScope, meta_str, with_resource_version};
 use vcluster_core::registry::ResourceType;
 use vcluster_core::status::{ApiError, Reason};
 
+use crate::http::APPLY;
 use crate::objects::{
     DeleteParams, FieldValidation, Propagation, Requester, Result, WriteParams, encode, key, read,
     store_error,
@@ -27,9 +28,6 @@ const RETRIES: usize = 16;
 
 /// The namespaces upstream's `NamespaceLifecycle` admission never lets go.
 const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
-
-/// Server-side apply's patch type.
-pub(crate) const APPLY: &str = "application/apply-patch+yaml";
 
 /// What the type's registry strategy checks of every object written: a CRD's or custom
 /// object's (see `crds::admit`), and RBAC's escalation check for the requester.
