@@ -96,14 +96,25 @@ fn since(rfc3339: &str, now: i64) -> String {
         return "<unknown>".into();
     };
     let d = (now - then).max(0);
+    // A unit and its remainder, the remainder left out when it is zero (`2m`, not `2m0s`).
+    let two = |big: i64, big_unit: &str, small: i64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{big_unit}")
+        } else {
+            format!("{big}{big_unit}{small}{small_unit}")
+        }
+    };
+    let (day, year) = (86400, 365 * 86400);
     match d {
         d if d < 120 => format!("{d}s"),
-        d if d < 600 => format!("{}m{}s", d / 60, d % 60),
+        d if d < 600 => two(d / 60, "m", d % 60, "s"),
         d if d < 3 * 3600 => format!("{}m", d / 60),
-        d if d < 8 * 3600 => format!("{}h{}m", d / 3600, (d % 3600) / 60),
+        d if d < 8 * 3600 => two(d / 3600, "h", (d % 3600) / 60, "m"),
         d if d < 48 * 3600 => format!("{}h", d / 3600),
-        d if d < 8 * 86400 => format!("{}d{}h", d / 86400, (d % 86400) / 3600),
-        d => format!("{}d", d / 86400),
+        d if d < 8 * day => two(d / day, "d", (d % day) / 3600, "h"),
+        d if d < 2 * year => format!("{}d", d / day),
+        d if d < 8 * year => two(d / year, "y", (d % year) / day, "d"),
+        d => format!("{}y", d / year),
     }
 }
 
@@ -357,7 +368,75 @@ fn job_completions(o: &Value, _: i64) -> Value {
     json!(format!("{}/{wanted}", n(o, "/status/succeeded")))
 }
 
+/// When an event was last (or first) seen: its timestamp, else its `eventTime`.
+fn seen(o: &Value, pointer: &str, now: i64) -> Value {
+    let at = Some(s(o, pointer))
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| s(o, "/eventTime"));
+    json!(since(at, now))
+}
+
+/// A core/v1 Event's columns, as upstream prints them (`kubectl get events`): no name first
+/// and no age, the name among the wide columns.
+fn event_columns() -> Vec<Column> {
+    vec![
+        col("Last Seen", "string", 0, |o, now| {
+            match o
+                .pointer("/series/lastObservedTime")
+                .and_then(Value::as_str)
+            {
+                Some(at) => json!(since(at, now)),
+                None => seen(o, "/lastTimestamp", now),
+            }
+        }),
+        col("Type", "string", 0, |o, _| json!(s(o, "/type"))),
+        col("Reason", "string", 0, |o, _| json!(s(o, "/reason"))),
+        col("Object", "string", 0, |o, _| {
+            json!(format!(
+                "{}/{}",
+                s(o, "/involvedObject/kind").to_lowercase(),
+                s(o, "/involvedObject/name")
+            ))
+        }),
+        col("Subobject", "string", 1, |o, _| {
+            json!(s(o, "/involvedObject/fieldPath"))
+        }),
+        col("Source", "string", 1, |o, _| {
+            let component = Some(s(o, "/source/component"))
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| s(o, "/reportingComponent"));
+            let host = Some(s(o, "/source/host"))
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| s(o, "/reportingInstance"));
+            json!(if host.is_empty() {
+                component.to_owned()
+            } else {
+                format!("{component}, {host}")
+            })
+        }),
+        col("Message", "string", 0, |o, _| {
+            json!(s(o, "/message").trim())
+        }),
+        col("First Seen", "string", 1, |o, now| {
+            seen(o, "/firstTimestamp", now)
+        }),
+        col("Count", "string", 1, |o, _| {
+            let count = o
+                .pointer("/series/count")
+                .or_else(|| o.get("count"))
+                .and_then(Value::as_i64)
+                .filter(|c| *c > 0)
+                .unwrap_or(1);
+            json!(count.to_string())
+        }),
+        col("Name", "string", 1, name),
+    ]
+}
+
 fn columns(rt: &ResourceType) -> Vec<Column> {
+    if rt.gk() == ("", "Event") {
+        return event_columns();
+    }
     let mut out = vec![col("Name", "string", 0, name)];
     if let Some(custom) = rt.custom.as_ref().filter(|c| !c.columns.is_empty()) {
         // A CRD that names its columns gets those, after the name (upstream adds no age).
@@ -685,6 +764,44 @@ mod tests {
     }
 
     #[test]
+    fn events_print_as_kubectl_get_events_shows_them() {
+        let events = find("", "v1", "events").expect("built in");
+        let event = json!({
+            "metadata": {"name": "web-1.18a"},
+            "involvedObject": {"kind": "Pod", "name": "web-1", "fieldPath": "spec.containers{web}"},
+            "reason": "Started", "message": "Started container web ", "type": "Normal",
+            "source": {"component": "kubelet", "host": "sim-0"},
+            "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:01:00Z",
+            "count": 2,
+        });
+        let now = epoch("2026-01-01T00:02:00Z").expect("a time");
+        let t = table(&events, &[event], json!({}), now);
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .filter(|c| c["priority"] == 0)
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, ["Last Seen", "Type", "Reason", "Object", "Message"]);
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!([
+                "60s",
+                "Normal",
+                "Started",
+                "pod/web-1",
+                "spec.containers{web}",
+                "kubelet, sim-0",
+                "Started container web",
+                "2m",
+                "2",
+                "web-1.18a"
+            ])
+        );
+    }
+
+    #[test]
     fn ages_read_like_kubectls() {
         let t0 = "2026-01-01T00:00:00Z";
         let at = |secs: i64| since(t0, epoch(t0).expect("time") + secs);
@@ -693,5 +810,10 @@ mod tests {
         assert_eq!(at(5 * 3600 + 120), "5h2m");
         assert_eq!(at(3 * 86400 + 7200), "3d2h");
         assert_eq!(at(400 * 86400), "400d");
+        assert_eq!(at(120), "2m", "no zero remainder");
+        assert_eq!(at(4 * 3600), "4h");
+        assert_eq!(at(2 * 86400), "2d");
+        assert_eq!(at(3 * 365 * 86400 + 5 * 86400), "3y5d");
+        assert_eq!(at(9 * 365 * 86400), "9y");
     }
 }
