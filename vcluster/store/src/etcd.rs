@@ -153,13 +153,10 @@ fn map_err(e: etcd_client::Error) -> Error {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
                 Error::Unavailable(Box::new(e))
             }
-            // A broken connection surfaces as `Unknown` carrying a transport error; lost
+            // A broken connection surfaces as `Unknown` carrying a transport error, or (a
+            // member killed mid-request) an h2 error over an I/O error such as a reset; lost
             // leadership as `Unknown` naming the leader.
-            Code::Unknown
-                if std::error::Error::source(status)
-                    .is_some_and(|s| s.is::<tonic::transport::Error>())
-                    || status.message().contains("leader") =>
-            {
+            Code::Unknown if broken_connection(status) || status.message().contains("leader") => {
                 Error::Unavailable(Box::new(e))
             }
             _ => Error::backend(e),
@@ -169,6 +166,19 @@ fn map_err(e: etcd_client::Error) -> Error {
         }
         _ => Error::backend(e),
     }
+}
+
+/// Whether a status's causes show a connection that broke: a transport error, or an I/O
+/// error anywhere down the chain.
+fn broken_connection(status: &tonic::Status) -> bool {
+    let mut cause = std::error::Error::source(status);
+    while let Some(e) = cause {
+        if e.is::<tonic::transport::Error>() || e.is::<std::io::Error>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn from_etcd(kv: &etcd_client::KeyValue) -> KeyValue {
@@ -503,5 +513,36 @@ async fn watch_task(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod broken_connections {
+    use super::*;
+
+    /// An error over an I/O error, as hyper's body errors are.
+    #[derive(Debug)]
+    struct Body(std::io::Error);
+
+    impl std::fmt::Display for Body {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("error reading a body from connection")
+        }
+    }
+
+    impl std::error::Error for Body {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_member_killed_mid_request_is_unavailable_not_a_backend_failure() {
+        let reset = Body(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let status = tonic::Status::from_error(Box::new(reset));
+        assert_eq!(status.code(), Code::Unknown, "{status:?}");
+        assert!(map_err(etcd_client::Error::GRpcStatus(status)).is_retryable());
+        let other = tonic::Status::new(Code::Unknown, "something else");
+        assert!(!map_err(etcd_client::Error::GRpcStatus(other)).is_retryable());
     }
 }
