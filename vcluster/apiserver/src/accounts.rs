@@ -135,15 +135,7 @@ pub(crate) async fn token_request(tenant: &Tenant, target: &Target, body: &Value
         });
     }
     let issued = now();
-    let claims = Claims {
-        iss: issuer,
-        sub: format!("system:serviceaccount:{namespace}:{name}"),
-        aud: audiences.clone(),
-        iat: issued,
-        nbf: issued,
-        exp: issued + expiration,
-        kubernetes,
-    };
+    let claims = Claims::issued(issuer, audiences.clone(), issued, expiration, kubernetes);
     let token = tenant.identity.tokens.sign(&claims);
     Ok(json!({
         "kind": "TokenRequest",

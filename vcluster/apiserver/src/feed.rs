@@ -19,7 +19,7 @@ use vcluster_core::registry::{self, ResourceType};
 use vcluster_core::status::{ApiError, Reason};
 use vcluster_store::{EventKind, RangeRequest};
 
-use crate::objects::{DeleteParams, Requester, WriteParams, served, store_error};
+use crate::objects::{DeleteParams, Requester, WriteParams, now, served, store_error};
 use crate::router::Target;
 use crate::tenant::{Tenant, Tenants};
 use crate::tokens::{Claims, KubernetesClaims, MAX_EXPIRATION, ObjectClaim};
@@ -432,19 +432,13 @@ impl Api for Internal {
     fn legacy_token(&self, tenant: &str, token: &LegacyToken) -> Result<String> {
         let tenant = self.tenant(tenant)?;
         let issuer = tenant.identity.tokens.issuer().to_owned();
-        let issued = jiff::Timestamp::now().as_second();
-        let claims = Claims {
-            iss: issuer.clone(),
-            sub: format!(
-                "system:serviceaccount:{}:{}",
-                token.namespace, token.account
-            ),
-            aud: vec![issuer],
-            iat: issued,
-            nbf: issued,
-            // The longest life a token may have: it lasts as long as its Secret.
-            exp: issued + MAX_EXPIRATION,
-            kubernetes: KubernetesClaims {
+        // The longest life a token may have: it lasts as long as its Secret.
+        let claims = Claims::issued(
+            issuer.clone(),
+            vec![issuer],
+            now(),
+            MAX_EXPIRATION,
+            KubernetesClaims {
                 namespace: token.namespace.clone(),
                 serviceaccount: ObjectClaim {
                     name: token.account.clone(),
@@ -457,7 +451,7 @@ impl Api for Internal {
                 }),
                 node: None,
             },
-        };
+        );
         Ok(tenant.identity.tokens.sign(&claims))
     }
 

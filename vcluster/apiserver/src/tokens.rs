@@ -41,6 +41,31 @@ pub struct Claims {
     pub kubernetes: KubernetesClaims,
 }
 
+impl Claims {
+    /// The claims of a token for the service account `kubernetes` names, issued `at` for
+    /// `audiences` and valid for `life` seconds.
+    pub fn issued(
+        issuer: String,
+        audiences: Vec<String>,
+        at: i64,
+        life: i64,
+        kubernetes: KubernetesClaims,
+    ) -> Self {
+        Self {
+            iss: issuer,
+            sub: format!(
+                "system:serviceaccount:{}:{}",
+                kubernetes.namespace, kubernetes.serviceaccount.name
+            ),
+            aud: audiences,
+            iat: at,
+            nbf: at,
+            exp: at + life,
+            kubernetes,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KubernetesClaims {
     pub namespace: String,

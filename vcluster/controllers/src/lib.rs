@@ -366,35 +366,22 @@ async fn create_pod(
 ) -> Result<Value> {
     use vcluster_core::object::meta_str;
     let namespace = meta_str(owner, "namespace");
-    match api.create(tenant, &PODS, namespace, pod).await {
-        Ok(created) => {
-            let name = meta_str(&created, "name").unwrap_or_default();
-            let message = format!("Created pod: {name}");
-            let events = api.recorder();
-            events.record(
-                tenant,
-                component,
-                owner,
-                EventType::Normal,
-                "SuccessfulCreate",
-                message,
-            );
-            Ok(created)
-        }
-        Err(e) => {
-            let message = format!("Error creating: {}", e.message);
-            let events = api.recorder();
-            events.record(
-                tenant,
-                component,
-                owner,
-                EventType::Warning,
-                "FailedCreate",
-                message,
-            );
-            Err(e)
-        }
-    }
+    let created = api.create(tenant, &PODS, namespace, pod).await;
+    let (kind, reason, message) = match &created {
+        Ok(pod) => (
+            EventType::Normal,
+            "SuccessfulCreate",
+            format!("Created pod: {}", meta_str(pod, "name").unwrap_or_default()),
+        ),
+        Err(e) => (
+            EventType::Warning,
+            "FailedCreate",
+            format!("Error creating: {}", e.message),
+        ),
+    };
+    api.recorder()
+        .record(tenant, component, owner, kind, reason, message);
+    created
 }
 
 /// Deletes a pod of `owner` as `component` ([`delete_object`]), recording upstream's
