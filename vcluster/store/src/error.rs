@@ -36,6 +36,11 @@ pub enum Error {
     #[error("lease {0} not found")]
     LeaseNotFound(LeaseId),
 
+    /// A write larger than the store takes ([`crate::MAX_REQUEST_BYTES`] on both backends);
+    /// nothing was written.
+    #[error("the request is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+
     #[error("invalid request: {0}")]
     InvalidArgument(String),
 

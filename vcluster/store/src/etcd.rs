@@ -159,6 +159,12 @@ fn map_err(e: etcd_client::Error) -> Error {
             Code::Unknown if broken_connection(status) || status.message().contains("leader") => {
                 Error::Unavailable(Box::new(e))
             }
+            // etcd measures the whole request, a little more than `Txn::validate` counts.
+            Code::InvalidArgument if status.message() == "etcdserver: request is too large" => {
+                Error::TooLarge {
+                    limit: crate::MAX_REQUEST_BYTES,
+                }
+            }
             _ => Error::backend(e),
         },
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {

@@ -94,7 +94,21 @@ impl Op {
             Op::Put { key, .. } | Op::Delete { key } => key,
         }
     }
+
+    /// The bytes the operation carries: its key and the value it writes.
+    fn size(&self) -> usize {
+        match self {
+            Op::Put { key, value, .. } => key.len() + value.len(),
+            Op::Delete { key } => key.len(),
+        }
+    }
 }
+
+/// The most a transaction may carry in keys and values: etcd's default
+/// `--max-request-bytes` (1.5 MiB) less 1 KiB for what etcd's framing adds (field tags and
+/// lengths, the compares, the raft header), so that etcd never sees a write it would refuse.
+/// The embedded store refuses the same writes: what one backend stores, the other does.
+pub const MAX_REQUEST_BYTES: usize = 1536 * 1024 - 1024;
 
 /// A multi-key transaction: if every compare holds, all operations are applied atomically at
 /// one new revision; otherwise nothing is written.
@@ -105,8 +119,16 @@ pub struct Txn {
 }
 
 impl Txn {
-    /// Checks what both backends reject the same way: empty keys and one key written twice.
+    /// Checks what both backends reject the same way: empty keys, one key written twice and
+    /// a transaction over [`MAX_REQUEST_BYTES`].
     pub(crate) fn validate(&self) -> Result<()> {
+        let size = self.compares.iter().map(|c| c.key.len()).sum::<usize>()
+            + self.ops.iter().map(Op::size).sum::<usize>();
+        if size > MAX_REQUEST_BYTES {
+            return Err(Error::TooLarge {
+                limit: MAX_REQUEST_BYTES,
+            });
+        }
         let mut seen = HashSet::with_capacity(self.ops.len());
         for key in self.compares.iter().map(|c| &c.key) {
             if key.is_empty() {
@@ -249,5 +271,27 @@ mod tests {
             ops: vec![put("a"), put("b")],
         };
         assert!(fine.validate().is_ok());
+    }
+
+    #[test]
+    fn txn_counts_every_key_and_value_against_the_request_limit() {
+        let txn = |value: usize| Txn {
+            compares: vec![Compare {
+                key: Bytes::from("k"),
+                condition: Condition::Absent,
+            }],
+            ops: vec![Op::Put {
+                key: Bytes::from("k"),
+                value: Bytes::from(vec![0; value]),
+                lease: None,
+            }],
+        };
+        assert!(txn(MAX_REQUEST_BYTES - 2).validate().is_ok());
+        assert!(matches!(
+            txn(MAX_REQUEST_BYTES - 1).validate(),
+            Err(Error::TooLarge {
+                limit: MAX_REQUEST_BYTES
+            })
+        ));
     }
 }

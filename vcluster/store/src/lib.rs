@@ -27,8 +27,8 @@ pub use embedded::{Embedded, EmbeddedOptions};
 pub use error::{Error, Result};
 pub use etcd::{Etcd, EtcdOptions};
 pub use kv::{
-    Compare, Condition, Counted, Deleted, Event, EventKind, KeyValue, LeaseId, Op, RangePage,
-    RangeRequest, Revision, Txn, TxnOutcome, WatchStream, prefix_end,
+    Compare, Condition, Counted, Deleted, Event, EventKind, KeyValue, LeaseId, MAX_REQUEST_BYTES,
+    Op, RangePage, RangeRequest, Revision, Txn, TxnOutcome, WatchStream, prefix_end,
 };
 pub use scoped::{Scoped, tenant_key, tenant_prefix};
 pub use store::{Backend, Store};

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use common::*;
 use futures::StreamExt;
 use vcluster_store::{
-    CompactionPolicy, Compactor, Compare, Condition, Error, EventKind, Op, RangeRequest, Scoped,
-    Store, Txn, TxnOutcome,
+    CompactionPolicy, Compactor, Compare, Condition, Error, EventKind, MAX_REQUEST_BYTES, Op,
+    RangeRequest, Scoped, Store, Txn, TxnOutcome,
 };
 
 /// `shared` tests may run beside others on one etcd (each in its own prefix); `alone` tests
@@ -42,6 +42,7 @@ conformance!(
         paginated_range_is_one_snapshot,
         prefixes_with_ff_bytes,
         multi_key_transactions,
+        writes_over_the_request_limit_are_refused,
         compare_and_swap_races,
         watch_histories_match_the_acknowledged_writes,
         watch_from_a_past_revision_replays_exactly_what_followed,
@@ -321,6 +322,31 @@ async fn multi_key_transactions(f: Fixture) {
         ops: vec![Op::Delete { key: b("a") }, Op::Delete { key: b("a") }],
     };
     assert!(matches!(s.txn(twice).await, Err(Error::InvalidArgument(_))));
+}
+
+async fn writes_over_the_request_limit_are_refused(f: Fixture) {
+    let s = &f.store;
+    let key = b("big");
+    // Near the limit (the key may carry a test prefix), and at it with the key past it.
+    let fits = Bytes::from(vec![b'x'; MAX_REQUEST_BYTES - 4096]);
+    let over = Bytes::from(vec![b'x'; MAX_REQUEST_BYTES]);
+    assert!(matches!(
+        s.create(key.clone(), over.clone(), None).await,
+        Err(Error::TooLarge {
+            limit: MAX_REQUEST_BYTES
+        })
+    ));
+    assert_eq!(s.get(&key).await.expect("get"), None, "nothing was written");
+    let kv = s
+        .create(key.clone(), fits, None)
+        .await
+        .expect("under the limit");
+    assert!(matches!(
+        s.update(key.clone(), over, Some(kv.mod_revision), None)
+            .await,
+        Err(Error::TooLarge { .. })
+    ));
+    assert_eq!(s.get(&key).await.expect("get"), Some(kv));
 }
 
 async fn compare_and_swap_races(f: Fixture) {
