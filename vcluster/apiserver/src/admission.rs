@@ -26,6 +26,7 @@ use vcluster_core::{limitrange, quota, serviceaccount};
 use vcluster_store::RangeRequest;
 
 use crate::objects::{Result, current, store_error};
+use crate::stored;
 use crate::tenant::{Tenant, fresh};
 
 /// One admission plugin.
@@ -168,7 +169,7 @@ async fn stored(tenant: &Tenant, plural: &str, namespace: &str) -> Result<Vec<Ar
     Ok(page
         .kvs
         .iter()
-        .filter_map(|kv| serde_json::from_slice(&kv.value).ok().map(Arc::new))
+        .filter_map(|kv| stored::readable(kv).map(Arc::new))
         .collect())
 }
 
@@ -345,10 +346,6 @@ async fn usage(
         )))
         .await
         .map_err(store_error)?;
-    let objects: Vec<Value> = page
-        .kvs
-        .iter()
-        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-        .collect();
+    let objects: Vec<Value> = page.kvs.iter().filter_map(stored::readable).collect();
     Ok(quota::usage(resource, &objects))
 }

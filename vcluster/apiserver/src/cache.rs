@@ -17,6 +17,8 @@ use tokio::sync::watch;
 use vcluster_core::object::with_resource_version;
 use vcluster_store::{EventKind, RangeRequest, Store};
 
+use crate::stored;
+
 /// Events kept per cache for watchers that start in the past.
 const WINDOW: usize = 4096;
 
@@ -86,14 +88,9 @@ pub enum Next {
     },
 }
 
+/// A stored object as cached; `None` (logged) if it cannot be read.
 fn decode(kv: &vcluster_store::KeyValue) -> Option<Arc<Value>> {
-    match serde_json::from_slice::<Value>(&kv.value) {
-        Ok(v) => Some(Arc::new(with_resource_version(v, kv.mod_revision))),
-        Err(e) => {
-            tracing::error!(key = ?kv.key, error = %e, "watch cache: stored object is not JSON; skipped");
-            None
-        }
-    }
+    stored::readable(kv).map(Arc::new)
 }
 
 impl WatchCache {
@@ -165,17 +162,18 @@ impl WatchCache {
                 Some(cached) => Some(cached.object.clone()),
                 None => event.prev.as_ref().and_then(decode),
             };
-            let cached = match event.kind {
-                EventKind::Put => put.map(|object| {
+            let cached = match put {
+                Some(object) => {
                     let kind = if prev.is_some() {
                         EventType::Modified
                     } else {
                         EventType::Added
                     };
-                    (kind, object)
-                }),
-                // A deleted object is sent as it was last, at the deletion's revision.
-                EventKind::Delete => prev.as_ref().map(|p| {
+                    Some((kind, object))
+                }
+                // A deleted object is sent as it was last, at the deletion's revision; so is
+                // one that became unreadable, which lists leave out as well.
+                None => prev.as_ref().map(|p| {
                     let object = with_resource_version((**p).clone(), revision);
                     (EventType::Deleted, Arc::new(object))
                 }),

@@ -24,7 +24,7 @@ use crate::router::Target;
 use crate::tenant::{Tenant, Tenants};
 use crate::tokens::{Claims, KubernetesClaims, MAX_EXPIRATION, ObjectClaim};
 use crate::write::{self, Deleted, Update};
-use crate::{crds, reviews};
+use crate::{crds, reviews, stored};
 
 /// How long a list waits for a watch cache to catch up before it reads the store instead.
 const CACHE_WAIT: Duration = Duration::from_secs(3);
@@ -141,9 +141,13 @@ async fn follow(tenants: &Arc<Tenants>, sender: &mpsc::Sender<Feed>, seen: &Seen
         let Some((resource, namespace, name)) = parse_key(key) else {
             continue;
         };
-        let decode = |kv: &vcluster_store::KeyValue| served(kv).ok().map(Arc::new);
+        let decode = |kv: &vcluster_store::KeyValue| stored::readable(kv).map(Arc::new);
         let object = match event.kind {
-            EventKind::Put => decode(&event.kv),
+            EventKind::Put => match decode(&event.kv) {
+                Some(object) => Some(object),
+                // Unreadable (and logged): no controller acts on it, as none can read it.
+                None => continue,
+            },
             EventKind::Delete => None,
         };
         let tenant = names
@@ -240,10 +244,11 @@ async fn read_prefix(tenant: &Tenant, prefix: String) -> Result<Vec<(Bytes, Valu
         .range(RangeRequest::prefix(prefix))
         .await
         .map_err(store_error)?;
-    page.kvs
+    Ok(page
+        .kvs
         .iter()
-        .map(|kv| Ok((kv.key.clone(), served(kv)?)))
-        .collect()
+        .filter_map(|kv| Some((kv.key.clone(), stored::readable(kv)?)))
+        .collect())
 }
 
 fn resource_of_type(rt: &ResourceType) -> Resource {
@@ -293,6 +298,33 @@ impl Api for Internal {
         }
         let objects = read_prefix(&tenant, prefix).await?;
         Ok(objects.into_iter().map(|(_, o)| o).collect())
+    }
+
+    async fn unreadable(
+        &self,
+        tenant: &str,
+        resource: &Resource,
+        namespace: &str,
+    ) -> Result<Vec<String>> {
+        let tenant = self.tenant(tenant)?;
+        let target = self
+            .target(&tenant, resource, Some(namespace), None, None)
+            .await?;
+        let prefix = registry::storage_prefix(&target.rt, target.namespace.as_deref());
+        let page = tenant
+            .store
+            .range(RangeRequest::prefix(prefix.clone()))
+            .await
+            .map_err(store_error)?;
+        Ok(page
+            .kvs
+            .iter()
+            .filter(|kv| stored::decode(kv).is_err())
+            .filter_map(|kv| {
+                let key = std::str::from_utf8(&kv.key).ok()?;
+                Some(key.strip_prefix(&prefix)?.to_owned())
+            })
+            .collect())
     }
 
     async fn get(

@@ -25,6 +25,7 @@ mod reviews;
 mod router;
 mod server;
 mod services;
+mod stored;
 mod tenant;
 mod tls;
 mod tokens;

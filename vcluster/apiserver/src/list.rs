@@ -15,8 +15,9 @@ use vcluster_core::status::{ApiError, Reason};
 use vcluster_store::RangeRequest;
 
 use crate::http::{Body, Shape, ok};
-use crate::objects::{Result, in_version, now, served, store_error};
+use crate::objects::{Result, in_version, now, store_error};
 use crate::router::Target;
+use crate::stored;
 use crate::tenant::Tenant;
 
 /// A list in the shape the client asked for.
@@ -250,8 +251,9 @@ pub(crate) async fn list(
         revision = Some(page.revision);
         let count = page.kvs.len();
         for (i, kv) in page.kvs.iter().enumerate() {
-            let object = served(kv)?;
-            if selectors.matches(&object) {
+            if let Some(object) = stored::readable(kv)
+                && selectors.matches(&object)
+            {
                 items.push(Arc::new(object));
             }
             if limit.is_some_and(|l| items.len() >= l) {

@@ -1,20 +1,19 @@
 //! The floor the API's reads and writes stand on: how a stored object is read and served,
 //! how a storage failure is answered, who a write is made for and with which options. It
-//! imports nothing of this crate but the tenant and the request's target, so the write path
+//! imports nothing of this crate but the tenant, the request's target and `stored.rs`, so the write path
 //! (`write.rs`), admission (`admission.rs`) and the handlers above them all point down here.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use vcluster_core::object::with_resource_version;
 use vcluster_core::registry::{self, ResourceType};
 use vcluster_core::status::{ApiError, Cause, Reason};
 use vcluster_store::KeyValue;
 
-use crate::User;
 use crate::router::Target;
 use crate::tenant::Tenant;
+use crate::{User, stored};
 
 pub(crate) type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -133,24 +132,47 @@ pub(crate) fn store_error(e: vcluster_store::Error) -> ApiError {
             Reason::Timeout,
             format!("Too large resource version: {requested}, current: {current}"),
         ),
+        // What kube-apiserver answers a body over its limit (etcd's own refusal of a large
+        // object is a 500 there; a client's oversized object is its error here).
+        vcluster_store::Error::TooLarge { limit } => ApiError::new(
+            413,
+            Reason::RequestEntityTooLarge,
+            format!("Request entity too large: limit is {limit}"),
+        ),
         e => ApiError::internal("storage error").caused_by(e),
     }
 }
 
-/// A stored object as served.
+/// A stored object as served; a 500 naming its key if it cannot be read (which a DELETE
+/// of it still removes).
 pub(crate) fn served(kv: &KeyValue) -> Result<Value> {
-    let object: Value = serde_json::from_slice(&kv.value)
-        .map_err(|e| ApiError::internal("a stored object is not readable").caused_by(e))?;
-    Ok(with_resource_version(object, kv.mod_revision))
+    stored::decode(kv).map_err(|e| {
+        let key = String::from_utf8_lossy(&kv.key);
+        ApiError::internal(format!(
+            "Internal error occurred: corrupt object: the stored object {key} cannot be \
+             read: {e}"
+        ))
+        .caused_by(e)
+    })
 }
 
-/// An object as stored: without its resourceVersion, which is the store's revision.
-pub(crate) fn encode(object: &Value) -> Bytes {
+/// An object as stored: without its resourceVersion, which is the store's revision; a 400
+/// if it nests deeper than a stored object may be read back (see `stored.rs`).
+pub(crate) fn encode(object: &Value) -> Result<Bytes> {
     let mut stored = object.clone();
     if let Some(meta) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
-    Bytes::from(serde_json::to_vec(&stored).expect("a JSON value serializes"))
+    if stored::too_deep(&stored) {
+        return Err(ApiError::bad_request(format!(
+            "the object nests arrays and objects more than {} levels deep (counting its \
+             managedFields), deeper than a stored object can be read back: exceeded max depth",
+            stored::MAX_DEPTH
+        )));
+    }
+    Ok(Bytes::from(
+        serde_json::to_vec(&stored).expect("a JSON value serializes"),
+    ))
 }
 
 /// The storage key of the object `name` of the target's resource and namespace.

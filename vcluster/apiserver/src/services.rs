@@ -20,6 +20,7 @@ use vcluster_core::status::{ApiError, Cause};
 use vcluster_store::RangeRequest;
 
 use crate::objects::{Result, store_error};
+use crate::stored;
 use crate::tenant::Tenant;
 
 /// The tenant's service range: 10.96.0.0/12.
@@ -50,7 +51,7 @@ async fn taken(tenant: &Tenant, rt: &ResourceType) -> Result<(HashSet<String>, H
         .map_err(store_error)?;
     let (mut ips, mut ports) = (HashSet::new(), HashSet::new());
     for kv in &page.kvs {
-        let Ok(service) = serde_json::from_slice::<Value>(&kv.value) else {
+        let Some(service) = stored::readable(kv) else {
             continue;
         };
         for ip in service

@@ -13,6 +13,7 @@ use vcluster_core::apply;
 use vcluster_core::object::{self, UpdateScope, meta_str, with_resource_version};
 use vcluster_core::registry::ResourceType;
 use vcluster_core::status::{ApiError, Reason};
+use vcluster_store::KeyValue;
 
 use crate::http::APPLY;
 use crate::objects::{
@@ -21,7 +22,7 @@ use crate::objects::{
 };
 use crate::router::Target;
 use crate::tenant::{Tenant, fresh};
-use crate::{admission, authz, crds, services};
+use crate::{admission, authz, crds, services, stored};
 
 /// How often a write retries after losing a compare-and-swap it may retry.
 const RETRIES: usize = 16;
@@ -130,6 +131,7 @@ pub(crate) async fn create(
             .expect("prepared objects are named")
             .to_owned();
         let key = key(target, &name);
+        let value = encode(&object)?;
         if params.dry_run {
             if tenant.store.get(&key).await.map_err(store_error)?.is_some() {
                 return Err(ApiError::already_exists(rt, &name));
@@ -137,7 +139,7 @@ pub(crate) async fn create(
             return Ok(object);
         }
         let lease = tenant.lease_for(rt).await.map_err(store_error)?;
-        match tenant.store.create(key, encode(&object), lease).await {
+        match tenant.store.create(key, value, lease).await {
             Ok(kv) => return Ok(with_resource_version(object, kv.mod_revision)),
             // A generated name that collided: draw another.
             Err(vcluster_store::Error::AlreadyExists { .. }) if generated => continue,
@@ -229,29 +231,25 @@ async fn update_owned(
         if ownership == Ownership::Recorded {
             record(rt, Some(&current), &mut object, params);
         }
+        // The last finalizer removed from an object being deleted: it goes now.
+        let gone = object::is_deleting(&object) && !object::has_finalizers(rt, &object);
+        let value = if gone { None } else { Some(encode(&object)?) };
         if params.dry_run {
             return Ok(with_resource_version(object, kv.mod_revision));
         }
-        // The last finalizer removed from an object being deleted: it goes now.
-        let gone = object::is_deleting(&object) && !object::has_finalizers(rt, &object);
-        let written = if gone {
+        let written = if let Some(value) = value {
+            let lease = tenant.lease_for(rt).await.map_err(store_error)?;
+            tenant
+                .store
+                .update(key(target, name), value, Some(kv.mod_revision), lease)
+                .await
+                .map(|kv| kv.mod_revision)
+        } else {
             tenant
                 .store
                 .delete(key(target, name), Some(kv.mod_revision))
                 .await
                 .map(|deleted| deleted.revision)
-        } else {
-            let lease = tenant.lease_for(rt).await.map_err(store_error)?;
-            tenant
-                .store
-                .update(
-                    key(target, name),
-                    encode(&object),
-                    Some(kv.mod_revision),
-                    lease,
-                )
-                .await
-                .map(|kv| kv.mod_revision)
         };
         match written {
             Ok(revision) => return Ok(with_resource_version(object, revision)),
@@ -381,17 +379,7 @@ pub(crate) fn apply_patch(
             json_patch::merge(doc, patch);
             Ok(())
         }
-        "application/json-patch+json" => {
-            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-                .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?;
-            json_patch::patch(doc, &ops).map_err(|e| {
-                ApiError::new(
-                    422,
-                    Reason::Invalid,
-                    format!("the JSON patch could not be applied: {e}"),
-                )
-            })
-        }
+        "application/json-patch+json" => vcluster_core::jsonpatch::apply(doc, patch),
         "application/strategic-merge-patch+json" => {
             *doc = vcluster_core::patch::strategic_merge(doc, patch, api_version, kind).map_err(
                 |e| {
@@ -491,6 +479,60 @@ fn propagation_finalizer(params: &DeleteParams) -> Option<&'static str> {
     }
 }
 
+/// Deletes an object whose stored value cannot be read (`why`): its key goes at once, since
+/// neither its finalizers nor its uid can be known, so that nothing unreadable outlives a
+/// DELETE or holds up its namespace. `None`: the key changed meanwhile; read it again.
+async fn delete_unreadable(
+    tenant: &Tenant,
+    target: &Target,
+    kv: &KeyValue,
+    why: serde_json::Error,
+    params: &DeleteParams,
+) -> Result<Option<Deleted>> {
+    let rt = &target.rt;
+    let name = target.name.as_deref().expect("a named target");
+    if params.uid.is_some()
+        || params
+            .resource_version
+            .as_ref()
+            .is_some_and(|rv| *rv != kv.mod_revision.to_string())
+    {
+        return Err(ApiError::conflict(rt, name));
+    }
+    let mut last =
+        json!({"apiVersion": rt.api_version(), "kind": rt.kind, "metadata": {"name": name}});
+    if let Some(namespace) = &target.namespace {
+        last["metadata"]["namespace"] = json!(namespace);
+    }
+    if params.dry_run {
+        return Ok(Some(Deleted::Held {
+            object: last,
+            revision: kv.mod_revision,
+        }));
+    }
+    match tenant
+        .store
+        .delete(key(target, name), Some(kv.mod_revision))
+        .await
+    {
+        Ok(deleted) => {
+            tracing::warn!(
+                tenant = %tenant.name,
+                key = %String::from_utf8_lossy(&kv.key),
+                error = %why,
+                "an unreadable stored object was deleted"
+            );
+            Ok(Some(Deleted::Gone {
+                last,
+                revision: deleted.revision,
+            }))
+        }
+        Err(vcluster_store::Error::Conflict { .. }) => Ok(None),
+        Err(vcluster_store::Error::NotFound { .. }) => Err(ApiError::not_found(rt, name)),
+        Err(e) => Err(store_error(e)),
+    }
+}
+
 /// Deletes the object a named target names: at once, or (held by finalizers) by marking it.
 pub(crate) async fn delete(
     tenant: &Tenant,
@@ -507,7 +549,19 @@ pub(crate) async fn delete(
         ));
     }
     for _ in 0..RETRIES {
-        let (kv, mut current) = read(tenant, target, name).await?;
+        let kv = tenant
+            .store
+            .get(&key(target, name))
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        let mut current = match stored::decode(&kv) {
+            Ok(current) => current,
+            Err(e) => match delete_unreadable(tenant, target, &kv, e, params).await? {
+                Some(deleted) => return Ok(deleted),
+                None => continue,
+            },
+        };
         let uid = meta_str(&current, "uid").unwrap_or_default();
         if let Some(wanted) = &params.uid
             && wanted != uid
@@ -551,7 +605,7 @@ pub(crate) async fn delete(
             let write =
                 tenant
                     .store
-                    .update(key(target, name), encode(&marked), Some(revision), None);
+                    .update(key(target, name), encode(&marked)?, Some(revision), None);
             match write.await {
                 Ok(kv) => {
                     return Ok(Deleted::Held {

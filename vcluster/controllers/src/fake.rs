@@ -669,6 +669,16 @@ impl Api for Fake {
             .map(|rt| resource_of_type(rt))
     }
 
+    async fn unreadable(
+        &self,
+        _tenant: &str,
+        _resource: &Resource,
+        _namespace: &str,
+    ) -> Result<Vec<String>> {
+        // The fake keeps objects, not stored values: every one of them is readable.
+        Ok(Vec::new())
+    }
+
     async fn resources(&self, _tenant: &str) -> Result<Vec<Resource>> {
         let mut resources: Vec<Resource> = Vec::new();
         for rt in &self.state().served {

@@ -163,6 +163,14 @@ pub trait Api: Send + Sync + 'static {
         name: &str,
         options: Value,
     ) -> Result<Option<Value>>;
+    /// The names of the stored objects of `resource` in `namespace` that cannot be read,
+    /// which [`Api::list`] leaves out: the namespace controller deletes them with the rest.
+    async fn unreadable(
+        &self,
+        tenant: &str,
+        resource: &Resource,
+        namespace: &str,
+    ) -> Result<Vec<String>>;
     /// Every object of the tenant, with its resource.
     async fn everything(&self, tenant: &str) -> Result<Vec<(Resource, Value)>>;
     /// The resource that serves `kind` of `api_version` in the tenant.

@@ -94,10 +94,15 @@ async fn delete_content(
             continue;
         }
         let objects = api.list(tenant, &resource, Some(namespace)).await?;
-        found += objects.len();
+        // Objects that cannot be read go too (by name: their finalizers are unknowable).
+        let unreadable = api.unreadable(tenant, &resource, namespace).await?;
+        found += objects.len() + unreadable.len();
+        let names = objects
+            .iter()
+            .map(|o| object::meta_str(o, "name").unwrap_or_default())
+            .chain(unreadable.iter().map(String::as_str));
         let mut held = Vec::new();
-        for object in &objects {
-            let name = object::meta_str(object, "name").unwrap_or_default();
+        for name in names {
             let deleted = api.delete(tenant, &resource, Some(namespace), name, json!({}));
             match deleted.await {
                 Ok(Some(still)) => held.push(still),

@@ -8,6 +8,7 @@
 //! - [`defaults`]: the fields kube-apiserver fills in for built-in kinds.
 //! - [`selector`]: label and field selectors.
 //! - [`patch`]: strategic merge patch for built-in types.
+//! - [`jsonpatch`]: JSON patches, applied within kube-apiserver's operation and copy limits.
 //! - [`status`]: API errors and their `metav1.Status` bodies.
 //! - [`table`]: Tables (kubectl get's columns) and metadata-only views.
 //! - [`serviceaccount`]: what the ServiceAccount admission plugin does to a pod.
@@ -18,6 +19,7 @@ pub mod apply;
 pub mod crd;
 pub mod defaults;
 pub mod events;
+pub mod jsonpatch;
 pub mod limitrange;
 pub mod names;
 pub mod object;

@@ -1,0 +1,178 @@
+//! Issue 12, defect 2: whatever the server accepts it can read back, and a stored object it
+//! cannot read (planted in the store, as an older server could have left it) costs nothing
+//! but itself: lists, the watch cache, the controllers and namespace deletion go on without
+//! it, a GET of it is a clear 500 and a DELETE removes it. On both stores.
+
+mod common;
+
+use bytes::Bytes;
+use common::{Backing, Served};
+use vcluster_testkit::clients::Kubectl;
+
+/// What a server before the fix stored for a custom object nesting 124 levels: readable
+/// alone, but `managedFields` mirror it deeper than the reader goes.
+fn unreadable(namespace: &str, name: &str) -> Bytes {
+    let levels = 130;
+    format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","namespace":"{namespace}"}},"x":{}{}}}"#,
+        "[".repeat(levels),
+        "]".repeat(levels)
+    )
+    .into()
+}
+
+fn key(namespace: &str, name: &str) -> Bytes {
+    format!("/core/configmaps/{namespace}/{name}").into()
+}
+
+/// A custom object whose spec nests `levels` objects deep (its type keeps unknown fields).
+fn deep_plan(name: &str, levels: usize) -> String {
+    format!(
+        r#"{{"apiVersion":"deep.example.com/v1","kind":"Plan","metadata":{{"name":"{name}","namespace":"kept"}},"spec":{}"leaf"{}}}"#,
+        r#"{"a":"#.repeat(levels),
+        "}".repeat(levels)
+    )
+}
+
+const CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: plans.deep.example.com}
+spec:
+  group: deep.example.com
+  scope: Namespaced
+  names: {plural: plans, kind: Plan}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+";
+
+fn unreadable_objects_cost_only_themselves(backing: Backing) {
+    // Two planted before the server (and its controllers and caches) starts.
+    let (served, opened) = Served::start_with(backing, &["t"], |runtime, tenants| {
+        runtime.block_on(async {
+            for namespace in ["kept", "doomed"] {
+                let planted = tenants[0].store.create(
+                    key(namespace, "poison"),
+                    unreadable(namespace, "poison"),
+                    None,
+                );
+                planted.await.expect("planted");
+            }
+        });
+    });
+    let tenant = &opened[0];
+    let k = Kubectl::new("v36", served.admin_kubeconfig(tenant));
+    for namespace in ["kept", "doomed"] {
+        k.ok(&["create", "namespace", namespace]);
+        k.ok(&["create", "configmap", "fine", "-n", namespace]);
+    }
+
+    // Lists, from the store and from the watch cache, leave the unreadable object out.
+    let names = k.ok(&["get", "configmaps", "-n", "kept", "-o", "name"]);
+    assert!(names.contains("configmap/fine"), "{names}");
+    assert!(!names.contains("poison"), "{names}");
+    let everywhere = k.ok(&["get", "configmaps", "-A", "-o", "name"]);
+    assert!(everywhere.contains("configmap/fine"), "{everywhere}");
+    let cached = k.ok(&["get", "--raw", "/api/v1/configmaps?resourceVersion=0"]);
+    assert!(
+        cached.contains(r#""name":"fine""#) && !cached.contains("poison"),
+        "{cached}"
+    );
+
+    // One planted while the watch cache follows the store: its event is skipped too.
+    served.runtime.block_on(async {
+        let planted = tenant
+            .store
+            .create(key("kept", "later"), unreadable("kept", "later"), None);
+        planted.await.expect("planted");
+    });
+    k.ok(&["create", "configmap", "after", "-n", "kept"]);
+    let cached = k.eventually(
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/kept/configmaps?resourceVersion=0",
+        ],
+        |out| out.contains(r#""name":"after""#),
+    );
+    assert!(!cached.contains("later"), "{cached}");
+
+    // A GET of it is a clear 500; a DELETE removes it without reading it.
+    let get = k.fails(&["get", "configmap", "poison", "-n", "kept"]);
+    assert!(
+        get.contains("InternalError") && get.contains("corrupt object"),
+        "{get}"
+    );
+    for name in ["poison", "later"] {
+        k.ok(&["delete", "configmap", name, "-n", "kept"]);
+        let gone = served
+            .runtime
+            .block_on(tenant.store.get(&key("kept", name)));
+        assert_eq!(gone.expect("read"), None, "{name} is still stored");
+    }
+
+    // A namespace holding one is deleted, and the unreadable object with it.
+    k.ok(&["delete", "namespace", "doomed", "--timeout=60s"]);
+    let namespace = k.fails(&["get", "namespace", "doomed"]);
+    assert!(namespace.contains("NotFound"), "{namespace}");
+    let left = served
+        .runtime
+        .block_on(tenant.store.get(&key("doomed", "poison")));
+    assert_eq!(
+        left.expect("read"),
+        None,
+        "the namespace controller left it"
+    );
+
+    // Nothing accepted is unreadable: a custom object whose managedFields would nest past
+    // the reader's depth is refused (it alone would be readable), and so is one that a JSON
+    // patch would nest too deep.
+    let created = k.run_with(&["apply", "-f", "-"], Some(CRD));
+    assert!(created.ok, "{}", created.stderr);
+    k.ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/plans.deep.example.com",
+    ]);
+    let refused = k.run_with(&["create", "-f", "-"], Some(&deep_plan("deep", 124)));
+    assert!(!refused.ok, "stored: {}", refused.stdout);
+    assert!(
+        refused.stderr.contains("BadRequest") && refused.stderr.contains("exceeded max depth"),
+        "{}",
+        refused.stderr
+    );
+    let shallow = k.run_with(&["create", "-f", "-"], Some(&deep_plan("shallow", 100)));
+    assert!(shallow.ok, "{}", shallow.stderr);
+    let innermost = format!("/spec{}", "/a".repeat(99));
+    let patch = format!(
+        r#"[{{"op":"add","path":"{innermost}/b","value":{}1{}}}]"#,
+        "[".repeat(30),
+        "]".repeat(30)
+    );
+    let patched = k.run(&[
+        "patch", "plan", "shallow", "-n", "kept", "--type", "json", "-p", &patch,
+    ]);
+    assert!(!patched.ok, "stored: {}", patched.stdout);
+    assert!(
+        patched.stderr.contains("exceeded max depth"),
+        "{}",
+        patched.stderr
+    );
+    // Everything stored is still readable, and the server answers at once.
+    let plans = k.ok(&["get", "plans", "-A", "-o", "name", "--request-timeout=5s"]);
+    assert_eq!(plans.trim(), "plan.deep.example.com/shallow");
+    k.ok(&["get", "configmaps", "-A", "--request-timeout=5s"]);
+    k.ok(&["get", "plan", "shallow", "-n", "kept", "-o", "json"]);
+}
+
+#[test]
+fn unreadable_objects_cost_only_themselves_on_the_embedded_store() {
+    unreadable_objects_cost_only_themselves(Backing::Embedded);
+}
+
+#[test]
+fn unreadable_objects_cost_only_themselves_on_etcd() {
+    unreadable_objects_cost_only_themselves(Backing::Etcd);
+}
