@@ -176,3 +176,58 @@ fn unreadable_objects_cost_only_themselves_on_the_embedded_store() {
 fn unreadable_objects_cost_only_themselves_on_etcd() {
     unreadable_objects_cost_only_themselves(Backing::Etcd);
 }
+
+/// A custom object whose spec holds `bytes` of text.
+fn big_plan(name: &str, bytes: usize) -> String {
+    format!(
+        r#"{{"apiVersion":"deep.example.com/v1","kind":"Plan","metadata":{{"name":"{name}","namespace":"default"}},"spec":{{"text":"{}"}}}}"#,
+        "x".repeat(bytes)
+    )
+}
+
+fn objects_over_the_store_limit_are_refused(backing: Backing) {
+    let (served, opened) = Served::start_with(backing, &["t"], |_, _| {});
+    let k = Kubectl::new("v36", served.admin_kubeconfig(&opened[0]));
+    let created = k.run_with(&["apply", "-f", "-"], Some(CRD));
+    assert!(created.ok, "{}", created.stderr);
+    k.ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/plans.deep.example.com",
+    ]);
+    let too_large = |stderr: &str| {
+        stderr.contains("Request entity too large: limit is 1571840")
+            || stderr.contains("RequestEntityTooLarge")
+    };
+    // Under the request body's limit (3 MiB), over what a stored object may weigh.
+    let file = served.write("huge.json", &big_plan("huge", 1600 * 1024));
+    let huge = k.run(&["create", "-f", file.to_str().expect("a UTF-8 path")]);
+    assert!(!huge.ok && too_large(&huge.stderr), "{}", huge.stderr);
+    // A merge patch that would grow an object past it.
+    let file = served.write("big.json", &big_plan("big", 1024 * 1024));
+    k.ok(&["create", "-f", file.to_str().expect("a UTF-8 path")]);
+    let grow = format!(r#"{{"spec":{{"more":"{}"}}}}"#, "y".repeat(600 * 1024));
+    let file = served.write("grow.json", &grow);
+    let grown = k.run(&[
+        "patch",
+        "plan",
+        "big",
+        "--type",
+        "merge",
+        "--patch-file",
+        file.to_str().expect("a UTF-8 path"),
+    ]);
+    assert!(!grown.ok && too_large(&grown.stderr), "{}", grown.stderr);
+    let names = k.ok(&["get", "plans", "-A", "-o", "name", "--request-timeout=5s"]);
+    assert_eq!(names.trim(), "plan.deep.example.com/big");
+}
+
+#[test]
+fn objects_over_the_store_limit_are_refused_on_the_embedded_store() {
+    objects_over_the_store_limit_are_refused(Backing::Embedded);
+}
+
+#[test]
+fn objects_over_the_store_limit_are_refused_on_etcd() {
+    objects_over_the_store_limit_are_refused(Backing::Etcd);
+}
