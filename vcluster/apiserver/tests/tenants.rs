@@ -130,20 +130,8 @@ fn tenants_are_isolated_and_reject_each_others_credentials() {
     assert_unauthorized(&stolen_robot.fails(&["auth", "whoami"]));
 
     // A's custom resource types are a's alone.
-    let crd = "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: plans.a.example.com}
-spec:
-  group: a.example.com
-  scope: Namespaced
-  names: {plural: plans, kind: Plan}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
-";
-    let created = ka.run_with(&["apply", "-f", "-"], Some(crd));
+    let crd = common::open_crd("a.example.com", "plans", "Plan");
+    let created = ka.run_with(&["apply", "-f", "-"], Some(&crd));
     assert!(created.ok, "{}", created.stderr);
     assert!(ka.ok(&["api-resources"]).contains("a.example.com"));
     assert!(!kb.ok(&["api-resources"]).contains("a.example.com"));

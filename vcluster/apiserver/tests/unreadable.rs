@@ -21,8 +21,40 @@ fn unreadable(namespace: &str, name: &str) -> Bytes {
     .into()
 }
 
+/// One test per store for each scenario.
+macro_rules! on_both_stores {
+    ($($scenario:ident),* $(,)?) => {
+        mod embedded {
+            $(#[test]
+            fn $scenario() { super::$scenario(super::Backing::Embedded); })*
+        }
+        mod etcd {
+            $(#[test]
+            fn $scenario() { super::$scenario(super::Backing::Etcd); })*
+        }
+    };
+}
+
+on_both_stores!(
+    unreadable_objects_cost_only_themselves,
+    objects_over_the_store_limit_are_refused,
+);
+
 fn key(namespace: &str, name: &str) -> Bytes {
     format!("/core/configmaps/{namespace}/{name}").into()
+}
+
+/// Creates the CRD of `plans.deep.example.com` (which keep every field) and waits until it
+/// is served.
+fn serve_plans(k: &Kubectl) {
+    let crd = common::open_crd("deep.example.com", "plans", "Plan");
+    let created = k.run_with(&["apply", "-f", "-"], Some(&crd));
+    assert!(created.ok, "{}", created.stderr);
+    k.ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/plans.deep.example.com",
+    ]);
 }
 
 /// A custom object whose spec nests `levels` objects deep (its type keeps unknown fields).
@@ -33,20 +65,6 @@ fn deep_plan(name: &str, levels: usize) -> String {
         "}".repeat(levels)
     )
 }
-
-const CRD: &str = "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: plans.deep.example.com}
-spec:
-  group: deep.example.com
-  scope: Namespaced
-  names: {plural: plans, kind: Plan}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
-";
 
 fn unreadable_objects_cost_only_themselves(backing: Backing) {
     // Two planted before the server (and its controllers and caches) starts.
@@ -129,13 +147,7 @@ fn unreadable_objects_cost_only_themselves(backing: Backing) {
     // Nothing accepted is unreadable: a custom object whose managedFields would nest past
     // the reader's depth is refused (it alone would be readable), and so is one that a JSON
     // patch would nest too deep.
-    let created = k.run_with(&["apply", "-f", "-"], Some(CRD));
-    assert!(created.ok, "{}", created.stderr);
-    k.ok(&[
-        "wait",
-        "--for=condition=established",
-        "crd/plans.deep.example.com",
-    ]);
+    serve_plans(&k);
     let refused = k.run_with(&["create", "-f", "-"], Some(&deep_plan("deep", 124)));
     assert!(!refused.ok, "stored: {}", refused.stdout);
     assert!(
@@ -167,16 +179,6 @@ fn unreadable_objects_cost_only_themselves(backing: Backing) {
     k.ok(&["get", "plan", "shallow", "-n", "kept", "-o", "json"]);
 }
 
-#[test]
-fn unreadable_objects_cost_only_themselves_on_the_embedded_store() {
-    unreadable_objects_cost_only_themselves(Backing::Embedded);
-}
-
-#[test]
-fn unreadable_objects_cost_only_themselves_on_etcd() {
-    unreadable_objects_cost_only_themselves(Backing::Etcd);
-}
-
 /// A custom object whose spec holds `bytes` of text.
 fn big_plan(name: &str, bytes: usize) -> String {
     format!(
@@ -188,13 +190,7 @@ fn big_plan(name: &str, bytes: usize) -> String {
 fn objects_over_the_store_limit_are_refused(backing: Backing) {
     let (served, opened) = Served::start_with(backing, &["t"], |_, _| {});
     let k = Kubectl::new("v36", served.admin_kubeconfig(&opened[0]));
-    let created = k.run_with(&["apply", "-f", "-"], Some(CRD));
-    assert!(created.ok, "{}", created.stderr);
-    k.ok(&[
-        "wait",
-        "--for=condition=established",
-        "crd/plans.deep.example.com",
-    ]);
+    serve_plans(&k);
     let too_large = |stderr: &str| {
         stderr.contains("Request entity too large: limit is 1571840")
             || stderr.contains("RequestEntityTooLarge")
@@ -220,14 +216,4 @@ fn objects_over_the_store_limit_are_refused(backing: Backing) {
     assert!(!grown.ok && too_large(&grown.stderr), "{}", grown.stderr);
     let names = k.ok(&["get", "plans", "-A", "-o", "name", "--request-timeout=5s"]);
     assert_eq!(names.trim(), "plan.deep.example.com/big");
-}
-
-#[test]
-fn objects_over_the_store_limit_are_refused_on_the_embedded_store() {
-    objects_over_the_store_limit_are_refused(Backing::Embedded);
-}
-
-#[test]
-fn objects_over_the_store_limit_are_refused_on_etcd() {
-    objects_over_the_store_limit_are_refused(Backing::Etcd);
 }
