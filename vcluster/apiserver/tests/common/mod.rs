@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use vcluster_apiserver::{Tenant, Tenants};
+use vcluster_apiserver::{Limits, Tenant, Tenants};
 use vcluster_store::{Embedded, EmbeddedOptions};
 
 pub(crate) struct Served {
@@ -21,6 +21,11 @@ pub(crate) struct Served {
 impl Served {
     /// Serves `names` (each opened before the server starts).
     pub(crate) fn start(names: &[&str]) -> (Self, Vec<Arc<Tenant>>) {
+        Self::start_with(names, Limits::default())
+    }
+
+    /// [`Served::start`] within `limits`.
+    pub(crate) fn start_with(names: &[&str], limits: Limits) -> (Self, Vec<Arc<Tenant>>) {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let dir = tempfile::tempdir().expect("temporary directory");
         let backend = Arc::new(
@@ -41,7 +46,7 @@ impl Served {
                 .await
                 .expect("listen");
             let port = listener.local_addr().expect("address").port();
-            tokio::spawn(vcluster_apiserver::serve(listener, tenants.clone()));
+            tokio::spawn(vcluster_apiserver::serve(listener, tenants.clone(), limits));
             (opened, port)
         });
         let served = Self {
