@@ -361,3 +361,223 @@ fn requests_past_the_in_flight_limit_get_429_while_watches_and_super_users_pass(
         fresh_connection.abort();
     });
 }
+
+#[test]
+fn a_response_its_client_does_not_read_is_ended_at_the_request_timeout() {
+    let (served, opened) = Served::start_with(
+        &["t"],
+        Limits {
+            max_requests_inflight: 1,
+            request_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        },
+    );
+    let raw = Raw::new(&served, &opened[0]);
+    let k = Kubectl::new("v36", served.admin_kubeconfig(&opened[0]));
+    bind_cluster_admin(&k, "bob");
+    on_tokio(async {
+        let (client, _connection) = raw.stalled_h2(ATTACKER).await;
+        let mut client = client.ready().await.expect("ready");
+        let (response, _) = client
+            .send_request(raw.request("/api/v1/namespaces", Some("bob")), true)
+            .expect("send");
+        let stalled = response.await.expect("a response");
+        assert_eq!(stalled.status(), StatusCode::OK);
+
+        // The stalled client stays connected; past the request timeout its seat is free.
+        let (other, _other_connection) = raw.stalled_h2(Ipv4Addr::LOCALHOST).await;
+        let mut other = other.ready().await.expect("ready");
+        let mut statuses = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (response, _) = other
+                .send_request(raw.request("/api/v1/namespaces/default", Some("bob")), true)
+                .expect("send");
+            let status = response.await.expect("a response").status();
+            statuses.push(status);
+            if status == StatusCode::OK {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the unread response kept its seat past the request timeout"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            statuses[0],
+            StatusCode::TOO_MANY_REQUESTS,
+            "the unread response did not hold its seat before its deadline"
+        );
+        drop(stalled);
+    });
+}
+
+/// The process's resident memory, in bytes.
+fn resident() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib << 10
+}
+
+#[test]
+fn stalled_h2_streams_of_a_big_list_hold_bounded_memory() {
+    let (served, opened) = Served::start_with(
+        &["t"],
+        Limits {
+            max_requests_inflight: 40,
+            http2_max_streams_per_connection: 20,
+            ..Limits::default()
+        },
+    );
+    let raw = Raw::new(&served, &opened[0]);
+    let k = Kubectl::new("v36", served.admin_kubeconfig(&opened[0]));
+    bind_cluster_admin(&k, "bob");
+    // About 1.3 MB of ConfigMaps in one LIST.
+    let value = "x".repeat(13 << 10);
+    let manifests: String = (0..100)
+        .map(|i| {
+            format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big-{i}\ndata:\n  v: {value}\n")
+        })
+        .collect();
+    let applied = k.run_with(&["apply", "-f", "-"], Some(&manifests));
+    assert!(applied.ok, "{}", applied.stderr);
+    let path = "/api/v1/namespaces/default/configmaps";
+    assert!(k.ok(&["get", "--raw", path]).len() > 1_300_000);
+
+    let (before, during) = on_tokio(async {
+        let before = resident();
+        // Three connections, each asking for the LIST 200 times and reading nothing.
+        let mut attackers = Vec::new();
+        for _ in 0..3 {
+            let (client, connection) = raw.stalled_h2(ATTACKER).await;
+            let (raw_host, token) = (raw.host.clone(), raw.token.clone());
+            attackers.push(connection);
+            attackers.push(tokio::spawn(async move {
+                let mut client = client;
+                let mut responses = Vec::new();
+                for _ in 0..200 {
+                    client = client.ready().await?;
+                    let request = Request::get(format!("https://{raw_host}{path}"))
+                        .header("authorization", format!("Bearer {token}"))
+                        .header("impersonate-user", "bob")
+                        .body(())
+                        .expect("a request");
+                    let (response, _) = client.send_request(request, true)?;
+                    responses.push(tokio::spawn(response));
+                }
+                std::future::pending::<()>().await;
+                drop(responses);
+                Ok(())
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let during = resident();
+        let kubeconfig = served.admin_kubeconfig(&opened[0]);
+        tokio::task::spawn_blocking(move || others_are_answered(&Kubectl::new("v36", kubeconfig)))
+            .await
+            .expect("the other client");
+        for attacker in attackers {
+            attacker.abort();
+        }
+        (before, during)
+    });
+    let grown = during.saturating_sub(before);
+    eprintln!(
+        "resident memory: {} MiB before, {} MiB under 3 x 200 stalled streams of a {} KiB LIST",
+        before >> 20,
+        during >> 20,
+        (100 * 13) + 1
+    );
+    // 40 seats of 1.3 MB each, and what serializing takes; unbounded, 600 streams took
+    // several times this.
+    assert!(
+        grown < 200 << 20,
+        "stalled streams grew the process by {} MiB",
+        grown >> 20
+    );
+    others_are_answered(&k);
+}
+
+#[test]
+fn oversized_headers_get_431_while_large_real_ones_pass() {
+    let (served, opened) = Served::start(&["t"]);
+    let raw = Raw::new(&served, &opened[0]);
+    let k = Kubectl::new("v36", served.admin_kubeconfig(&opened[0]));
+    bind_cluster_admin(&k, "bob");
+    // kubectl (h2) with a 64 KiB bearer token, and as bob
+    // with 150 groups (150 Impersonate-Group headers).
+    let token = "t".repeat(64 << 10);
+    let big = k.run(&[
+        "--token",
+        &token,
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default",
+    ]);
+    // The token is judged (and, made up, refused), not its header.
+    assert!(
+        !big.ok && big.stderr.contains("(Unauthorized)"),
+        "a 64 KiB token: {}",
+        big.stderr
+    );
+    let mut args = vec!["--as=bob".to_owned()];
+    args.extend((0..150).map(|i| format!("--as-group=group-{i}")));
+    args.extend(["get", "namespace", "default", "-o", "name"].map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(k.ok(&args).trim(), "namespace/default");
+
+    on_tokio(async {
+        let h1 = async |extra: String| {
+            let mut tls = raw.tls(ATTACKER, false).await.expect("TLS");
+            let head = format!(
+                "GET /api/v1/namespaces/default HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {}\r\n{extra}connection: close\r\n\r\n",
+                raw.host, raw.token
+            );
+            let _ = tls.write_all(head.as_bytes()).await;
+            let mut answer = Vec::new();
+            let _ = tls.read_to_end(&mut answer).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        };
+        // HTTP/1.1 with 300 headers is served.
+        let many: String = (0..300).map(|i| format!("x-header-{i}: {i}\r\n")).collect();
+        let answer = h1(many).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "300 headers: {answer:.200}"
+        );
+        // Past 1 MiB: 431.
+        let huge = format!("x-huge: {}\r\n", "h".repeat(2 << 20));
+        let answer = h1(huge).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 431"),
+            "2 MiB of headers: {answer:.200}"
+        );
+
+        // h2 past 1 MiB: 431 too.
+        let tls = raw.tls(ATTACKER, true).await.expect("TLS");
+        let (client, connection) = h2::client::Builder::new()
+            .max_header_list_size(u32::MAX)
+            .handshake::<_, Bytes>(tls)
+            .await
+            .expect("h2 handshake");
+        let _connection = tokio::spawn(connection);
+        let mut client = client.ready().await.expect("ready");
+        let mut request = raw.request("/api/v1/namespaces/default", None);
+        request.headers_mut().insert(
+            "x-huge",
+            "h".repeat(2 << 20).parse().expect("a header value"),
+        );
+        let (response, _) = client.send_request(request, true).expect("send");
+        let response = response.await.expect("a response");
+        assert_eq!(
+            response.status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+    });
+    others_are_answered(&k);
+}
