@@ -90,20 +90,10 @@ impl Up {
     /// The default tenant alone, on an embedded store, in a process that may open at most
     /// `open_files` files (soft and hard limit, set by util-linux's `prlimit`).
     pub fn start_with_open_files(open_files: u64) -> Self {
-        let mut up = Self {
-            process: None,
-            dir: tempfile::Builder::new()
-                .prefix("vcluster-up-")
-                .tempdir()
-                .expect("data directory"),
-            port: free_port(),
-            tenants: vec![],
-            simulated_nodes: 0,
-            store_args: vec![],
-            open_files: Some(open_files),
-            _etcd: None,
-        };
-        up.spawn();
+        // Started once as usual, then again on the same data directory within the limit.
+        let mut up = Self::start(StoreKind::Embedded, &[], 0);
+        up.open_files = Some(open_files);
+        up.restart();
         up
     }
 

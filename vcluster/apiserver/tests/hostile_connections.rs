@@ -286,18 +286,23 @@ fn bind_cluster_admin(k: &Kubectl, user: &str) {
     ]);
 }
 
+/// A server of one tenant within `limits`: raw connections to it, its admin's kubectl,
+/// and bob, a cluster-admin who is not a super-user.
+fn start_with_bob(limits: Limits) -> (Served, Arc<Tenant>, Raw, Kubectl) {
+    let (served, mut opened) = Served::start_with(&["t"], limits);
+    let tenant = opened.remove(0);
+    let raw = Raw::new(&served, &tenant);
+    let k = Kubectl::new("v36", served.admin_kubeconfig(&tenant));
+    bind_cluster_admin(&k, "bob");
+    (served, tenant, raw, k)
+}
+
 #[test]
 fn requests_past_the_in_flight_limit_get_429_while_watches_and_super_users_pass() {
-    let (served, opened) = Served::start_with(
-        &["t"],
-        Limits {
-            max_requests_inflight: 2,
-            ..Limits::default()
-        },
-    );
-    let raw = Raw::new(&served, &opened[0]);
-    let k = Kubectl::new("v36", served.admin_kubeconfig(&opened[0]));
-    bind_cluster_admin(&k, "bob");
+    let (_served, _tenant, raw, _k) = start_with_bob(Limits {
+        max_requests_inflight: 2,
+        ..Limits::default()
+    });
     on_tokio(async {
         // Two reads whose client never reads their bodies hold both seats.
         let (client, connection) = raw.stalled_h2(ATTACKER).await;
@@ -364,17 +369,11 @@ fn requests_past_the_in_flight_limit_get_429_while_watches_and_super_users_pass(
 
 #[test]
 fn a_response_its_client_does_not_read_is_ended_at_the_request_timeout() {
-    let (served, opened) = Served::start_with(
-        &["t"],
-        Limits {
-            max_requests_inflight: 1,
-            request_timeout: Duration::from_secs(2),
-            ..Limits::default()
-        },
-    );
-    let raw = Raw::new(&served, &opened[0]);
-    let k = Kubectl::new("v36", served.admin_kubeconfig(&opened[0]));
-    bind_cluster_admin(&k, "bob");
+    let (_served, _tenant, raw, _k) = start_with_bob(Limits {
+        max_requests_inflight: 1,
+        request_timeout: Duration::from_secs(2),
+        ..Limits::default()
+    });
     on_tokio(async {
         let (client, _connection) = raw.stalled_h2(ATTACKER).await;
         let mut client = client.ready().await.expect("ready");
@@ -426,17 +425,11 @@ fn resident() -> u64 {
 
 #[test]
 fn stalled_h2_streams_of_a_big_list_hold_bounded_memory() {
-    let (served, opened) = Served::start_with(
-        &["t"],
-        Limits {
-            max_requests_inflight: 40,
-            http2_max_streams_per_connection: 20,
-            ..Limits::default()
-        },
-    );
-    let raw = Raw::new(&served, &opened[0]);
-    let k = Kubectl::new("v36", served.admin_kubeconfig(&opened[0]));
-    bind_cluster_admin(&k, "bob");
+    let (served, tenant, raw, k) = start_with_bob(Limits {
+        max_requests_inflight: 40,
+        http2_max_streams_per_connection: 20,
+        ..Limits::default()
+    });
     // About 1.3 MB of ConfigMaps in one LIST.
     let value = "x".repeat(13 << 10);
     let manifests: String = (0..100)
@@ -477,7 +470,7 @@ fn stalled_h2_streams_of_a_big_list_hold_bounded_memory() {
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
         let during = resident();
-        let kubeconfig = served.admin_kubeconfig(&opened[0]);
+        let kubeconfig = served.admin_kubeconfig(&tenant);
         tokio::task::spawn_blocking(move || others_are_answered(&Kubectl::new("v36", kubeconfig)))
             .await
             .expect("the other client");
@@ -505,12 +498,9 @@ fn stalled_h2_streams_of_a_big_list_hold_bounded_memory() {
 
 #[test]
 fn oversized_headers_get_431_while_large_real_ones_pass() {
-    let (served, opened) = Served::start(&["t"]);
-    let raw = Raw::new(&served, &opened[0]);
-    let k = Kubectl::new("v36", served.admin_kubeconfig(&opened[0]));
-    bind_cluster_admin(&k, "bob");
-    // kubectl (h2) with a 64 KiB bearer token, and as bob
-    // with 150 groups (150 Impersonate-Group headers).
+    let (_served, _tenant, raw, k) = start_with_bob(Limits::default());
+    // kubectl (h2) with a 64 KiB bearer token, and as bob with 150 groups (150
+    // Impersonate-Group headers).
     let token = "t".repeat(64 << 10);
     let big = k.run(&[
         "--token",
