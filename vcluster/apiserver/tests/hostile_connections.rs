@@ -95,6 +95,26 @@ impl Raw {
         (client, tokio::spawn(connection))
     }
 
+    /// Asks for a namespace as bob, from 127.0.0.1, until it is answered 200 (`None` if not
+    /// within `within`): the statuses seen.
+    async fn bob_until_answered(&self, within: Duration) -> Option<Vec<StatusCode>> {
+        let (client, _connection) = self.stalled_h2(Ipv4Addr::LOCALHOST).await;
+        let mut client = client.ready().await.expect("ready");
+        let mut statuses = Vec::new();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let request = self.request("/api/v1/namespaces/default", Some("bob"));
+            let (response, _) = client.send_request(request, true).expect("send");
+            let status = response.await.expect("a response").status();
+            statuses.push(status);
+            if status == StatusCode::OK {
+                return Some(statuses);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
     /// A request as the tenant's admin (a super-user), or as `user` impersonated.
     fn request(&self, path: &str, user: Option<&str>) -> Request<()> {
         let mut request = Request::get(format!("https://{}{path}", self.host))
@@ -346,24 +366,8 @@ fn requests_past_the_in_flight_limit_get_429_while_watches_and_super_users_pass(
         // The stalled client goes: its seats are free again.
         drop((stalled, client));
         connection.abort();
-        let (fresh, fresh_connection) = raw.stalled_h2(Ipv4Addr::LOCALHOST).await;
-        let mut fresh = fresh.ready().await.expect("ready");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let (response, _) = fresh
-                .send_request(raw.request("/api/v1/namespaces/default", Some("bob")), true)
-                .expect("send");
-            let status = response.await.expect("a response").status();
-            if status == StatusCode::OK {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the seats stayed taken: {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        fresh_connection.abort();
+        let statuses = raw.bob_until_answered(Duration::from_secs(5)).await;
+        assert!(statuses.is_some(), "the seats stayed taken");
     });
 }
 
@@ -384,25 +388,10 @@ fn a_response_its_client_does_not_read_is_ended_at_the_request_timeout() {
         assert_eq!(stalled.status(), StatusCode::OK);
 
         // The stalled client stays connected; past the request timeout its seat is free.
-        let (other, _other_connection) = raw.stalled_h2(Ipv4Addr::LOCALHOST).await;
-        let mut other = other.ready().await.expect("ready");
-        let mut statuses = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let (response, _) = other
-                .send_request(raw.request("/api/v1/namespaces/default", Some("bob")), true)
-                .expect("send");
-            let status = response.await.expect("a response").status();
-            statuses.push(status);
-            if status == StatusCode::OK {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the unread response kept its seat past the request timeout"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let statuses = raw
+            .bob_until_answered(Duration::from_secs(10))
+            .await
+            .expect("the unread response kept its seat past the request timeout");
         assert_eq!(
             statuses[0],
             StatusCode::TOO_MANY_REQUESTS,
