@@ -29,6 +29,8 @@ pub struct Up {
     simulated_nodes: usize,
     /// `--store ...` and what goes with it, and any other options a test asks for.
     store_args: Vec<String>,
+    /// The most files the process may open (`prlimit --nofile`), if a test sets it.
+    open_files: Option<u64>,
     /// An etcd member of its own, so that the tenants of different test binaries and runs,
     /// which have the same names, never meet.
     _etcd: Option<EtcdCluster>,
@@ -78,14 +80,46 @@ impl Up {
             tenants: tenants.iter().map(|t| tenant_name(t)).collect(),
             simulated_nodes,
             store_args,
+            open_files: None,
             _etcd: etcd,
         };
         up.spawn();
         up
     }
 
+    /// The default tenant alone, on an embedded store, in a process that may open at most
+    /// `open_files` files (soft and hard limit, set by util-linux's `prlimit`).
+    pub fn start_with_open_files(open_files: u64) -> Self {
+        // Started once as usual, then again on the same data directory within the limit.
+        let mut up = Self::start(StoreKind::Embedded, &[], 0);
+        up.open_files = Some(open_files);
+        up.restart();
+        up
+    }
+
+    /// The port it serves on (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        let process = self.process.as_mut().expect("a running server");
+        matches!(process.try_wait(), Ok(None))
+    }
+
     fn spawn(&mut self) {
-        let mut command = tether::command(vcluster_bin(), Some(self.dir.path()));
+        let mut command = match self.open_files {
+            None => tether::command(vcluster_bin(), Some(self.dir.path())),
+            Some(n) => {
+                let mut command = tether::command("prlimit", Some(self.dir.path()));
+                command
+                    .arg(format!("--nofile={n}:{n}"))
+                    .arg("--")
+                    .arg(vcluster_bin());
+                command
+            }
+        };
         command
             .args(["up", "--listen", &format!("127.0.0.1:{}", self.port)])
             .arg("--data-dir")

@@ -244,7 +244,11 @@ async fn serve(backend: Arc<dyn Backend>) -> Served {
         "https://127.0.0.1:{}",
         listener.local_addr().expect("address").port()
     );
-    tokio::spawn(vcluster_apiserver::serve(listener, tenants.clone()));
+    tokio::spawn(vcluster_apiserver::serve(
+        listener,
+        tenants.clone(),
+        vcluster_apiserver::Limits::default(),
+    ));
     let client = client_for(&tenant, &tenants, &server).await;
     Served {
         tenants,

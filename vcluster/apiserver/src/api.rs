@@ -10,6 +10,7 @@ use vcluster_core::registry::ResourceType;
 use vcluster_core::status::{ApiError, Reason};
 
 use crate::http::{Body, error, full, ok};
+use crate::inflight::{Admission, Gate, Held};
 use crate::metrics::{OPENMETRICS, PROMETHEUS_TEXT, TenantRequests, Tracker};
 use crate::router::{Route, route};
 use crate::tenant::{Tenant, Tenants};
@@ -71,22 +72,28 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
+/// Answers a request, within `gate`'s in-flight limit and request timeout.
 pub(crate) async fn handle(
     tenants: &Tenants,
     conn: &Connection,
+    gate: &Gate,
     req: Request<Incoming>,
-) -> Response<Body> {
+) -> Response<Held> {
     let mut tracker = tenants.metrics().track(req.method(), req.uri());
-    let response = dispatch(tenants, conn, req, &mut tracker).await;
-    tracker.finish(response)
+    let mut admission = Admission::default();
+    let response = dispatch(tenants, conn, gate, req, &mut tracker, &mut admission).await;
+    admission.hold(tracker.finish(response))
 }
 
-/// Answers a request, telling `tracker` what it is as it learns it.
+/// Answers a request, telling `tracker` what it is as it learns it, and setting
+/// `admission` once it is let in.
 async fn dispatch(
     tenants: &Tenants,
     conn: &Connection,
+    gate: &Gate,
     req: Request<Incoming>,
     tracker: &mut Tracker<'_>,
+    admission: &mut Admission,
 ) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let (tenant, path) = match pick_tenant(tenants, conn, &path) {
@@ -122,6 +129,12 @@ async fn dispatch(
         Err(e) => return error(&e),
     };
     tracing::debug!(user = %user.name, "authenticated");
+    // As upstream, the in-flight limit applies to the impersonated user, before
+    // authorization.
+    *admission = match gate.admit(tracker.labels.in_flight_kind(), &user.name, &user.groups) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused.response(),
+    };
     let types = match crate::crds::types(&tenant).await {
         Ok(types) => types,
         Err(e) => return error(&e),
@@ -147,7 +160,9 @@ async fn dispatch(
     if let Err(e) = authz::authorize(&tenant, &user, &what).await {
         return error(&e);
     }
-    handlers::handle(&tenant, &user, target, req).await
+    admission
+        .run(handlers::handle(&tenant, &user, target, req))
+        .await
 }
 
 /// Discovery, OpenAPI and the service-account issuer's documents.

@@ -16,7 +16,9 @@ mod handlers;
 mod health;
 mod http;
 mod identity;
+mod inflight;
 mod kubelet;
+mod limits;
 mod list;
 mod metrics;
 mod objects;
@@ -35,6 +37,7 @@ mod write;
 
 pub use api::{Connection, KUBE_VERSION, User};
 pub use identity::Kubeconfig;
+pub use limits::{Limits, raise_open_files_limit};
 pub use server::{DRAIN_TIMEOUT, serve, serve_until};
 pub use tenant::{BOOTSTRAP_NAMESPACES, Error as TenantError, Tenant, Tenants};
 

@@ -33,6 +33,7 @@ use prometheus_client::registry::Registry;
 use vcluster_core::registry::{BUILTINS, ResourceType};
 
 use crate::http::Body;
+use crate::inflight::Kind;
 
 /// The `component` label of every request series: this process is the API server.
 const COMPONENT: &str = "apiserver";
@@ -275,6 +276,17 @@ impl RequestLabels {
 
     fn read_only(&self) -> bool {
         matches!(self.verb, Verb::Get | Verb::List)
+    }
+
+    /// What the in-flight limit counts the request as, by the same verbs.
+    pub(crate) fn in_flight_kind(&self) -> Kind {
+        if self.long_running() {
+            Kind::LongRunning
+        } else if self.read_only() {
+            Kind::ReadOnly
+        } else {
+            Kind::Mutating
+        }
     }
 
     fn scope(&self) -> &'static str {

@@ -7,6 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{Backing, Served};
+use vcluster_apiserver::Limits;
 use vcluster_testkit::clients::Kubectl;
 
 /// What a server before the fix stored for a custom object nesting 124 levels: readable
@@ -68,18 +69,19 @@ fn deep_plan(name: &str, levels: usize) -> String {
 
 fn unreadable_objects_cost_only_themselves(backing: Backing) {
     // Two planted before the server (and its controllers and caches) starts.
-    let (served, opened) = Served::start_with(backing, &["t"], |runtime, tenants| {
-        runtime.block_on(async {
-            for namespace in ["kept", "doomed"] {
-                let planted = tenants[0].store.create(
-                    key(namespace, "poison"),
-                    unreadable(namespace, "poison"),
-                    None,
-                );
-                planted.await.expect("planted");
-            }
+    let (served, opened) =
+        Served::start_on(backing, &["t"], Limits::default(), |runtime, tenants| {
+            runtime.block_on(async {
+                for namespace in ["kept", "doomed"] {
+                    let planted = tenants[0].store.create(
+                        key(namespace, "poison"),
+                        unreadable(namespace, "poison"),
+                        None,
+                    );
+                    planted.await.expect("planted");
+                }
+            });
         });
-    });
     let tenant = &opened[0];
     let k = Kubectl::new("v36", served.admin_kubeconfig(tenant));
     for namespace in ["kept", "doomed"] {
@@ -188,7 +190,7 @@ fn big_plan(name: &str, bytes: usize) -> String {
 }
 
 fn objects_over_the_store_limit_are_refused(backing: Backing) {
-    let (served, opened) = Served::start_with(backing, &["t"], |_, _| {});
+    let (served, opened) = Served::start_on(backing, &["t"], Limits::default(), |_, _| {});
     let k = Kubectl::new("v36", served.admin_kubeconfig(&opened[0]));
     serve_plans(&k);
     let too_large = |stderr: &str| {

@@ -78,6 +78,48 @@ pub struct UpArgs {
         value_name = "NAME"
     )]
     pub tls_san: Vec<String>,
+    /// The most requests other than watches and streams answered at once; past it a 429
+    /// (0: no limit). As kube-apiserver's flag.
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// The most mutating requests answered at once; past it a 429 (0: no limit). As
+    /// kube-apiserver's flag.
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
+    /// How long a request other than a watch or a stream may take, sending its answer
+    /// included (`60s`, `1m`). As kube-apiserver's flag.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// The most streams one HTTP/2 connection may have open at once. As
+    /// kube-apiserver's flag (0: its default, 100).
+    #[arg(long, default_value_t = 0)]
+    pub http2_max_streams_per_connection: u32,
+}
+
+/// A duration as kube-apiserver's flags take them (`60s`, `1m`, `1m30s`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("not a duration like 60s or 1m: {e}"))?;
+    Duration::try_from(parsed).map_err(|_| "a duration cannot be negative".to_owned())
+}
+
+impl UpArgs {
+    /// The server's limits: kube-apiserver's defaults (the connection caps follow the
+    /// open-file limit) with this command line's flags.
+    fn limits(&self) -> vcluster_apiserver::Limits {
+        let defaults = vcluster_apiserver::Limits::default();
+        vcluster_apiserver::Limits {
+            max_requests_inflight: self.max_requests_inflight,
+            max_mutating_requests_inflight: self.max_mutating_requests_inflight,
+            request_timeout: self.request_timeout,
+            http2_max_streams_per_connection: match self.http2_max_streams_per_connection {
+                0 => defaults.http2_max_streams_per_connection,
+                n => n,
+            },
+            ..defaults
+        }
+    }
 }
 
 /// Runs a parsed command line to its end; the exit code is 64 for bad configuration, 1 for
@@ -167,6 +209,16 @@ async fn open_store(args: &UpArgs) -> anyhow::Result<Arc<dyn Backend>> {
 /// `vcluster up`: serves until interrupted (Ctrl-C) or the server fails.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     check_tenant_names(&args.tenants)?;
+    match vcluster_apiserver::raise_open_files_limit() {
+        Ok(files) => tracing::debug!(files, "the open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+    let limits = args.limits();
+    tracing::info!(
+        connections = limits.max_connections,
+        per_source = limits.max_connections_per_source,
+        "connection caps"
+    );
     let backend = open_store(&args).await?;
     // Kubernetes keeps five minutes of history; so do we.
     let compactor = Compactor::new(CompactionPolicy {
@@ -255,7 +307,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             _ = terminate.recv() => tracing::info!("terminated; shutting down"),
         }
     };
-    vcluster_apiserver::serve_until(listener, tenants, shutdown)
+    vcluster_apiserver::serve_until(listener, tenants, limits, shutdown)
         .await
         .context("the server stopped")?;
     tracing::info!("stopped");

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use vcluster_apiserver::{Tenant, Tenants};
+use vcluster_apiserver::{Limits, Tenant, Tenants};
 use vcluster_store::{Backend, Embedded, EmbeddedOptions, Etcd, EtcdOptions};
 use vcluster_testkit::EtcdCluster;
 
@@ -31,14 +31,20 @@ pub(crate) struct Served {
 impl Served {
     /// Serves `names` (each opened before the server starts).
     pub(crate) fn start(names: &[&str]) -> (Self, Vec<Arc<Tenant>>) {
-        Self::start_with(Backing::Embedded, names, |_, _| {})
+        Self::start_on(Backing::Embedded, names, Limits::default(), |_, _| {})
     }
 
-    /// Serves `names` on `backing`, with `before` run on the opened tenants before the
-    /// server and its controllers start (to plant what they find at their start).
-    pub(crate) fn start_with(
+    /// [`Served::start`] within `limits`.
+    pub(crate) fn start_limited(names: &[&str], limits: Limits) -> (Self, Vec<Arc<Tenant>>) {
+        Self::start_on(Backing::Embedded, names, limits, |_, _| {})
+    }
+
+    /// Serves `names` on `backing` within `limits`, with `before` run on the opened tenants
+    /// before the server and its controllers start (to plant what they find at their start).
+    pub(crate) fn start_on(
         backing: Backing,
         names: &[&str],
+        limits: Limits,
         before: impl FnOnce(&tokio::runtime::Runtime, &[Arc<Tenant>]),
     ) -> (Self, Vec<Arc<Tenant>>) {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -77,7 +83,7 @@ impl Served {
                 .await
                 .expect("listen");
             let port = listener.local_addr().expect("address").port();
-            tokio::spawn(vcluster_apiserver::serve(listener, tenants.clone()));
+            tokio::spawn(vcluster_apiserver::serve(listener, tenants.clone(), limits));
             port
         });
         let served = Self {
