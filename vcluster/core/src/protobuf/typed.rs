@@ -35,7 +35,7 @@ pub fn decode_typed(
     let mut walk = Walk::default();
     let result = match object {
         Value::Object(fields) => walk.object(message, fields, true),
-        other => Err(type_error(other, "", message.go_name(), &walk.field)),
+        other => Err(type_error(other, message, message.go_name(), &walk.field)),
     };
     Some(result.map(|()| Decoded {
         unknown: walk.unknown,
@@ -117,14 +117,8 @@ impl Walk {
 
     /// A value of type `ty`, a field of (or an element in a field of) `owner`.
     fn value(&mut self, owner: &'static Message, ty: &Ty, value: &mut Value) -> Result<(), String> {
-        let wrong = |value: &Value, walk: &Self| {
-            Err(type_error(
-                value,
-                owner.struct_name(),
-                ty.go_name(),
-                &walk.field,
-            ))
-        };
+        let wrong =
+            |value: &Value, walk: &Self| Err(type_error(value, owner, ty.go_name(), &walk.field));
         match (ty, &mut *value) {
             // Go's decoder leaves the zero value for a null, whatever the type.
             (_, Value::Null) => Ok(()),
@@ -139,12 +133,7 @@ impl Walk {
                 if fits {
                     Ok(())
                 } else {
-                    Err(number_error(
-                        n,
-                        owner.struct_name(),
-                        ty.go_name(),
-                        &self.field,
-                    ))
+                    Err(number_error(n, owner, ty.go_name(), &self.field))
                 }
             }
             (Ty::Bytes, Value::String(s)) => base64_error(s).map_or(Ok(()), Err),
@@ -194,10 +183,9 @@ impl Walk {
         message: &'static Message,
         value: &mut Value,
     ) -> Result<(), String> {
-        let owner_name = owner.struct_name();
         let as_string = |value: &Value, walk: &Self| match value {
             Value::String(s) => Ok(s.clone()),
-            other => Err(type_error(other, owner_name, "string", &walk.field)),
+            other => Err(type_error(other, owner, "string", &walk.field)),
         };
         match message.name.strip_prefix(META).unwrap_or(message.name) {
             "Time" => time_error(&as_string(value, self)?, RFC3339).map_or(Ok(()), Err),
@@ -206,8 +194,8 @@ impl Walk {
             "io.k8s.apimachinery.pkg.util.intstr.IntOrString" => match value {
                 Value::String(_) => Ok(()),
                 Value::Number(n) if n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()) => Ok(()),
-                Value::Number(n) => Err(number_error(n, owner_name, "int32", &self.field)),
-                other => Err(type_error(other, owner_name, "int32", &self.field)),
+                Value::Number(n) => Err(number_error(n, owner, "int32", &self.field)),
+                other => Err(type_error(other, owner, "int32", &self.field)),
             },
             "io.k8s.apimachinery.pkg.api.resource.Quantity" => {
                 let text = match value {
@@ -221,30 +209,38 @@ impl Walk {
                 }
             }
             "io.k8s.apimachinery.pkg.runtime.RawExtension" | "FieldsV1" => Ok(()),
+            // Any JSON (a CRD schema's `default`, `enum`, `example`), a schema or a list
+            // of them, a schema or a bool, a schema or a list of names.
+            name if name.ends_with(".Json")
+                || name.ends_with(".JsonSchemaPropsOrArray")
+                || name.ends_with(".JsonSchemaPropsOrBool")
+                || name.ends_with(".JsonSchemaPropsOrStringArray") =>
+            {
+                Ok(())
+            }
             _ => match value {
                 Value::Object(fields) => self.object(message, fields, false),
-                other => Err(type_error(
-                    other,
-                    owner_name,
-                    &message.go_name(),
-                    &self.field,
-                )),
+                other => Err(type_error(other, owner, &message.go_name(), &self.field)),
             },
         }
     }
 }
 
 impl Message {
-    /// The Go struct's name: `io.k8s.api.apps.v1.DeploymentSpec` is `DeploymentSpec`.
-    fn struct_name(&self) -> &'static str {
-        self.name.rsplit('.').next().unwrap_or(self.name)
+    /// The Go struct's name: `io.k8s.api.apps.v1.DeploymentSpec` is `DeploymentSpec`
+    /// (and prost's `JsonSchemaProps` Go's `JSONSchemaProps`).
+    fn struct_name(&self) -> String {
+        let name = self.name.rsplit('.').next().unwrap_or(self.name);
+        match name.strip_prefix("Json") {
+            Some(rest) => format!("JSON{rest}"),
+            None => name.to_owned(),
+        }
     }
 
     /// The Go type as `reflect` prints it: `v1.DeploymentSpec`, `resource.Quantity`.
     fn go_name(&self) -> String {
-        let mut parts = self.name.rsplit('.');
-        let name = parts.next().unwrap_or_default();
-        match parts.next() {
+        let name = self.struct_name();
+        match self.name.rsplit('.').nth(1) {
             Some(package) => format!("{package}.{name}"),
             None => name.to_owned(),
         }
@@ -287,26 +283,27 @@ fn json_kind(value: &Value) -> &'static str {
 }
 
 /// Go's `UnmarshalTypeError` with its context: the innermost struct and the field path.
-fn type_error(value: &Value, owner: &str, go_type: impl AsRef<str>, field: &[&str]) -> String {
+fn type_error(value: &Value, owner: &Message, go_type: impl AsRef<str>, field: &[&str]) -> String {
     unmarshal_error(json_kind(value), owner, go_type.as_ref(), field)
 }
 
 /// A number that does not fit its integer type: Go names the number itself.
 fn number_error(
     n: &serde_json::Number,
-    owner: &str,
+    owner: &Message,
     go_type: impl AsRef<str>,
     field: &[&str],
 ) -> String {
     unmarshal_error(&format!("number {n}"), owner, go_type.as_ref(), field)
 }
 
-fn unmarshal_error(what: &str, owner: &str, go_type: &str, field: &[&str]) -> String {
+fn unmarshal_error(what: &str, owner: &Message, go_type: &str, field: &[&str]) -> String {
     if field.is_empty() {
         format!("json: cannot unmarshal {what} into Go value of type {go_type}")
     } else {
         format!(
-            "json: cannot unmarshal {what} into Go struct field {owner}.{} of type {go_type}",
+            "json: cannot unmarshal {what} into Go struct field {}.{} of type {go_type}",
+            owner.struct_name(),
             field.join(".")
         )
     }
