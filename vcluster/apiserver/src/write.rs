@@ -247,12 +247,26 @@ impl Update {
     }
 }
 
-/// Whether an update records the field manager's ownership of what it changed, or keeps
-/// the `managedFields` the change set (server-side apply).
+/// How an update's new object was made: what its decoding errors are answered with (see
+/// [`Source`]), and whether the field manager's ownership of what it changed is recorded
+/// or the `managedFields` the change set are kept (server-side apply).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ownership {
-    Recorded,
-    Kept,
+enum Change {
+    /// Sent whole (PUT), or made by the server.
+    Replaced,
+    /// A merge, JSON or strategic merge patch applied.
+    Patched,
+    /// A server-side apply.
+    Applied,
+}
+
+impl Change {
+    fn source(self) -> Source {
+        match self {
+            Self::Replaced => Source::Body,
+            Self::Patched | Self::Applied => Source::Patch,
+        }
+    }
 }
 
 /// Reads, changes (with `change`, given the object as served) and writes back one object.
@@ -264,18 +278,7 @@ pub(crate) async fn update(
     params: &WriteParams,
     change: impl Fn(&Value) -> Result<Value>,
 ) -> Result<Written> {
-    let ownership = Ownership::Recorded;
-    update_owned(
-        tenant,
-        who,
-        target,
-        how,
-        params,
-        ownership,
-        Source::Body,
-        change,
-    )
-    .await
+    update_owned(tenant, who, target, how, params, Change::Replaced, change).await
 }
 
 async fn update_owned(
@@ -284,8 +287,7 @@ async fn update_owned(
     target: &Target,
     how: Update,
     params: &WriteParams,
-    ownership: Ownership,
-    from: Source,
+    made: Change,
     change: impl Fn(&Value) -> Result<Value>,
 ) -> Result<Written> {
     let rt = &target.rt;
@@ -293,7 +295,7 @@ async fn update_owned(
     for _ in 0..RETRIES {
         let (kv, current) = read(tenant, target, name).await?;
         let mut changed = change(&current)?;
-        let warnings = decode(rt, params, &mut changed, from)?;
+        let warnings = decode(rt, params, &mut changed, made.source())?;
         let object = object::prepare_update(
             rt,
             &current,
@@ -303,7 +305,7 @@ async fn update_owned(
             how.scope,
         )?;
         let mut object = strategy(tenant, who, rt, object, false).await?;
-        if ownership == Ownership::Recorded {
+        if made != Change::Applied {
             record(rt, Some(&current), &mut object, params);
         }
         // The last finalizer removed from an object being deleted: it goes now.
@@ -428,8 +430,8 @@ async fn server_side_apply(
                         .map_err(apply_conflict)
                 };
                 let how = Update::of(scope(target.subresource.as_deref()));
-                let (kept, from) = (Ownership::Kept, Source::Patch);
-                return update_owned(tenant, who, target, how, params, kept, from, change).await;
+                let made = Change::Applied;
+                return update_owned(tenant, who, target, how, params, made, change).await;
             }
         }
     }
@@ -524,8 +526,7 @@ pub(crate) async fn patch(
         apply_patch(media, &patch, &mut doc, &rt.api_version(), &rt.kind)?;
         Ok(doc)
     };
-    let (recorded, from) = (Ownership::Recorded, Source::Patch);
-    update_owned(tenant, who, target, how, params, recorded, from, change).await
+    update_owned(tenant, who, target, how, params, Change::Patched, change).await
 }
 
 /// What a delete did.

@@ -220,7 +220,7 @@ impl Walk {
             }
             _ => match value {
                 Value::Object(fields) => self.object(message, fields, false),
-                other => Err(type_error(other, owner, &message.go_name(), &self.field)),
+                other => Err(type_error(other, owner, message.go_name(), &self.field)),
             },
         }
     }
