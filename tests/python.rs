@@ -132,8 +132,13 @@ print("python client: ok")
 "#;
 
 fn python_client(tenant: &Tenant) {
+    run(tenant, SCRIPT, "python client: ok");
+}
+
+/// Runs `script` with the tenant's kubeconfig as its argument; it must end printing `done`.
+fn run(tenant: &Tenant, script: &str, done: &str) {
     let out = Command::new(python_bin())
-        .args(["-c", SCRIPT])
+        .args(["-c", script])
         .arg(tenant.kubeconfig())
         .output()
         .expect("run python");
@@ -143,7 +148,7 @@ fn python_client(tenant: &Tenant) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("python client: ok"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(done));
 }
 
 /// Issue 12's ill-typed bodies, sent raw: each is refused as kube-apiserver refuses it, and
@@ -223,16 +228,5 @@ print("ill-typed bodies: ok")
 "#;
 
 fn ill_typed_bodies(tenant: &Tenant) {
-    let out = Command::new(python_bin())
-        .args(["-c", ILL_TYPED])
-        .arg(tenant.kubeconfig())
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "the Python client failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ill-typed bodies: ok"));
+    run(tenant, ILL_TYPED, "ill-typed bodies: ok");
 }
