@@ -106,28 +106,41 @@ pub(crate) fn index() -> &'static HashMap<&'static str, &'static Message> {
 
 /// The message of a kind: `apps/v1 Deployment` is `io.k8s.api.apps.v1.Deployment`. The
 /// package is found by the group's first label (`rbac.authorization.k8s.io` → `rbac`), with
-/// any package of that version as the fallback (`v1 DeleteOptions` is in meta/v1).
+/// any package of that version as the fallback (`v1 DeleteOptions` is in meta/v1); where
+/// several match, the first by name.
 pub(crate) fn message_for(api_version: &str, kind: &str) -> Option<&'static Message> {
+    /// Messages by their last three name segments (package label, version, kind), and by
+    /// their last two: looked up on every write, so indexed once.
+    type Kinds = (
+        HashMap<(&'static str, &'static str, &'static str), &'static Message>,
+        HashMap<(&'static str, &'static str), &'static Message>,
+    );
+    static KINDS: OnceLock<Kinds> = OnceLock::new();
+    let (exact, loose) = KINDS.get_or_init(|| {
+        let mut messages: Vec<&'static Message> = schema::MESSAGES.iter().collect();
+        messages.sort_by_key(|m| m.name);
+        let (mut exact, mut loose) = (HashMap::new(), HashMap::new());
+        for message in messages {
+            let mut segments = message.name.rsplit('.');
+            let (Some(kind), Some(version), Some(label)) =
+                (segments.next(), segments.next(), segments.next())
+            else {
+                continue;
+            };
+            exact.entry((label, version, kind)).or_insert(message);
+            loose.entry((version, kind)).or_insert(message);
+        }
+        (exact, loose)
+    });
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let label = match group.split('.').next() {
         Some("") | None => "core",
         Some(label) => label,
     };
-    let exact = format!(".{label}.{version}.{kind}");
-    let loose = format!(".{version}.{kind}");
-    let index = index();
-    let mut candidates: Vec<&&Message> = index
-        .values()
-        .filter(|m| m.name.ends_with(&exact))
-        .collect();
-    if candidates.is_empty() {
-        candidates = index
-            .values()
-            .filter(|m| m.name.ends_with(&loose))
-            .collect();
-    }
-    candidates.sort_by_key(|m| m.name);
-    candidates.first().map(|m| **m)
+    exact
+        .get(&(label, version, kind))
+        .or_else(|| loose.get(&(version, kind)))
+        .copied()
 }
 
 /// Decodes a Kubernetes protobuf body into the object's JSON form, with `apiVersion` and
