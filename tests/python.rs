@@ -1,5 +1,5 @@
 //! The official Python client against `vcluster up`: create, list, watch, patch, delete,
-//! and the errors it raises.
+//! and the errors it raises; bodies its typed models could not read back are refused.
 
 use std::process::Command;
 
@@ -8,7 +8,7 @@ use vcluster_tests::{Tenant, directly};
 
 vcluster_tests::scenarios! {
     simulated_nodes: 0;
-    directly: [python_client],
+    directly: [python_client, ill_typed_bodies],
 }
 
 const SCRIPT: &str = r#"
@@ -132,8 +132,13 @@ print("python client: ok")
 "#;
 
 fn python_client(tenant: &Tenant) {
+    run(tenant, SCRIPT, "python client: ok");
+}
+
+/// Runs `script` with the tenant's kubeconfig as its argument; it must end printing `done`.
+fn run(tenant: &Tenant, script: &str, done: &str) {
     let out = Command::new(python_bin())
-        .args(["-c", SCRIPT])
+        .args(["-c", script])
         .arg(tenant.kubeconfig())
         .output()
         .expect("run python");
@@ -143,5 +148,85 @@ fn python_client(tenant: &Tenant) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("python client: ok"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(done));
+}
+
+/// Issue 12's ill-typed bodies, sent raw: each is refused as kube-apiserver refuses it, and
+/// afterwards the client's typed models still read every LIST of the namespace (before,
+/// they were stored and every typed LIST failed).
+const ILL_TYPED: &str = r#"
+import json, sys
+from kubernetes import client, config
+
+config.load_kube_config(config_file=sys.argv[1])
+v1, apps, api = client.CoreV1Api(), client.AppsV1Api(), client.ApiClient()
+ns = "typed"
+v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+base = api.configuration.host
+
+def send(method, path, body, content_type="application/json"):
+    r = api.call_api(method, base + path, header_params={"Content-Type": content_type,
+        "Accept": "application/json"}, body=body)
+    return r.status, json.loads(r.read() or "{}"), r
+
+def refused(code, message, method, path, body, content_type="application/json"):
+    status, answer, _ = send(method, path, body, content_type)
+    assert status == code, (status, answer, body)
+    assert answer.get("kind") == "Status" and message in answer.get("message", ""), (answer, message)
+    return answer
+
+cms = "/api/v1/namespaces/" + ns + "/configmaps"
+refused(400, 'ConfigMap in version "v1" cannot be handled as a ConfigMap: json: cannot unmarshal number into Go struct field ConfigMap.data of type string',
+    "POST", cms, {"kind": "ConfigMap", "data": {"a": 1}, "metadata": {"name": "t1", "labels": "x"}})
+refused(400, "json: cannot unmarshal string into Go struct field ObjectMeta.metadata.labels of type map[string]string",
+    "POST", cms, {"kind": "ConfigMap", "metadata": {"name": "t2", "labels": "x"}})
+refused(400, 'Deployment in version "v1" cannot be handled as a Deployment: json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32',
+    "POST", "/apis/apps/v1/namespaces/" + ns + "/deployments",
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d1"}, "spec": {"replicas": "three",
+     "selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}},
+     "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})
+refused(400, "illegal base64 data at input byte 3", "POST", "/api/v1/namespaces/" + ns + "/secrets",
+    {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s1"}, "data": {"a": "not base64"}})
+refused(400, 'Secret in version "v1" cannot be handled as a ConfigMap', "POST", cms,
+    {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "t3"}})
+refused(400, "the API version in the data (v2) does not match the expected API version (v1)", "POST", cms,
+    {"apiVersion": "v2", "kind": "ConfigMap", "metadata": {"name": "t4"}})
+answer = refused(422, "metadata.labels: Invalid value", "POST", cms,
+    {"metadata": {"name": "t5", "labels": {"bad key": "v"}}})
+assert answer["details"]["causes"][0]["field"] == "metadata.labels", answer
+refused(422, "Too long: must have at most 1048576 bytes", "POST", cms,
+    {"metadata": {"name": "t6"}, "data": {"a": "x" * (1 << 20), "b": "y"}})
+
+# A body without kind or apiVersion is the endpoint's kind, and stored with both.
+status, created, _ = send("POST", cms, {"metadata": {"name": "nokind"}, "data": {"a": "b"}})
+assert status == 201 and created["kind"] == "ConfigMap" and created["apiVersion"] == "v1", created
+# A name of 253 characters (a DNS subdomain, no label limit) is a ConfigMap's.
+status, _, _ = send("POST", cms, {"metadata": {"name": "n" * 253}})
+assert status == 201, status
+# Unknown fields are dropped, with a warning when the client does not say (upstream's Warn).
+status, created, r = send("POST", cms, {"metadata": {"name": "extra"}, "data": {"a": "b"}, "colour": "red"})
+assert status == 201 and "colour" not in created, created
+assert r.getheader("Warning") == '299 - "unknown field \\"colour\\""', r.getheaders()
+status, answer, _ = send("POST", cms + "?fieldValidation=Strict", {"metadata": {"name": "strict"}, "colour": "red"})
+assert status == 400 and 'strict decoding error: unknown field "colour"' in answer["message"], answer
+
+# Patches whose result does not decode: 422, whatever the patch type.
+for media in ["application/strategic-merge-patch+json", "application/merge-patch+json"]:
+    answer = refused(422, "json: cannot unmarshal string into Go struct field ConfigMap.data of type map[string]string",
+        "PATCH", cms + "/nokind", {"data": "notamap"}, media)
+    assert answer["details"]["causes"][0]["field"] == "patch", answer
+refused(422, "json: cannot unmarshal number into Go struct field ConfigMap.data of type map[string]string", "PATCH", cms + "/nokind",
+    [{"op": "add", "path": "/data", "value": 5}], "application/json-patch+json")
+
+# Every typed LIST of the namespace still reads.
+names = sorted(c.metadata.name for c in v1.list_namespaced_config_map(ns).items)
+assert names == ["extra", "n" * 253, "nokind"] or names == ["extra", "kube-root-ca.crt", "n" * 253, "nokind"], names
+assert v1.list_namespaced_secret(ns).items is not None
+assert apps.list_namespaced_deployment(ns).items == []
+assert v1.read_namespaced_config_map("nokind", ns).data == {"a": "b"}
+print("ill-typed bodies: ok")
+"#;
+
+fn ill_typed_bodies(tenant: &Tenant) {
+    run(tenant, ILL_TYPED, "ill-typed bodies: ok");
 }

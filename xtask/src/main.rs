@@ -154,8 +154,10 @@ fn prost_kind(attr: &str) -> Option<(&'static str, u32, bool)> {
         "Message"
     } else if attr.starts_with("string") {
         "String"
-    } else if attr.starts_with("int32") || attr.starts_with("int64") {
-        "Int"
+    } else if attr.starts_with("int32") {
+        "Int32"
+    } else if attr.starts_with("int64") {
+        "Int64"
     } else if attr.starts_with("bool") {
         "Bool"
     } else if attr.starts_with("bytes") {

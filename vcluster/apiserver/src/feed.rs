@@ -361,7 +361,9 @@ impl Api for Internal {
         let target = self
             .target(&tenant, resource, namespace, None, Some(&object))
             .await?;
-        let created = write::create(&tenant, Requester::System, &target, object, &params()).await?;
+        let created = write::create(&tenant, Requester::System, &target, object, &params())
+            .await?
+            .object;
         self.wrote(&tenant, resource, &created);
         Ok(created)
     }
@@ -394,8 +396,9 @@ impl Api for Internal {
             conditional: true,
         };
         let change = |_: &Value| Ok(object.clone());
-        let written =
-            write::update(&tenant, Requester::System, &target, how, &params(), change).await?;
+        let written = write::update(&tenant, Requester::System, &target, how, &params(), change)
+            .await?
+            .object;
         self.wrote(&tenant, resource, &written);
         Ok(written)
     }

@@ -15,7 +15,7 @@ use vcluster_core::status::{ApiError, Cause, Reason, success_json};
 
 use crate::http::{
     APPLY, Body, Shape, content_type, error, json as respond, json_bytes, ok, query, read_body,
-    shape,
+    shape, warned,
 };
 use crate::list::{self, Listed, shaped_list, shaped_object};
 use crate::objects::{DeleteParams, FieldValidation, Requester, Result, WriteParams, get};
@@ -50,7 +50,8 @@ fn write_params(params: &HashMap<String, String>, headers: &http::HeaderMap) -> 
         field_manager: field_manager(params, headers),
         field_validation: match params.get("fieldValidation").map(String::as_str) {
             Some("Strict") => FieldValidation::Strict,
-            _ => FieldValidation::Ignore,
+            Some("Ignore") => FieldValidation::Ignore,
+            _ => FieldValidation::Warn,
         },
         force: is_true(params.get("force")),
     }
@@ -109,8 +110,11 @@ async fn dispatch(
         (Method::POST, true, None) => {
             let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
             let created = write::create(tenant, who, &target, body, &writing).await?;
-            settled(tenant, &target.rt, revision_of(&created)).await?;
-            Ok(respond(StatusCode::CREATED, &created))
+            settled(tenant, &target.rt, revision_of(&created.object)).await?;
+            Ok(warned(
+                respond(StatusCode::CREATED, &created.object),
+                &created.warnings,
+            ))
         }
         (Method::PUT, false, None | Some("status" | "finalize")) => {
             let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
@@ -120,15 +124,15 @@ async fn dispatch(
             };
             let change = |_: &Value| Ok(body.clone());
             let updated = write::update(tenant, who, &target, how, &writing, change).await?;
-            settled(tenant, &target.rt, revision_of(&updated)).await?;
-            Ok(ok(&updated))
+            settled(tenant, &target.rt, revision_of(&updated.object)).await?;
+            Ok(warned(ok(&updated.object), &updated.warnings))
         }
         (Method::PATCH, false, None | Some("status")) => {
             let kind = content_type(&headers);
             let patch = read_body(req.into_body()).await?;
             let patched = write::patch(tenant, who, &target, &kind, &patch, &writing).await?;
-            settled(tenant, &target.rt, revision_of(&patched)).await?;
-            Ok(ok(&patched))
+            settled(tenant, &target.rt, revision_of(&patched.object)).await?;
+            Ok(warned(ok(&patched.object), &patched.warnings))
         }
         (Method::DELETE, false, None) => {
             let body = read_body(req.into_body()).await?;
@@ -410,7 +414,7 @@ async fn scale(
         Ok(object)
     })
     .await?;
-    Ok(to_scale(rt, &updated))
+    Ok(to_scale(rt, &updated.object))
 }
 
 /// The `201` Success Status a binding or an eviction answers.

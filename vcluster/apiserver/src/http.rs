@@ -30,6 +30,18 @@ pub(crate) fn json(code: StatusCode, value: &Value) -> Response<Body> {
     )
 }
 
+/// `response` with a `Warning: 299 - "..."` header for each warning, as kube-apiserver
+/// sends them (kubectl prints each as `Warning: ...`).
+pub(crate) fn warned(mut response: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for warning in warnings {
+        let quoted = serde_json::to_string(warning).expect("a string serializes");
+        if let Ok(value) = HeaderValue::from_bytes(format!("299 - {quoted}").as_bytes()) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
 pub(crate) fn ok(value: &Value) -> Response<Body> {
     json(StatusCode::OK, value)
 }

@@ -28,10 +28,13 @@ pub(crate) enum Requester<'a> {
 /// `fieldValidation`: what a write does with fields its type does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum FieldValidation {
-    /// Dropped silently (the default of older clients; `Warn` is treated the same).
+    /// Dropped silently (the server's own writes).
     #[default]
     Ignore,
-    /// A 400 naming them (what kubectl sends).
+    /// Dropped, with a `Warning` header naming each (upstream's default for a request
+    /// that does not say).
+    Warn,
+    /// Refused, naming them (what kubectl sends).
     Strict,
 }
 

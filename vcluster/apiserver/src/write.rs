@@ -11,8 +11,9 @@
 use serde_json::{Value, json};
 use vcluster_core::apply;
 use vcluster_core::object::{self, UpdateScope, meta_str, with_resource_version};
+use vcluster_core::protobuf;
 use vcluster_core::registry::ResourceType;
-use vcluster_core::status::{ApiError, Reason};
+use vcluster_core::status::{ApiError, Cause, Reason};
 use vcluster_store::KeyValue;
 
 use crate::http::APPLY;
@@ -46,27 +47,95 @@ async fn strategy(
     Ok(object)
 }
 
-/// `fieldValidation=Strict` (what kubectl sends): fields the type does not have are a 400,
-/// as upstream, rather than silently dropped typos.
-fn strict_fields(rt: &ResourceType, params: &WriteParams, object: &Value) -> Result<()> {
-    if params.field_validation != FieldValidation::Strict {
-        return Ok(());
+/// What a create, update or patch wrote, and the warnings its client is sent.
+#[derive(Debug)]
+pub(crate) struct Written {
+    pub object: Value,
+    /// `unknown field "spec.x"` for each field dropped under `fieldValidation=Warn`.
+    pub warnings: Vec<String>,
+}
+
+/// Where the object a write decodes came from: upstream refuses a request body it cannot
+/// decode with 400, and the result of a patch with 422 (`patch: Invalid value: ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Body,
+    Patch,
+}
+
+/// Decodes a built-in object as kube-apiserver's decoder does before anything else looks
+/// at it: an `apiVersion` or `kind` left out is the endpoint's, another kind or version is
+/// refused, a value of the wrong type is refused in Go's words with its field path, and
+/// fields the type does not have are dropped, then warned about or refused as
+/// `fieldValidation` says. Custom resources are checked against their schema instead
+/// (`crds::admit`). Returns the warnings.
+fn decode(
+    rt: &ResourceType,
+    params: &WriteParams,
+    object: &mut Value,
+    from: Source,
+) -> Result<Vec<String>> {
+    if rt.custom.is_some() || !object.is_object() {
+        return Ok(Vec::new());
     }
-    let mut typed = object.clone();
-    typed["apiVersion"] = json!(rt.api_version());
-    typed["kind"] = json!(rt.kind);
-    match vcluster_core::protobuf::unknown_fields(&typed) {
-        Some(unknown) if !unknown.is_empty() => {
-            let list: Vec<String> = unknown
-                .iter()
-                .map(|f| format!("unknown field {f:?}"))
-                .collect();
-            Err(ApiError::bad_request(format!(
-                "strict decoding error: {}",
-                list.join(", ")
-            )))
+    let expected = rt.api_version();
+    let named = |field: &str| {
+        object
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let api_version = named("apiVersion").unwrap_or_else(|| expected.clone());
+    let kind = named("kind").unwrap_or_else(|| rt.kind.clone());
+    let patched = (from == Source::Patch).then(|| object.to_string());
+    let refuse = |detail: String| {
+        tracing::info!(kind = %rt.kind, error = %detail, "refused an object that does not decode");
+        match &patched {
+            None => {
+                let version = api_version.rsplit('/').next().unwrap_or_default();
+                ApiError::bad_request(format!(
+                    "{kind} in version {version:?} cannot be handled as a {}: {detail}",
+                    rt.kind
+                ))
+            }
+            Some(patched) => {
+                ApiError::invalid_kind("", "", "", vec![Cause::invalid("patch", patched, &detail)])
+            }
         }
-        _ => Ok(()),
+    };
+    if kind != rt.kind {
+        return Err(refuse(protobuf::foreign_kind(
+            &api_version,
+            &kind,
+            &expected,
+            &rt.kind,
+        )));
+    }
+    let decoded = match protobuf::decode_typed(object, &expected, &rt.kind) {
+        None => return Ok(Vec::new()),
+        Some(Err(detail)) => return Err(refuse(detail)),
+        Some(Ok(decoded)) => decoded,
+    };
+    if api_version != expected {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({expected})"
+        )));
+    }
+    let unknown = decoded
+        .unknown
+        .iter()
+        .map(|f| format!("unknown field {f:?}"));
+    match params.field_validation {
+        FieldValidation::Strict if !decoded.unknown.is_empty() => {
+            let detail = format!(
+                "strict decoding error: {}",
+                unknown.collect::<Vec<_>>().join(", ")
+            );
+            Err(refuse(detail))
+        }
+        FieldValidation::Warn => Ok(unknown.collect()),
+        _ => Ok(Vec::new()),
     }
 }
 
@@ -91,14 +160,14 @@ pub(crate) async fn create(
     tenant: &Tenant,
     who: Requester<'_>,
     target: &Target,
-    body: Value,
+    mut body: Value,
     params: &WriteParams,
-) -> Result<Value> {
+) -> Result<Written> {
     let rt = &target.rt;
     let namespace = target.namespace.as_deref();
+    let warnings = decode(rt, params, &mut body, Source::Body)?;
     let requested_name = meta_str(&body, "name").unwrap_or_default();
     let admission = admission::Create::start(tenant, rt, namespace, requested_name).await?;
-    strict_fields(rt, params, &body)?;
     let generated = requested_name.is_empty();
     // Held until the object is stored, so that no other create takes its addresses or the
     // rest of its namespace's quota.
@@ -136,11 +205,14 @@ pub(crate) async fn create(
             if tenant.store.get(&key).await.map_err(store_error)?.is_some() {
                 return Err(ApiError::already_exists(rt, &name));
             }
-            return Ok(object);
+            return Ok(Written { object, warnings });
         }
         let lease = tenant.lease_for(rt).await.map_err(store_error)?;
         match tenant.store.create(key, value, lease).await {
-            Ok(kv) => return Ok(with_resource_version(object, kv.mod_revision)),
+            Ok(kv) => {
+                let object = with_resource_version(object, kv.mod_revision);
+                return Ok(Written { object, warnings });
+            }
             // A generated name that collided: draw another.
             Err(vcluster_store::Error::AlreadyExists { .. }) if generated => continue,
             Err(vcluster_store::Error::AlreadyExists { .. }) => {
@@ -175,12 +247,26 @@ impl Update {
     }
 }
 
-/// Whether an update records the field manager's ownership of what it changed, or keeps
-/// the `managedFields` the change set (server-side apply).
+/// How an update's new object was made: what its decoding errors are answered with (see
+/// [`Source`]), and whether the field manager's ownership of what it changed is recorded
+/// or the `managedFields` the change set are kept (server-side apply).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ownership {
-    Recorded,
-    Kept,
+enum Change {
+    /// Sent whole (PUT), or made by the server.
+    Replaced,
+    /// A merge, JSON or strategic merge patch applied.
+    Patched,
+    /// A server-side apply.
+    Applied,
+}
+
+impl Change {
+    fn source(self) -> Source {
+        match self {
+            Self::Replaced => Source::Body,
+            Self::Patched | Self::Applied => Source::Patch,
+        }
+    }
 }
 
 /// Reads, changes (with `change`, given the object as served) and writes back one object.
@@ -191,17 +277,8 @@ pub(crate) async fn update(
     how: Update,
     params: &WriteParams,
     change: impl Fn(&Value) -> Result<Value>,
-) -> Result<Value> {
-    update_owned(
-        tenant,
-        who,
-        target,
-        how,
-        params,
-        Ownership::Recorded,
-        change,
-    )
-    .await
+) -> Result<Written> {
+    update_owned(tenant, who, target, how, params, Change::Replaced, change).await
 }
 
 async fn update_owned(
@@ -210,15 +287,15 @@ async fn update_owned(
     target: &Target,
     how: Update,
     params: &WriteParams,
-    ownership: Ownership,
+    made: Change,
     change: impl Fn(&Value) -> Result<Value>,
-) -> Result<Value> {
+) -> Result<Written> {
     let rt = &target.rt;
     let name = target.name.as_deref().expect("a named target");
     for _ in 0..RETRIES {
         let (kv, current) = read(tenant, target, name).await?;
-        let changed = change(&current)?;
-        strict_fields(rt, params, &changed)?;
+        let mut changed = change(&current)?;
+        let warnings = decode(rt, params, &mut changed, made.source())?;
         let object = object::prepare_update(
             rt,
             &current,
@@ -228,14 +305,15 @@ async fn update_owned(
             how.scope,
         )?;
         let mut object = strategy(tenant, who, rt, object, false).await?;
-        if ownership == Ownership::Recorded {
+        if made != Change::Applied {
             record(rt, Some(&current), &mut object, params);
         }
         // The last finalizer removed from an object being deleted: it goes now.
         let gone = object::is_deleting(&object) && !object::has_finalizers(rt, &object);
         let value = if gone { None } else { Some(encode(&object)?) };
         if params.dry_run {
-            return Ok(with_resource_version(object, kv.mod_revision));
+            let object = with_resource_version(object, kv.mod_revision);
+            return Ok(Written { object, warnings });
         }
         let written = if let Some(value) = value {
             let lease = tenant.lease_for(rt).await.map_err(store_error)?;
@@ -252,7 +330,10 @@ async fn update_owned(
                 .map(|deleted| deleted.revision)
         };
         match written {
-            Ok(revision) => return Ok(with_resource_version(object, revision)),
+            Ok(revision) => {
+                let object = with_resource_version(object, revision);
+                return Ok(Written { object, warnings });
+            }
             Err(vcluster_store::Error::Conflict { .. }) if !how.conditional => continue,
             Err(vcluster_store::Error::Conflict { .. }) => {
                 return Err(ApiError::conflict(rt, name));
@@ -306,7 +387,7 @@ async fn server_side_apply(
     target: &Target,
     body: &[u8],
     params: &WriteParams,
-) -> Result<Value> {
+) -> Result<Written> {
     let mut applied: Value = serde_saphyr::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
             "the apply configuration is not valid YAML or JSON: {e}"
@@ -349,8 +430,8 @@ async fn server_side_apply(
                         .map_err(apply_conflict)
                 };
                 let how = Update::of(scope(target.subresource.as_deref()));
-                return update_owned(tenant, who, target, how, params, Ownership::Kept, change)
-                    .await;
+                let made = Change::Applied;
+                return update_owned(tenant, who, target, how, params, made, change).await;
             }
         }
     }
@@ -421,7 +502,7 @@ pub(crate) async fn patch(
     media: &str,
     patch: &[u8],
     params: &WriteParams,
-) -> Result<Value> {
+) -> Result<Written> {
     let rt = &target.rt;
     if media == APPLY {
         return server_side_apply(tenant, who, target, patch, params).await;
@@ -440,12 +521,12 @@ pub(crate) async fn patch(
         scope: scope(target.subresource.as_deref()),
         conditional: conditional_patch(&patch),
     };
-    update(tenant, who, target, how, params, |current| {
+    let change = |current: &Value| {
         let mut doc = current.clone();
         apply_patch(media, &patch, &mut doc, &rt.api_version(), &rt.kind)?;
         Ok(doc)
-    })
-    .await
+    };
+    update_owned(tenant, who, target, how, params, Change::Patched, change).await
 }
 
 /// What a delete did.

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::names::{is_dns_label, is_dns_subdomain};
+use crate::names::{DNS_SUBDOMAIN_MESSAGE, is_dns_label, is_dns_subdomain};
 use crate::registry::ResourceType;
 use crate::status::{ApiError, Cause, Reason};
 
@@ -44,7 +44,8 @@ fn tracks_generation(rt: &ResourceType) -> bool {
 /// Which naming rule a resource's names follow.
 fn name_rule(rt: &ResourceType) -> NameRule {
     match rt.kind.as_str() {
-        "Namespace" | "Service" => NameRule::Label,
+        "Namespace" => NameRule::Label,
+        "Service" => NameRule::Dns1035Label,
         "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" | "PriorityClass" => {
             NameRule::PathSegment
         }
@@ -57,6 +58,8 @@ fn name_rule(rt: &ResourceType) -> NameRule {
 enum NameRule {
     /// RFC 1123 label: at most 63 of `[a-z0-9-]`, alphanumeric at both ends.
     Label,
+    /// RFC 1035 label: an RFC 1123 label that starts with a letter (Services').
+    Dns1035Label,
     /// RFC 1123 subdomain: at most 253, labels joined by dots.
     Subdomain,
     /// Anything that is a path segment (RBAC names such as `system:node`).
@@ -74,14 +77,21 @@ pub fn validate_name(rt: &ResourceType, name: &str) -> Option<Cause> {
              '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or \
              '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
         )),
-        NameRule::Subdomain if !is_dns_subdomain(name) => Some(Cause::invalid(
-            field,
-            name,
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \
-             '-' or '.', and must start and end with an alphanumeric character (e.g. \
-             'example.com', regex used for validation is \
-             '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-        )),
+        NameRule::Dns1035Label
+            if !is_dns_label(name) || !name.starts_with(|c: char| c.is_ascii_lowercase()) =>
+        {
+            Some(Cause::invalid(
+                field,
+                name,
+                "a DNS-1035 label must consist of lower case alphanumeric characters or '-', \
+                 start with an alphabetic character, and end with an alphanumeric character \
+                 (e.g. 'my-name',  or 'abc-123', regex used for validation is \
+                 '[a-z]([-a-z0-9]*[a-z0-9])?')",
+            ))
+        }
+        NameRule::Subdomain if !is_dns_subdomain(name) => {
+            Some(Cause::invalid(field, name, DNS_SUBDOMAIN_MESSAGE))
+        }
         NameRule::PathSegment
             if name == "." || name == ".." || name.contains(['/', '%']) || name.is_empty() =>
         {
@@ -113,7 +123,11 @@ fn check_type(rt: &ResourceType, object: &mut Value) -> Result<(), ApiError> {
         .ok_or_else(|| ApiError::bad_request("the request body is not a JSON object"))?;
     for (field, expected) in [("apiVersion", api_version.as_str()), ("kind", &rt.kind)] {
         match map.get(field) {
+            // Left out (or empty): the endpoint's, as upstream's decoder defaults it.
             None | Some(Value::Null) => {
+                map.insert(field.into(), Value::String(expected.into()));
+            }
+            Some(Value::String(s)) if s.is_empty() => {
                 map.insert(field.into(), Value::String(expected.into()));
             }
             Some(Value::String(s)) if s == expected => {}

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::names::is_dns_label;
+use crate::names::{config_key_errors, is_dns_label, label_value_errors, qualified_name_errors};
 use crate::registry::ResourceType;
 use crate::selector::{LabelSelector, labels_at};
 use crate::status::Cause;
@@ -15,6 +15,7 @@ use crate::status::Cause;
 /// The causes that make `object` invalid; empty when it is valid.
 pub fn validate(rt: &ResourceType, object: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
+    metadata(object, &mut causes);
     match rt.gk() {
         ("", "Pod") => pod_spec(object.get("spec"), "spec", &mut causes),
         ("", "PodTemplate") => pod_spec(
@@ -46,7 +47,8 @@ pub fn validate(rt: &ResourceType, object: &Value) -> Vec<Cause> {
             );
         }
         ("", "Service") => service(object, &mut causes),
-        ("", "ConfigMap" | "Secret") => data_keys(object, &mut causes),
+        ("", "ConfigMap") => config_map_data(object, &mut causes),
+        ("", "Secret") => secret_data(object, &mut causes),
         ("apiregistration.k8s.io", "APIService") => api_service(object, &mut causes),
         _ => {}
     }
@@ -224,30 +226,110 @@ fn service(object: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-/// Keys of `data` and `binaryData`: at most 253 of `[-._a-zA-Z0-9]`.
-fn data_keys(object: &Value, causes: &mut Vec<Cause>) {
-    for field in ["data", "binaryData", "stringData"] {
-        for key in object
-            .get(field)
+/// The most annotations may hold, keys and values together (`TotalAnnotationSizeLimitB`).
+const MAX_ANNOTATIONS: usize = 256 << 10;
+
+/// The most a ConfigMap's or Secret's data may hold (`MaxSecretSize`).
+const MAX_DATA: usize = 1 << 20;
+
+/// A value over its limit, as upstream's `field.TooLong` says it.
+fn too_long(field: &str, most: usize) -> Cause {
+    Cause {
+        reason: "FieldValueTooLong",
+        field: field.to_owned(),
+        message: format!("Too long: must have at most {most} bytes"),
+    }
+}
+
+/// What upstream's `ValidateObjectMeta` checks of every object's labels and annotations.
+fn metadata(object: &Value, causes: &mut Vec<Cause>) {
+    let map = |field: &str| {
+        object
+            .get("metadata")
+            .and_then(|m| m.get(field))
             .and_then(Value::as_object)
             .into_iter()
             .flatten()
-            .map(|(k, _)| k)
-        {
-            let valid = !key.is_empty()
-                && key.len() <= 253
-                && key
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
-            if !valid {
-                causes.push(Cause::invalid(
-                    format!("{field}[{key}]"),
-                    key,
-                    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
-                ));
-            }
+    };
+    for (key, value) in map("labels") {
+        for message in qualified_name_errors(key) {
+            causes.push(Cause::invalid("metadata.labels", key, &message));
+        }
+        let value = value.as_str().unwrap_or_default();
+        for message in label_value_errors(value) {
+            causes.push(Cause::invalid("metadata.labels", value, &message));
         }
     }
+    let mut size = 0;
+    for (key, value) in map("annotations") {
+        // Annotation keys are qualified names in any case.
+        for message in qualified_name_errors(&key.to_lowercase()) {
+            causes.push(Cause::invalid("metadata.annotations", key, &message));
+        }
+        size += key.len() + value.as_str().map_or(0, str::len);
+    }
+    if size > MAX_ANNOTATIONS {
+        causes.push(too_long("metadata.annotations", MAX_ANNOTATIONS));
+    }
+}
+
+/// The keys of `field` that are not config keys, as causes at `data[key]`.
+fn config_keys<'a>(
+    object: &'a Value,
+    field: &str,
+    causes: &mut Vec<Cause>,
+) -> impl Iterator<Item = (&'a String, &'a Value)> + use<'a> {
+    let entries = object.get(field).and_then(Value::as_object);
+    for key in entries.into_iter().flatten().map(|(k, _)| k) {
+        for message in config_key_errors(key) {
+            causes.push(Cause::invalid(format!("{field}[{key}]"), key, &message));
+        }
+    }
+    entries.into_iter().flatten()
+}
+
+/// A ConfigMap's keys, in `data` or `binaryData` but not both, and its size.
+fn config_map_data(object: &Value, causes: &mut Vec<Cause>) {
+    let binary = object.get("binaryData").and_then(Value::as_object);
+    let data = object.get("data").and_then(Value::as_object);
+    let mut size = 0;
+    for (key, value) in config_keys(object, "data", causes) {
+        if binary.is_some_and(|b| b.contains_key(key)) {
+            let detail = "duplicate of key present in binaryData";
+            causes.push(Cause::invalid(format!("data[{key}]"), key, detail));
+        }
+        size += value.as_str().map_or(0, str::len);
+    }
+    for (key, value) in config_keys(object, "binaryData", causes) {
+        if data.is_some_and(|d| d.contains_key(key)) {
+            let detail = "duplicate of key present in data";
+            causes.push(Cause::invalid(format!("binaryData[{key}]"), key, detail));
+        }
+        size += value.as_str().map_or(0, decoded_len);
+    }
+    if size > MAX_DATA {
+        causes.push(too_long("", MAX_DATA));
+    }
+}
+
+/// A Secret's keys and size; `stringData` is part of its `data` (upstream merges them).
+fn secret_data(object: &Value, causes: &mut Vec<Cause>) {
+    let mut size = 0;
+    for (_, value) in config_keys(object, "data", causes) {
+        size += value.as_str().map_or(0, decoded_len);
+    }
+    for (_, value) in config_keys(object, "stringData", causes) {
+        size += value.as_str().map_or(0, str::len);
+    }
+    if size > MAX_DATA {
+        causes.push(too_long("data", MAX_DATA));
+    }
+}
+
+/// The length of the bytes base64 text holds (typed decoding checked it is base64).
+fn decoded_len(text: &str) -> usize {
+    let padding = text.bytes().rev().take_while(|b| *b == b'=').count();
+    (text.len() / 4 * 3).saturating_sub(padding)
 }
 
 #[cfg(test)]
@@ -305,6 +387,58 @@ mod tests {
         assert_eq!(
             validate(cm, &json!({"data": {"bad key": "x"}}))[0].field,
             "data[bad key]"
+        );
+    }
+
+    #[test]
+    fn labels_annotations_and_data_are_held_to_upstreams_limits() {
+        let cm = &find("", "v1", "configmaps").expect("configmaps");
+        let fields = |object: Value| -> Vec<(String, &'static str)> {
+            validate(cm, &object)
+                .into_iter()
+                .map(|c| (c.field, c.reason))
+                .collect()
+        };
+        let invalid = "FieldValueInvalid";
+        assert_eq!(
+            fields(json!({"metadata": {"labels": {"bad key": "x", "ok": "bad value"}}})),
+            vec![
+                ("metadata.labels".to_owned(), invalid),
+                ("metadata.labels".to_owned(), invalid)
+            ]
+        );
+        assert!(
+            fields(
+                json!({"metadata": {"labels": {"example.com/App": "v-1", "e": ""},
+            "annotations": {"Example.com/Key": "any value at all"}}})
+            )
+            .is_empty()
+        );
+        let big = "x".repeat(256 << 10);
+        assert_eq!(
+            fields(json!({"metadata": {"annotations": {"a": big}}})),
+            vec![("metadata.annotations".to_owned(), "FieldValueTooLong")]
+        );
+        let mib = "x".repeat(1 << 20);
+        assert!(fields(json!({"data": {"a": mib}})).is_empty(), "1 MiB fits");
+        assert_eq!(
+            fields(json!({"data": {"a": mib, "b": "x"}})),
+            vec![(String::new(), "FieldValueTooLong")]
+        );
+        assert_eq!(
+            fields(json!({"data": {"a": "x"}, "binaryData": {"a": "eA=="}})),
+            vec![
+                ("data[a]".to_owned(), invalid),
+                ("binaryData[a]".to_owned(), invalid)
+            ]
+        );
+        let secret = &find("", "v1", "secrets").expect("secrets");
+        let encoded = "eHh4".repeat((1 << 20) / 3 + 1);
+        let causes = validate(secret, &json!({"data": {"a": encoded}}));
+        assert_eq!(causes[0].field, "data");
+        assert_eq!(
+            causes[0].message,
+            "Too long: must have at most 1048576 bytes"
         );
     }
 }

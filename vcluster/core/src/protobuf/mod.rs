@@ -10,6 +10,9 @@
 //! Kubernetes protobuf to JSON without the `.proto` files.
 
 mod schema;
+mod typed;
+
+pub use typed::{Decoded, decode_typed, foreign_kind};
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -25,8 +28,14 @@ pub(crate) struct Message {
 impl Message {
     /// The type of the field with this JSON name, looking into inline members too.
     pub(crate) fn field(&self, json: &str) -> Option<&'static Ty> {
+        self.field_named(json).map(|(_, ty)| ty)
+    }
+
+    /// The field with this JSON name (its name as the schema holds it, and its type),
+    /// looking into inline members too.
+    fn field_named(&self, json: &str) -> Option<(&'static str, &'static Ty)> {
         if let Some(f) = self.fields.iter().find(|f| f.json == json) {
-            return Some(&f.ty);
+            return Some((f.json, &f.ty));
         }
         self.fields
             .iter()
@@ -35,7 +44,7 @@ impl Message {
                 Ty::Message(name) => index().get(name).copied(),
                 _ => None,
             })
-            .find_map(|inline| inline.field(json))
+            .find_map(|inline| inline.field_named(json))
     }
 
     /// The message a field holds (directly, in a list or as map values).
@@ -59,7 +68,8 @@ pub(crate) struct Field {
 
 pub(crate) enum Ty {
     String,
-    Int,
+    Int32,
+    Int64,
     Bool,
     Bytes,
     Double,
@@ -96,28 +106,41 @@ pub(crate) fn index() -> &'static HashMap<&'static str, &'static Message> {
 
 /// The message of a kind: `apps/v1 Deployment` is `io.k8s.api.apps.v1.Deployment`. The
 /// package is found by the group's first label (`rbac.authorization.k8s.io` → `rbac`), with
-/// any package of that version as the fallback (`v1 DeleteOptions` is in meta/v1).
+/// any package of that version as the fallback (`v1 DeleteOptions` is in meta/v1); where
+/// several match, the first by name.
 pub(crate) fn message_for(api_version: &str, kind: &str) -> Option<&'static Message> {
+    /// Messages by their last three name segments (package label, version, kind), and by
+    /// their last two: looked up on every write, so indexed once.
+    type Kinds = (
+        HashMap<(&'static str, &'static str, &'static str), &'static Message>,
+        HashMap<(&'static str, &'static str), &'static Message>,
+    );
+    static KINDS: OnceLock<Kinds> = OnceLock::new();
+    let (exact, loose) = KINDS.get_or_init(|| {
+        let mut messages: Vec<&'static Message> = schema::MESSAGES.iter().collect();
+        messages.sort_by_key(|m| m.name);
+        let (mut exact, mut loose) = (HashMap::new(), HashMap::new());
+        for message in messages {
+            let mut segments = message.name.rsplit('.');
+            let (Some(kind), Some(version), Some(label)) =
+                (segments.next(), segments.next(), segments.next())
+            else {
+                continue;
+            };
+            exact.entry((label, version, kind)).or_insert(message);
+            loose.entry((version, kind)).or_insert(message);
+        }
+        (exact, loose)
+    });
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let label = match group.split('.').next() {
         Some("") | None => "core",
         Some(label) => label,
     };
-    let exact = format!(".{label}.{version}.{kind}");
-    let loose = format!(".{version}.{kind}");
-    let index = index();
-    let mut candidates: Vec<&&Message> = index
-        .values()
-        .filter(|m| m.name.ends_with(&exact))
-        .collect();
-    if candidates.is_empty() {
-        candidates = index
-            .values()
-            .filter(|m| m.name.ends_with(&loose))
-            .collect();
-    }
-    candidates.sort_by_key(|m| m.name);
-    candidates.first().map(|m| **m)
+    exact
+        .get(&(label, version, kind))
+        .or_else(|| loose.get(&(version, kind)))
+        .copied()
 }
 
 /// Decodes a Kubernetes protobuf body into the object's JSON form, with `apiVersion` and
@@ -250,7 +273,7 @@ fn decode_message(message: &Message, bytes: &[u8], depth: usize) -> Result<Optio
                 let Value::Array(list) = list else {
                     unreachable!("inserted as an array")
                 };
-                if wire == 2 && matches!(inner, Ty::Int | Ty::Bool) {
+                if wire == 2 && matches!(inner, Ty::Int32 | Ty::Int64 | Ty::Bool) {
                     // A packed run of numbers.
                     let mut packed = Reader(reader.bytes()?);
                     while !packed.0.is_empty() {
@@ -283,7 +306,7 @@ fn decode_message(message: &Message, bytes: &[u8], depth: usize) -> Result<Optio
 
 fn scalar(ty: &Ty, wire: u8, reader: &mut Reader<'_>) -> Result<Value, Error> {
     match (ty, wire) {
-        (Ty::Int, 0) => Ok(Value::from(reader.varint()? as i64)),
+        (Ty::Int32 | Ty::Int64, 0) => Ok(Value::from(reader.varint()? as i64)),
         (Ty::Bool, 0) => Ok(Value::Bool(reader.varint()? != 0)),
         (Ty::Double, 1) => Ok(
             serde_json::Number::from_f64(f64::from_bits(reader.fixed64()?))
@@ -322,7 +345,7 @@ fn value(
                 .ok_or(Error::Malformed("unknown nested message"))?;
             decode_message(message, bytes, depth + 1)
         }
-        Ty::Int | Ty::Bool | Ty::Double => scalar(ty, wire, reader).map(Some),
+        Ty::Int32 | Ty::Int64 | Ty::Bool | Ty::Double => scalar(ty, wire, reader).map(Some),
         Ty::Repeated(_) | Ty::MapString | Ty::MapMessage(_) | Ty::MapBytes => {
             Err(Error::Malformed("nested repeated fields"))
         }
@@ -477,88 +500,3 @@ fn trim(x: f64) -> String {
 
 #[cfg(test)]
 mod tests;
-
-/// Messages whose JSON form is not an object of their fields: no field names to check.
-fn opaque(name: &str) -> bool {
-    matches!(
-        name.strip_prefix(META).unwrap_or(name),
-        "Time"
-            | "MicroTime"
-            | "Duration"
-            | "FieldsV1"
-            | "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
-            | "io.k8s.apimachinery.pkg.api.resource.Quantity"
-            | "io.k8s.apimachinery.pkg.runtime.RawExtension"
-    )
-}
-
-/// The fields of a built-in object that its type does not have, as JSON paths
-/// (`spec.replica`): what `fieldValidation=Strict` refuses. `None` when the kind is not a
-/// built-in message.
-pub fn unknown_fields(object: &Value) -> Option<Vec<String>> {
-    let api_version = object.get("apiVersion")?.as_str()?;
-    let kind = object.get("kind")?.as_str()?;
-    let message = message_for(api_version, kind)?;
-    let mut unknown = Vec::new();
-    let map = object.as_object()?;
-    for (key, value) in map {
-        if key != "apiVersion" && key != "kind" {
-            check_field(message, key, value, key.clone(), &mut unknown);
-        }
-    }
-    Some(unknown)
-}
-
-fn check_field(
-    message: &Message,
-    key: &str,
-    value: &Value,
-    path: String,
-    unknown: &mut Vec<String>,
-) {
-    let Some(ty) = message.field(key) else {
-        unknown.push(path);
-        return;
-    };
-    let element = |ty: &Ty| match ty {
-        Ty::Message(name) | Ty::MapMessage(name) => index().get(name).copied(),
-        _ => None,
-    };
-    match (ty, value) {
-        (Ty::Message(_), Value::Object(fields)) => {
-            if let Some(child) = element(ty).filter(|m| !opaque(m.name)) {
-                check_object(child, fields, &path, unknown);
-            }
-        }
-        (Ty::MapMessage(_), Value::Object(entries)) => {
-            if let Some(child) = element(ty).filter(|m| !opaque(m.name)) {
-                for (k, v) in entries {
-                    if let Value::Object(fields) = v {
-                        check_object(child, fields, &format!("{path}.{k}"), unknown);
-                    }
-                }
-            }
-        }
-        (Ty::Repeated(inner), Value::Array(items)) => {
-            if let Some(child) = element(inner).filter(|m| !opaque(m.name)) {
-                for (i, item) in items.iter().enumerate() {
-                    if let Value::Object(fields) = item {
-                        check_object(child, fields, &format!("{path}[{i}]"), unknown);
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn check_object(
-    message: &Message,
-    fields: &Map<String, Value>,
-    path: &str,
-    unknown: &mut Vec<String>,
-) {
-    for (key, value) in fields {
-        check_field(message, key, value, format!("{path}.{key}"), unknown);
-    }
-}

@@ -402,7 +402,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 7,
                 json: "timeoutSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 8,
@@ -573,7 +573,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -739,7 +739,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
@@ -803,7 +803,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 7,
                 json: "timeoutSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 8,
@@ -1381,7 +1381,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
@@ -1714,7 +1714,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 7,
                 json: "timeoutSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 8,
@@ -1865,7 +1865,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -2033,7 +2033,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
@@ -2097,7 +2097,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 7,
                 json: "timeoutSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 8,
@@ -2526,7 +2526,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 4,
@@ -2606,7 +2606,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "revision",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -2711,12 +2711,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "minReadySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
                 json: "revisionHistoryLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -2726,47 +2726,47 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "currentNumberScheduled",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "numberMisscheduled",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "desiredNumberScheduled",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "numberReady",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 6,
                 json: "updatedNumberScheduled",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
                 json: "numberAvailable",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 8,
                 json: "numberUnavailable",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 9,
                 json: "collisionCount",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 10,
@@ -2866,7 +2866,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -2886,12 +2886,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "minReadySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
                 json: "revisionHistoryLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
@@ -2901,7 +2901,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 9,
                 json: "progressDeadlineSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -2911,37 +2911,37 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "updatedReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
                 json: "readyReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "availableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "unavailableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 9,
                 json: "terminatingReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
@@ -2951,7 +2951,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 8,
                 json: "collisionCount",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -3041,12 +3041,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "minReadySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -3066,32 +3066,32 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "fullyLabeledReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "readyReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "availableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
                 json: "terminatingReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 6,
@@ -3136,7 +3136,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "partition",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -3215,7 +3215,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "start",
-            ty: Ty::Int,
+            ty: Ty::Int32,
         }],
     },
     Message {
@@ -3239,7 +3239,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -3274,12 +3274,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 8,
                 json: "revisionHistoryLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 9,
                 json: "minReadySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 10,
@@ -3301,27 +3301,27 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "readyReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "currentReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "updatedReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
@@ -3336,7 +3336,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 9,
                 json: "collisionCount",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 10,
@@ -3346,7 +3346,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 11,
                 json: "availableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -3381,7 +3381,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "revision",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -3496,7 +3496,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -3516,12 +3516,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "minReadySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
                 json: "revisionHistoryLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
@@ -3536,7 +3536,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 9,
                 json: "progressDeadlineSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -3546,37 +3546,37 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "updatedReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
                 json: "readyReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "availableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "unavailableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 9,
                 json: "terminatingReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
@@ -3586,7 +3586,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 8,
                 json: "collisionCount",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -3610,7 +3610,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "revision",
-            ty: Ty::Int,
+            ty: Ty::Int64,
         }],
     },
     Message {
@@ -3634,7 +3634,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "partition",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -3668,7 +3668,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "replicas",
-            ty: Ty::Int,
+            ty: Ty::Int32,
         }],
     },
     Message {
@@ -3677,7 +3677,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -3761,7 +3761,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "start",
-            ty: Ty::Int,
+            ty: Ty::Int32,
         }],
     },
     Message {
@@ -3785,7 +3785,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -3820,12 +3820,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 8,
                 json: "revisionHistoryLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 9,
                 json: "minReadySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 10,
@@ -3847,27 +3847,27 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "readyReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "currentReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "updatedReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
@@ -3882,7 +3882,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 9,
                 json: "collisionCount",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 10,
@@ -3892,7 +3892,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 11,
                 json: "availableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -3927,7 +3927,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "revision",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -4032,12 +4032,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "minReadySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
                 json: "revisionHistoryLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -4047,47 +4047,47 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "currentNumberScheduled",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "numberMisscheduled",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "desiredNumberScheduled",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "numberReady",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 6,
                 json: "updatedNumberScheduled",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
                 json: "numberAvailable",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 8,
                 json: "numberUnavailable",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 9,
                 json: "collisionCount",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 10,
@@ -4187,7 +4187,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -4207,12 +4207,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "minReadySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
                 json: "revisionHistoryLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
@@ -4222,7 +4222,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 9,
                 json: "progressDeadlineSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -4232,37 +4232,37 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "updatedReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
                 json: "readyReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "availableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "unavailableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 9,
                 json: "terminatingReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
@@ -4272,7 +4272,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 8,
                 json: "collisionCount",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -4362,12 +4362,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "minReadySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -4387,32 +4387,32 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "fullyLabeledReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "readyReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "availableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
                 json: "terminatingReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 6,
@@ -4457,7 +4457,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "partition",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -4491,7 +4491,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "replicas",
-            ty: Ty::Int,
+            ty: Ty::Int32,
         }],
     },
     Message {
@@ -4500,7 +4500,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -4584,7 +4584,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "start",
-            ty: Ty::Int,
+            ty: Ty::Int32,
         }],
     },
     Message {
@@ -4608,7 +4608,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -4643,12 +4643,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 8,
                 json: "revisionHistoryLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 9,
                 json: "minReadySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 10,
@@ -4670,27 +4670,27 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "readyReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "currentReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "updatedReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
@@ -4705,7 +4705,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 9,
                 json: "collisionCount",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 10,
@@ -4715,7 +4715,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 11,
                 json: "availableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -4821,7 +4821,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "expirationSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 3,
@@ -5720,7 +5720,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "targetAverageUtilization",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -5745,7 +5745,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "currentAverageUtilization",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -5907,17 +5907,17 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "minReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "maxReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "targetCPUUtilizationPercentage",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -5927,7 +5927,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
@@ -5937,17 +5937,17 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "currentReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "desiredReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "currentCPUUtilizationPercentage",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -6132,7 +6132,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "targetAverageUtilization",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -6152,7 +6152,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "currentAverageUtilization",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -6186,7 +6186,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "replicas",
-            ty: Ty::Int,
+            ty: Ty::Int32,
         }],
     },
     Message {
@@ -6195,7 +6195,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -6387,12 +6387,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "minReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "maxReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -6412,7 +6412,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
@@ -6422,12 +6422,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "currentReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "desiredReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
@@ -6454,12 +6454,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "value",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "periodSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -6469,7 +6469,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "stabilizationWindowSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 1,
@@ -6594,7 +6594,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "averageUtilization",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -6614,7 +6614,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "averageUtilization",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -6729,7 +6729,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "targetAverageUtilization",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -6754,7 +6754,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "currentAverageUtilization",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -6916,12 +6916,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "minReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "maxReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -6936,7 +6936,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
@@ -6946,12 +6946,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "currentReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "desiredReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
@@ -7148,7 +7148,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "targetAverageUtilization",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -7168,7 +7168,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "currentAverageUtilization",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -7360,12 +7360,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "minReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "maxReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -7385,7 +7385,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
@@ -7395,12 +7395,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "currentReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "desiredReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
@@ -7427,12 +7427,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "value",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "periodSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -7442,7 +7442,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "stabilizationWindowSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 1,
@@ -7564,7 +7564,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "averageUtilization",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -7584,7 +7584,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "averageUtilization",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -7739,7 +7739,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "startingDeadlineSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 3,
@@ -7759,12 +7759,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 6,
                 json: "successfulJobsHistoryLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
                 json: "failedJobsHistoryLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -7864,17 +7864,17 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "parallelism",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "completions",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "activeDeadlineSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 11,
@@ -7889,17 +7889,17 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 7,
                 json: "backoffLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 12,
                 json: "backoffLimitPerIndex",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 13,
                 json: "maxFailedIndexes",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -7919,7 +7919,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 8,
                 json: "ttlSecondsAfterFinished",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 9,
@@ -7964,22 +7964,22 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "active",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "succeeded",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
                 json: "failed",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 11,
                 json: "terminating",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
@@ -7999,7 +7999,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 9,
                 json: "ready",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -8042,7 +8042,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "values",
-                ty: Ty::Repeated(&Ty::Int),
+                ty: Ty::Repeated(&Ty::Int32),
             },
         ],
     },
@@ -8102,7 +8102,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "succeededCount",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -8172,7 +8172,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "startingDeadlineSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 3,
@@ -8192,12 +8192,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 6,
                 json: "successfulJobsHistoryLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
                 json: "failedJobsHistoryLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -8324,7 +8324,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 8,
                 json: "expirationSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
@@ -8513,7 +8513,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 8,
                 json: "expirationSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
@@ -8692,7 +8692,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 8,
                 json: "maxExpirationSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 9,
@@ -8784,7 +8784,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "leaseDurationSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -8799,7 +8799,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "leaseTransitions",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
@@ -8988,7 +8988,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "leaseDurationSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -9003,7 +9003,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "leaseTransitions",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
@@ -9091,7 +9091,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "partition",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -9420,7 +9420,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "timeoutSeconds",
-            ty: Ty::Int,
+            ty: Ty::Int32,
         }],
     },
     Message {
@@ -9649,7 +9649,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "defaultMode",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -9819,7 +9819,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "sizeBytes",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -9834,12 +9834,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "hostPort",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "containerPort",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -9894,7 +9894,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "values",
-                ty: Ty::Repeated(&Ty::Int),
+                ty: Ty::Repeated(&Ty::Int32),
             },
         ],
     },
@@ -9932,12 +9932,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "exitCode",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "signal",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -10007,7 +10007,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "restartCount",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
@@ -10074,7 +10074,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "Port",
-            ty: Ty::Int,
+            ty: Ty::Int32,
         }],
     },
     Message {
@@ -10106,7 +10106,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "mode",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -10121,7 +10121,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "defaultMode",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -10176,7 +10176,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -10504,7 +10504,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 8,
                 json: "count",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 9,
@@ -10564,7 +10564,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "count",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -10607,7 +10607,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "lun",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -10742,7 +10742,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "partition",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -10822,7 +10822,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -10945,7 +10945,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "lun",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -11005,7 +11005,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "lun",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -11065,7 +11065,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "mode",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -11193,17 +11193,17 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "uid",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
                 json: "gid",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 3,
                 json: "supplementalGroups",
-                ty: Ty::Repeated(&Ty::Int),
+                ty: Ty::Repeated(&Ty::Int64),
             },
         ],
     },
@@ -11751,7 +11751,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "capacity",
-            ty: Ty::Int,
+            ty: Ty::Int64,
         }],
     },
     Message {
@@ -12442,7 +12442,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "maxExpirationSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -12477,7 +12477,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 7,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
@@ -12637,7 +12637,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "sinceSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 5,
@@ -12652,12 +12652,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 7,
                 json: "tailLines",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 8,
                 json: "limitBytes",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 9,
@@ -12684,7 +12684,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "ports",
-            ty: Ty::Repeated(&Ty::Int),
+            ty: Ty::Repeated(&Ty::Int32),
         }],
     },
     Message {
@@ -12762,12 +12762,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "runAsUser",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 6,
                 json: "runAsGroup",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 3,
@@ -12777,7 +12777,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "supplementalGroups",
-                ty: Ty::Repeated(&Ty::Int),
+                ty: Ty::Repeated(&Ty::Int64),
             },
             Field {
                 tag: 12,
@@ -12787,7 +12787,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "fsGroup",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 7,
@@ -12855,12 +12855,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "terminationGracePeriodSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 5,
                 json: "activeDeadlineSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 6,
@@ -12960,7 +12960,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 25,
                 json: "priority",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 26,
@@ -13045,7 +13045,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 17,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 1,
@@ -13210,7 +13210,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -13283,7 +13283,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "weight",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -13303,32 +13303,32 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "initialDelaySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "timeoutSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "periodSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "successThreshold",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
                 json: "failureThreshold",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
                 json: "terminationGracePeriodSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -13368,7 +13368,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "defaultMode",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -13588,12 +13588,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "minReadySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -13613,27 +13613,27 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "fullyLabeledReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "readyReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "availableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 6,
@@ -14110,7 +14110,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "defaultMode",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -14145,12 +14145,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "runAsUser",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 8,
                 json: "runAsGroup",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 5,
@@ -14263,7 +14263,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "expirationSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 3,
@@ -14308,7 +14308,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -14318,7 +14318,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "nodePort",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -14391,7 +14391,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 12,
                 json: "healthCheckNodePort",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 13,
@@ -14465,7 +14465,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "seconds",
-            ty: Ty::Int,
+            ty: Ty::Int64,
         }],
     },
     Message {
@@ -14609,7 +14609,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "tolerationSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -14644,7 +14644,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "maxSkew",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -14664,7 +14664,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "minDomains",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
@@ -15067,7 +15067,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "weight",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -15217,7 +15217,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -15373,7 +15373,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
@@ -15514,7 +15514,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 15,
                 json: "deprecatedCount",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -15539,7 +15539,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "count",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -15624,7 +15624,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 15,
                 json: "deprecatedCount",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -15649,7 +15649,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "count",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -15744,17 +15744,17 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "minReadySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "templateGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 6,
                 json: "revisionHistoryLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -15764,47 +15764,47 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "currentNumberScheduled",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "numberMisscheduled",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "desiredNumberScheduled",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "numberReady",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 6,
                 json: "updatedNumberScheduled",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
                 json: "numberAvailable",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 8,
                 json: "numberUnavailable",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 9,
                 json: "collisionCount",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 10,
@@ -15926,7 +15926,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -15946,12 +15946,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "minReadySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
                 json: "revisionHistoryLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
@@ -15966,7 +15966,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 9,
                 json: "progressDeadlineSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -15976,37 +15976,37 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "updatedReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
                 json: "readyReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "availableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "unavailableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 9,
                 json: "terminatingReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
@@ -16018,7 +16018,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 8,
                 json: "collisionCount",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -16160,7 +16160,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -16364,7 +16364,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "endPort",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -16468,12 +16468,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "minReadySeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -16493,32 +16493,32 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "fullyLabeledReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "readyReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "availableReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
                 json: "terminatingReplicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 6,
@@ -16534,7 +16534,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "revision",
-            ty: Ty::Int,
+            ty: Ty::Int64,
         }],
     },
     Message {
@@ -16592,7 +16592,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "replicas",
-            ty: Ty::Int,
+            ty: Ty::Int32,
         }],
     },
     Message {
@@ -16601,7 +16601,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "replicas",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -16621,12 +16621,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "nominalConcurrencyShares",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "lendablePercent",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -16714,7 +16714,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "matchingPrecedence",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -16769,7 +16769,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "nominalConcurrencyShares",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -16779,12 +16779,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "lendablePercent",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "borrowingLimitPercent",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -16936,17 +16936,17 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "queues",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "handSize",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "queueLengthLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -17034,12 +17034,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "nominalConcurrencyShares",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "lendablePercent",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -17129,7 +17129,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "matchingPrecedence",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -17184,7 +17184,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "assuredConcurrencyShares",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -17194,12 +17194,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "lendablePercent",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "borrowingLimitPercent",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -17353,17 +17353,17 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "queues",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "handSize",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "queueLengthLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -17451,12 +17451,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "nominalConcurrencyShares",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "lendablePercent",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -17546,7 +17546,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "matchingPrecedence",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -17601,7 +17601,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "assuredConcurrencyShares",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -17611,12 +17611,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "lendablePercent",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "borrowingLimitPercent",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -17770,17 +17770,17 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "queues",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "handSize",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "queueLengthLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -17868,12 +17868,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "nominalConcurrencyShares",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "lendablePercent",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -17963,7 +17963,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "matchingPrecedence",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -18018,7 +18018,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "nominalConcurrencyShares",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -18028,12 +18028,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "lendablePercent",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "borrowingLimitPercent",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -18187,17 +18187,17 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "queues",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
                 json: "handSize",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
                 json: "queueLengthLimit",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -18576,7 +18576,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -18787,7 +18787,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "endPort",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -18856,7 +18856,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "number",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -19149,7 +19149,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 2,
@@ -19592,7 +19592,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
@@ -19602,22 +19602,22 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "disruptionsAllowed",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "currentHealthy",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "desiredHealthy",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
                 json: "expectedPods",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
@@ -19711,7 +19711,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
@@ -19721,22 +19721,22 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "disruptionsAllowed",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 4,
                 json: "currentHealthy",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 5,
                 json: "desiredHealthy",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
                 json: "expectedPods",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 7,
@@ -20662,7 +20662,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "int",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 3,
@@ -20945,7 +20945,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "count",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 6,
@@ -21010,7 +21010,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "tolerationSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -21035,7 +21035,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "count",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 5,
@@ -21235,12 +21235,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "generation",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 3,
                 json: "resourceSliceCount",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -21705,7 +21705,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "int",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 3,
@@ -21905,7 +21905,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "count",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 6,
@@ -22018,7 +22018,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "count",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 7,
@@ -22083,7 +22083,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "tolerationSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -22272,12 +22272,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "generation",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 3,
                 json: "resourceSliceCount",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -22611,7 +22611,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "int",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 3,
@@ -22894,7 +22894,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "count",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 6,
@@ -22959,7 +22959,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "tolerationSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -22984,7 +22984,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "count",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 5,
@@ -23188,12 +23188,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "generation",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 3,
                 json: "resourceSliceCount",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -23283,7 +23283,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "value",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -23326,7 +23326,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "minCount",
-            ty: Ty::Int,
+            ty: Ty::Int32,
         }],
     },
     Message {
@@ -23370,7 +23370,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "value",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -23480,7 +23480,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "value",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -23590,7 +23590,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 9,
                 json: "nodeAllocatableUpdatePeriodSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 10,
@@ -23778,7 +23778,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "expirationSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -23928,7 +23928,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "errorCode",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -23937,7 +23937,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "count",
-            ty: Ty::Int,
+            ty: Ty::Int32,
         }],
     },
     Message {
@@ -24135,7 +24135,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "errorCode",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -24215,7 +24215,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 9,
                 json: "nodeAllocatableUpdatePeriodSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 10,
@@ -24405,7 +24405,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "expirationSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -24557,7 +24557,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "errorCode",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -24566,7 +24566,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "count",
-            ty: Ty::Int,
+            ty: Ty::Int32,
         }],
     },
     Message {
@@ -24718,7 +24718,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "priority",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
@@ -24799,7 +24799,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 6,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -24921,7 +24921,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -25125,12 +25125,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 13,
                 json: "maxLength",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 14,
                 json: "minLength",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 15,
@@ -25140,12 +25140,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 16,
                 json: "maxItems",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 17,
                 json: "minItems",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 18,
@@ -25167,12 +25167,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 21,
                 json: "maxProperties",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 22,
                 json: "minProperties",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 23,
@@ -25394,7 +25394,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -25557,7 +25557,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "priority",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 6,
@@ -25643,7 +25643,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 6,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -25798,7 +25798,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -26004,12 +26004,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 13,
                 json: "maxLength",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 14,
                 json: "minLength",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 15,
@@ -26019,12 +26019,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 16,
                 json: "maxItems",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 17,
                 json: "minItems",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 18,
@@ -26046,12 +26046,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 21,
                 json: "maxProperties",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 22,
                 json: "minProperties",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 23,
@@ -26275,7 +26275,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -26516,7 +26516,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "observedGeneration",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 4,
@@ -26561,7 +26561,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "gracePeriodSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
@@ -26595,7 +26595,7 @@ pub(super) static MESSAGES: &[Message] = &[
         fields: &[Field {
             tag: 1,
             json: "duration",
-            ty: Ty::Int,
+            ty: Ty::Int64,
         }],
     },
     Message {
@@ -26807,7 +26807,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "remainingItemCount",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
         ],
     },
@@ -26847,12 +26847,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "timeoutSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 7,
                 json: "limit",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 8,
@@ -26912,12 +26912,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "seconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
                 json: "nanos",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -26957,7 +26957,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 7,
                 json: "generation",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 8,
@@ -26972,7 +26972,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 10,
                 json: "deletionGracePeriodSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 11,
@@ -27163,7 +27163,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 6,
                 json: "code",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -27220,7 +27220,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 5,
                 json: "retryAfterSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -27238,12 +27238,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "seconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
                 json: "nanos",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -27253,12 +27253,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "seconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
                 json: "nanos",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -27398,7 +27398,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "a",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
@@ -27445,12 +27445,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "terminationGracePeriodSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 5,
                 json: "activeDeadlineSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 7,
@@ -27607,12 +27607,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 1,
                 json: "type",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 2,
                 json: "intVal",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 3,
@@ -27725,12 +27725,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 7,
                 json: "groupPriorityMinimum",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 8,
                 json: "versionPriority",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -27760,7 +27760,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -27868,12 +27868,12 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 7,
                 json: "groupPriorityMinimum",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
             Field {
                 tag: 8,
                 json: "versionPriority",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -27903,7 +27903,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 3,
                 json: "port",
-                ty: Ty::Int,
+                ty: Ty::Int32,
             },
         ],
     },
@@ -27943,7 +27943,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "window",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 5,
@@ -28025,7 +28025,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "windowSeconds",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 5,
@@ -28072,7 +28072,7 @@ pub(super) static MESSAGES: &[Message] = &[
             Field {
                 tag: 4,
                 json: "window",
-                ty: Ty::Int,
+                ty: Ty::Int64,
             },
             Field {
                 tag: 5,

@@ -290,7 +290,7 @@ fn malformed_bodies_are_errors_not_panics() {
 
 #[test]
 fn strict_validation_finds_unknown_fields_only() {
-    let deployment = json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web", "labels": {"a": "b"}, "creationTimestamp": "2026-01-01T00:00:00Z"},
         "spec": {"replica": 3, "template": {"spec": {"containers": [
@@ -298,13 +298,26 @@ fn strict_validation_finds_unknown_fields_only() {
         ]}}, "strategy": {"rollingUpdate": {"maxSurge": "25%"}}},
         "status": {"conditions": [{"type": "Available", "lastUpdateTime": "2026-01-01T00:00:00Z"}]},
     });
-    let unknown = unknown_fields(&deployment).expect("a built-in kind");
+    let decoded = decode_typed(&mut deployment, "apps/v1", "Deployment")
+        .expect("a built-in kind")
+        .expect("well typed");
     assert_eq!(
-        unknown,
+        decoded.unknown,
         vec!["spec.replica", "spec.template.spec.containers[0].colour"]
     );
+    assert!(
+        deployment.pointer("/spec/replica").is_none()
+            && deployment
+                .pointer("/spec/template/spec/containers/0/colour")
+                .is_none(),
+        "unknown fields are dropped, as Go's decoder drops them"
+    );
     assert_eq!(
-        unknown_fields(&json!({"apiVersion": "example.com/v1", "kind": "Widget"})),
+        deployment.pointer("/spec/template/spec/containers/0/imagePullPolicy"),
+        Some(&json!("Always"))
+    );
+    assert_eq!(
+        decode_typed(&mut json!({}), "example.com/v1", "Widget"),
         None
     );
 }
