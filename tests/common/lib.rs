@@ -1,9 +1,11 @@
 //! What the end-to-end suites share: the `vcluster` binary, built fresh ([`vcluster_bin`]);
-//! a running `vcluster up` ([`Up`]) and its tenants ([`Tenant`]); the [`scenarios!`] macro,
+//! a running `vcluster up` ([`Up`]) and its tenants ([`Tenant`]); raw connections to a tenant
+//! as an attacker makes them ([`raw`]); the [`scenarios!`] macro,
 //! which makes one test per scenario and store, every scenario in its own tenant of one
 //! server per store; and the JSON of kubectl's output.
 
 mod binary;
+pub mod raw;
 mod scenarios;
 mod up;
 

@@ -134,6 +134,11 @@ impl Up {
         self.wait_ready();
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().expect("a running server").id()
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()
