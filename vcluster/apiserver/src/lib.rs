@@ -32,7 +32,7 @@ mod types;
 mod watch;
 mod write;
 
-pub use api::{Connection, KUBE_VERSION, User};
+pub use api::{Connection, KUBE_VERSION, User, handle};
 pub use identity::Kubeconfig;
 pub use server::{DRAIN_TIMEOUT, serve, serve_until};
 pub use tenant::{BOOTSTRAP_NAMESPACES, Error as TenantError, Tenant, Tenants};
