@@ -106,6 +106,10 @@ async fn dispatch(
     tracker: &mut Tracker<'_>,
 ) -> Response<Body> {
     let (named, path) = split_tenant(req.uri().path());
+    let picked = pick_tenant(tenants, conn, named);
+    if let Ok(tenant) = &picked {
+        tenant.count_request();
+    }
     let route = route(&path);
     match &route {
         Route::Resource(resource) => {
@@ -126,11 +130,10 @@ async fn dispatch(
         Route::Version => return ok(&version()),
         _ => {}
     }
-    let tenant = match pick_tenant(tenants, conn, named) {
+    let tenant = match picked {
         Ok(tenant) => tenant,
         Err(e) => return error(&e),
     };
-    tenant.count_request();
     let span = tracing::debug_span!("request", tenant = %tenant.name, method = %req.method(), path = %path);
     let _enter = span.enter();
     let user = match authenticate(&tenant, conn, req.headers()).await {

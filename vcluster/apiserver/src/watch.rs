@@ -253,3 +253,19 @@ pub(crate) fn frames_from(
 ) -> impl futures::Stream<Item = Result<Frame<Bytes>, std::convert::Infallible>> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watch_without_a_timeout_lasts_between_once_and_twice_the_minimum() {
+        for _ in 0..1000 {
+            let timeout = default_timeout();
+            assert!(
+                (MIN_REQUEST_TIMEOUT..MIN_REQUEST_TIMEOUT * 2).contains(&timeout),
+                "{timeout:?}"
+            );
+        }
+    }
+}

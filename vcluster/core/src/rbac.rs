@@ -816,4 +816,24 @@ mod tests {
             r#"nodes "n1" is forbidden: User "bob" cannot get resource "nodes" in API group "" at the cluster scope"#
         );
     }
+
+    #[test]
+    fn anonymous_clients_may_read_the_issuer_discovery_and_nothing_else() {
+        let p = policy(&[]);
+        let anonymous = Subject {
+            user: "system:anonymous",
+            groups: &["system:unauthenticated".into()],
+        };
+        let path = |path: &str| Attributes {
+            verb: "get".into(),
+            path: Some(path.into()),
+            ..Attributes::default()
+        };
+        assert!(p.allows(&anonymous, &path("/.well-known/openid-configuration")));
+        assert!(p.allows(&anonymous, &path("/openid/v1/jwks")));
+        for denied in ["/api", "/metrics", "/version", "/openapi/v2"] {
+            assert!(!p.allows(&anonymous, &path(denied)), "{denied}");
+        }
+        assert!(!p.allows(&anonymous, &get("configmaps", "default")));
+    }
 }
