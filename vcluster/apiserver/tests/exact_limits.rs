@@ -14,18 +14,6 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, VersionMatch, W
 use serde_json::{Value, json};
 use vcluster_apiserver::Tenant;
 
-async fn client(served: &Served, tenant: &Tenant) -> kube::Client {
-    let config = tenant
-        .admin_kubeconfig(&served.tenants, &served.server, true)
-        .expect("kubeconfig");
-    let config = kube::config::Kubeconfig::from_yaml(&config).expect("kubeconfig");
-    let options = kube::config::KubeConfigOptions::default();
-    let config = kube::Config::from_custom_kubeconfig(config, &options)
-        .await
-        .expect("config");
-    kube::Client::try_from(config).expect("client")
-}
-
 /// The tenant's host name and CA, presenting nothing: an anonymous client of that tenant.
 fn by_host<'a>(tenant: &'a Tenant, host: &'a str) -> Tls<'a> {
     Tls {
@@ -47,13 +35,20 @@ fn template(name: &str) -> PodTemplate {
     .expect("a PodTemplate")
 }
 
+/// A server with one tenant, `t`: the server, the tenant, its host name and its admin's
+/// `Authorization` header value.
+fn one_tenant() -> (Served, std::sync::Arc<Tenant>, String, String) {
+    let (served, mut opened) = Served::start(&["t"]);
+    let t = opened.remove(0);
+    let host = served.tenants.host("t");
+    let bearer = format!("Bearer {}", t.identity.admin_token());
+    (served, t, host, bearer)
+}
+
 #[test]
 fn timeouts_of_watches_and_lists_are_checked_and_zero_is_the_default() {
-    let (served, opened) = Served::start(&["t"]);
-    let t = &opened[0];
-    let host = served.tenants.host("t");
-    let tls = by_host(t, &host);
-    let bearer = format!("Bearer {}", t.identity.admin_token());
+    let (served, t, host, bearer) = one_tenant();
+    let (t, tls) = (&t, by_host(&t, &host));
     let auth = [("Authorization", bearer.as_str())];
     let get = |path: &str| served.raw(&tls, "GET", path, &auth, b"");
 
@@ -95,7 +90,7 @@ fn timeouts_of_watches_and_lists_are_checked_and_zero_is_the_default() {
     // timeoutSeconds=0 is the server's default (30 to 60 minutes), not a watch that ends
     // at once: it is still there to deliver what is created after it started.
     served.runtime.block_on(async {
-        let client = client(&served, t).await;
+        let client = served.kube_client(t).await;
         let api: Api<PodTemplate> = Api::namespaced(client, "default");
         let listed = api.list(&ListParams::default()).await.expect("list");
         let from = listed.metadata.resource_version.expect("a resourceVersion");
@@ -118,14 +113,11 @@ fn timeouts_of_watches_and_lists_are_checked_and_zero_is_the_default() {
 
 #[test]
 fn future_resource_versions_are_waited_for_by_watches_and_refused_by_lists() {
-    let (served, opened) = Served::start(&["t"]);
-    let t = &opened[0];
-    let host = served.tenants.host("t");
-    let tls = by_host(t, &host);
-    let bearer = format!("Bearer {}", t.identity.admin_token());
+    let (served, t, host, bearer) = one_tenant();
+    let (t, tls) = (&t, by_host(&t, &host));
     let auth = [("Authorization", bearer.as_str())];
     served.runtime.block_on(async {
-        let client = client(&served, t).await;
+        let client = served.kube_client(t).await;
         let api: Api<PodTemplate> = Api::namespaced(client, "default");
         // Nothing has read pod templates yet: no watch cache of them exists, so the watch
         // below is the one that starts it.
@@ -227,73 +219,72 @@ fn limited_lists_report_how_many_objects_remain() {
     let (served, opened) = Served::start(&["t"]);
     let t = &opened[0];
     served.runtime.block_on(async {
-        let client = client(&served, t).await;
+        let client = served.kube_client(t).await;
         let api: Api<PodTemplate> = Api::namespaced(client, "default");
         for i in 0..5 {
             api.create(&PostParams::default(), &template(&format!("pt-{i}")))
                 .await
                 .expect("create");
         }
-        let names = |list: &kube::core::ObjectList<PodTemplate>| -> Vec<String> {
-            list.items
+        // A page: its names, its remainingItemCount and its continue token.
+        let page = async |params: ListParams| {
+            let list = api.list(&params).await.expect("list");
+            let names: Vec<String> = list
+                .items
                 .iter()
                 .map(|p| p.metadata.name.clone().expect("a name"))
-                .collect()
+                .collect();
+            let token = list.metadata.continue_.filter(|c| !c.is_empty());
+            (names, list.metadata.remaining_item_count, token)
         };
+        let limit = |n| ListParams::default().limit(n);
 
         // From the store, page by page.
-        let first = api
-            .list(&ListParams::default().limit(2))
-            .await
-            .expect("list");
-        assert_eq!(names(&first), ["pt-0", "pt-1"]);
-        assert_eq!(first.metadata.remaining_item_count, Some(3));
-        let token = first.metadata.continue_.clone().expect("a continue token");
-        let second = api
-            .list(&ListParams::default().limit(2).continue_token(&token))
-            .await
-            .expect("list");
-        assert_eq!(names(&second), ["pt-2", "pt-3"]);
-        assert_eq!(second.metadata.remaining_item_count, Some(1));
-        let token = second.metadata.continue_.clone().expect("a continue token");
-        let last = api
-            .list(&ListParams::default().limit(2).continue_token(&token))
-            .await
-            .expect("list");
-        assert_eq!(names(&last), ["pt-4"]);
-        assert_eq!(last.metadata.remaining_item_count, None);
-        assert!(last.metadata.continue_.is_none_or(|c| c.is_empty()));
+        let (names, remaining, token) = page(limit(2)).await;
+        assert_eq!(
+            (names, remaining),
+            (vec!["pt-0".into(), "pt-1".into()], Some(3))
+        );
+        let (names, remaining, token) = page(limit(2).continue_token(&token.expect("more"))).await;
+        assert_eq!(
+            (names, remaining),
+            (vec!["pt-2".into(), "pt-3".into()], Some(1))
+        );
+        let last = page(limit(2).continue_token(&token.expect("more"))).await;
+        assert_eq!(last, (vec!["pt-4".into()], None, None));
 
         // With a selector the count would not be exact: it is left out, as upstream does.
-        let selected = api
-            .list(&ListParams::default().limit(2).labels("app=counted"))
-            .await
-            .expect("list");
-        assert_eq!(names(&selected), ["pt-0", "pt-1"]);
-        assert!(selected.metadata.continue_.is_some());
-        assert_eq!(selected.metadata.remaining_item_count, None);
+        let (names, remaining, token) = page(limit(2).labels("app=counted")).await;
+        assert_eq!(
+            (names, remaining),
+            (vec!["pt-0".into(), "pt-1".into()], None)
+        );
+        assert!(token.is_some());
 
         // From the watch cache (any state at least as new as a revision), the next pages
         // from the store at the cache's revision.
-        let rv = first.metadata.resource_version.clone().expect("an rv");
-        let cached = api
-            .list(
-                &ListParams::default()
-                    .limit(2)
-                    .at(&rv)
-                    .matching(VersionMatch::NotOlderThan),
+        let rv = api
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .metadata
+            .resource_version
+            .expect("an rv");
+        let cached = limit(2).at(&rv).matching(VersionMatch::NotOlderThan);
+        let (names, remaining, token) = page(cached).await;
+        assert_eq!(
+            (names, remaining),
+            (vec!["pt-0".into(), "pt-1".into()], Some(3))
+        );
+        let rest = page(limit(10).continue_token(&token.expect("more"))).await;
+        assert_eq!(
+            rest,
+            (
+                vec!["pt-2".into(), "pt-3".into(), "pt-4".into()],
+                None,
+                None
             )
-            .await
-            .expect("list");
-        assert_eq!(names(&cached), ["pt-0", "pt-1"]);
-        assert_eq!(cached.metadata.remaining_item_count, Some(3));
-        let token = cached.metadata.continue_.clone().expect("a continue token");
-        let rest = api
-            .list(&ListParams::default().limit(10).continue_token(&token))
-            .await
-            .expect("list");
-        assert_eq!(names(&rest), ["pt-2", "pt-3", "pt-4"]);
-        assert_eq!(rest.metadata.remaining_item_count, None);
+        );
 
         // A limit with a resourceVersion and no match rule reads at exactly that revision
         // (upstream's legacy meaning): later objects are not in it.
@@ -359,7 +350,7 @@ fn issuer_discovery_is_anonymous_where_the_tenant_is_named_by_host() {
     // It is RBAC's bootstrap binding that lets anonymous clients in: a tenant admin who
     // takes `system:unauthenticated` out of it closes the door.
     served.runtime.block_on(async {
-        let bindings: Api<ClusterRoleBinding> = Api::all(client(&served, t).await);
+        let bindings: Api<ClusterRoleBinding> = Api::all(served.kube_client(t).await);
         let name = "system:service-account-issuer-discovery";
         let binding = bindings.get(name).await.expect("the bootstrap binding");
         let groups: Vec<&str> = binding

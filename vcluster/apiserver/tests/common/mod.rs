@@ -62,6 +62,19 @@ impl Served {
         self.write(&format!("{}-admin.kubeconfig", tenant.name), &config)
     }
 
+    /// A kube-rs client of `tenant`'s admin (reaching it by name).
+    pub(crate) async fn kube_client(&self, tenant: &Tenant) -> kube::Client {
+        let config = tenant
+            .admin_kubeconfig(&self.tenants, &self.server, true)
+            .expect("kubeconfig");
+        let config = kube::config::Kubeconfig::from_yaml(&config).expect("kubeconfig");
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(config, &options)
+            .await
+            .expect("config");
+        kube::Client::try_from(config).expect("client")
+    }
+
     /// Writes `text` (a kubeconfig) to a file of the test's directory; its path.
     pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(name);
