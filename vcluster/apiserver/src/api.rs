@@ -136,6 +136,9 @@ async fn dispatch(
     };
     let span = tracing::debug_span!("request", tenant = %tenant.name, method = %req.method(), path = %path);
     let _enter = span.enter();
+    // Anonymous requests are let in for the issuer's discovery only (as kube-apiserver's
+    // anonymous authenticator limited to those paths by its `conditions`), and only where
+    // the tenant is named by host: under `/clusters/<name>` they would tell which exist.
     let user = match authenticate(&tenant, conn, req.headers()).await {
         Some(user) => user,
         None if named.is_none()
