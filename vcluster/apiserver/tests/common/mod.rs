@@ -83,6 +83,9 @@ impl Served {
     }
 }
 
+/// How long a raw request's whole response may take to end: far more than any of them needs.
+const RAW_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How a raw request's TLS connection is made: the name it asks for (SNI; `None`: the
 /// address alone, as a client connecting by IP), the CA it trusts, and the client
 /// certificate and key (PEM) it presents, if any.
@@ -211,8 +214,10 @@ impl Served {
             tls.write_all(request.as_bytes()).await.expect("send");
             tls.write_all(body).await.expect("send the body");
             let mut raw = Vec::new();
-            // The server may close without a TLS close_notify once it has answered.
-            match tls.read_to_end(&mut raw).await {
+            // The server may close without a TLS close_notify once it has answered. A
+            // response that does not end (a watch that should have) fails the test.
+            let read = tokio::time::timeout(RAW_WITHIN, tls.read_to_end(&mut raw)).await;
+            match read.unwrap_or_else(|_| panic!("{method} {path}: no end within {RAW_WITHIN:?}")) {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
                 Err(e) => panic!("reading the response: {e}"),
