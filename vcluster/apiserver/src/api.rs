@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
 use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 use vcluster_core::registry::ResourceType;
 use vcluster_core::status::{ApiError, Reason};
 
-use crate::http::{Body, error, full, ok};
+use crate::http::{Body, BodyError, BoxError, RequestBody, error, full, ok};
 use crate::inflight::{Admission, Gate, Held};
 use crate::metrics::{OPENMETRICS, PROMETHEUS_TEXT, TenantRequests, Tracker};
 use crate::router::{Route, route};
@@ -72,13 +73,33 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
-/// Answers a request, within `gate`'s in-flight limit and request timeout.
-pub(crate) async fn handle(
+impl User {
+    /// A request without credentials where anonymous requests are let in (the
+    /// service-account issuer's discovery): kube-apiserver's anonymous user, whom RBAC then
+    /// weighs like anyone else.
+    fn anonymous() -> Self {
+        Self {
+            name: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+        }
+    }
+}
+
+/// Answers one request of a connection, within `gate`'s in-flight limit and request
+/// timeout: what the server runs for every request it reads, and what tests and the fuzz
+/// target call without a socket or TLS (`conn` then says what a handshake would have
+/// established: the SNI name, a client certificate chain).
+pub async fn handle<B>(
     tenants: &Tenants,
     conn: &Connection,
     gate: &Gate,
-    req: Request<Incoming>,
-) -> Response<Held> {
+    req: Request<B>,
+) -> Response<Held>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let req = req.map(|body| body.map_err(|e| BodyError(e.into())).boxed_unsync());
     let mut tracker = tenants.metrics().track(req.method(), req.uri());
     let mut admission = Admission::default();
     let response = dispatch(tenants, conn, gate, req, &mut tracker, &mut admission).await;
@@ -91,18 +112,15 @@ async fn dispatch(
     tenants: &Tenants,
     conn: &Connection,
     gate: &Gate,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     tracker: &mut Tracker<'_>,
     admission: &mut Admission,
 ) -> Response<Body> {
-    let path = req.uri().path().to_owned();
-    let (tenant, path) = match pick_tenant(tenants, conn, &path) {
-        Ok(found) => found,
-        Err(e) => return error(&e),
-    };
-    tenant.count_request();
-    let span = tracing::debug_span!("request", tenant = %tenant.name, method = %req.method(), path = %path);
-    let _enter = span.enter();
+    let (named, path) = split_tenant(req.uri().path());
+    let picked = pick_tenant(tenants, conn, named);
+    if let Ok(tenant) = &picked {
+        tenant.count_request();
+    }
     let route = route(&path);
     match &route {
         Route::Resource(resource) => {
@@ -113,16 +131,34 @@ async fn dispatch(
         other => tracker.labels.path(other.metrics_path()),
     }
     tracker.in_flight();
+    // The probes and the version are the process's, whichever tenant the path names (and
+    // whether or not it exists): answered to anyone, they tell nothing about tenants.
     match route {
         Route::Health(probe, check) => {
             let params = crate::http::query(req.uri());
-            return crate::health::answer(tenants, &tenant, probe, check.as_deref(), &params).await;
+            return crate::health::answer(tenants, probe, check.as_deref(), &params).await;
         }
         Route::Version => return ok(&version()),
         _ => {}
     }
-    let Some(user) = authenticate(&tenant, conn, req.headers()).await else {
-        return error(&ApiError::new(401, Reason::Unauthorized, "Unauthorized"));
+    let tenant = match picked {
+        Ok(tenant) => tenant,
+        Err(e) => return error(&e),
+    };
+    let span = tracing::debug_span!("request", tenant = %tenant.name, method = %req.method(), path = %path);
+    let _enter = span.enter();
+    // Anonymous requests are let in for the issuer's discovery only (as kube-apiserver's
+    // anonymous authenticator limited to those paths by its `conditions`), and only where
+    // the tenant is named by host: under `/clusters/<name>` they would tell which exist.
+    let user = match authenticate(&tenant, conn, req.headers()).await {
+        Some(user) => user,
+        None if named.is_none()
+            && matches!(route, Route::OpenIdConfiguration | Route::Jwks)
+            && !has_credentials(conn, req.headers()) =>
+        {
+            User::anonymous()
+        }
+        None => return error(&unauthorized()),
     };
     let user = match authz::impersonate(&tenant, user, req.headers()).await {
         Ok(user) => user,
@@ -170,7 +206,7 @@ fn other_route(
     route: Route,
     tenant: &Tenant,
     types: &TypeSet,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
 ) -> Response<Body> {
     match route {
         Route::OpenIdConfiguration => ok(&tenant.identity.tokens.openid_configuration()),
@@ -250,29 +286,61 @@ fn not_found() -> ApiError {
     )
 }
 
-/// The tenant a request addresses: the `/clusters/<name>` prefix, else the SNI host name,
-/// else the default tenant. A prefix naming another tenant than the SNI did is refused.
+/// What every tenant answers a request whose credentials it does not accept.
+fn unauthorized() -> ApiError {
+    ApiError::new(401, Reason::Unauthorized, "Unauthorized")
+}
+
+/// The tenant a path names with its `/clusters/<name>` prefix, if it has one, and the path
+/// within that tenant.
+fn split_tenant(path: &str) -> (Option<&str>, String) {
+    match path.strip_prefix("/clusters/") {
+        Some(rest) => {
+            let (name, rest) = rest.split_once('/').unwrap_or((rest, ""));
+            (Some(name), format!("/{rest}"))
+        }
+        None => (None, path.to_owned()),
+    }
+}
+
+/// The tenant a request addresses: the one its path names (`named`), else the SNI host
+/// name's, else the default tenant. A prefix naming another tenant than the SNI did is
+/// refused.
+///
+/// A path naming a tenant that does not exist is answered as every existing tenant answers
+/// a client it does not know: 401. Only a client that a tenant authenticates can tell that
+/// tenant exists, and no credential authenticates to a tenant that does not exist, so the
+/// answers of `/clusters/nope/...` and `/clusters/<existing>/...` are the same, byte for
+/// byte, to a client without that tenant's credentials (anonymous, or another tenant's).
+/// The paths answered before authentication are the process's own (probes, version: see
+/// `dispatch`); anonymous issuer discovery is served only where the tenant is named by
+/// host, which a connection's TLS certificate has already told about.
 fn pick_tenant(
     tenants: &Tenants,
     conn: &Connection,
-    path: &str,
-) -> Result<(Arc<Tenant>, String), ApiError> {
+    named: Option<&str>,
+) -> Result<Arc<Tenant>, ApiError> {
     let by_sni = conn
         .server_name
         .as_deref()
         .and_then(|host| tenants.by_host(host));
-    if let Some(rest) = path.strip_prefix("/clusters/") {
-        let (name, rest) = rest.split_once('/').unwrap_or((rest, ""));
-        let tenant = tenants.get(name).ok_or_else(not_found)?;
-        if by_sni.as_ref().is_some_and(|t| t.name != tenant.name) {
+    if let Some(name) = named {
+        // Checked before the name is looked up, so the refusal is the same whether or not
+        // the named tenant exists.
+        if by_sni.as_ref().is_some_and(|t| t.name != name) {
             return Err(not_found());
         }
-        return Ok((tenant, format!("/{rest}")));
+        return tenants.get(name).ok_or_else(unauthorized);
     }
-    let tenant = by_sni
+    by_sni
         .or_else(|| tenants.default_tenant())
-        .ok_or_else(not_found)?;
-    Ok((tenant, path.to_owned()))
+        .ok_or_else(not_found)
+}
+
+/// Whether a request presents any credential (a bearer token, a client certificate),
+/// verified or not: one that fails to verify is refused (401), never taken as anonymous.
+fn has_credentials(conn: &Connection, headers: &http::HeaderMap) -> bool {
+    headers.contains_key(header::AUTHORIZATION) || !conn.client_chain.is_empty()
 }
 
 /// Who is asking: the tenant admin's token, a service-account token of this tenant, or a

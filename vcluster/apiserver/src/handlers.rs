@@ -7,15 +7,14 @@
 use std::collections::HashMap;
 
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 use vcluster_core::object::{UpdateScope, meta_str};
 use vcluster_core::registry::ResourceType;
 use vcluster_core::status::{ApiError, Cause, Reason, success_json};
 
 use crate::http::{
-    APPLY, Body, Shape, content_type, error, json as respond, json_bytes, ok, query, read_body,
-    shape, warned,
+    APPLY, Body, RequestBody, Shape, content_type, error, json as respond, json_bytes, ok, query,
+    read_body, shape, warned,
 };
 use crate::list::{self, Listed, shaped_list, shaped_object};
 use crate::objects::{DeleteParams, FieldValidation, Requester, Result, WriteParams, get};
@@ -28,7 +27,7 @@ pub(crate) async fn handle(
     tenant: &Tenant,
     user: &User,
     target: Target,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     match dispatch(tenant, user, target, req).await {
         Ok(response) => response,
@@ -61,7 +60,7 @@ async fn dispatch(
     tenant: &Tenant,
     user: &User,
     target: Target,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<Body>> {
     let params = query(req.uri());
     let method = req.method().clone();

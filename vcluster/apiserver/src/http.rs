@@ -6,12 +6,25 @@ use std::convert::Infallible;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::Value;
 use vcluster_core::status::{ApiError, Reason};
 
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
+
+/// A request's body, whatever it came from: a connection (hyper's `Incoming`) or the caller
+/// of [`crate::handle`] (a test, a fuzz target).
+pub(crate) type RequestBody = UnsyncBoxBody<Bytes, BodyError>;
+
+/// Any error a request body's source may fail with.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a request body could not be read. (A type of its own rather than [`BoxError`]: the
+/// compiler cannot prove a request's future `Send` through the boxed error's conversions.)
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub(crate) struct BodyError(pub(crate) BoxError);
 
 /// The largest request body accepted (kube-apiserver's limit is 3 MiB for most requests).
 pub(crate) const MAX_BODY: usize = 3 << 20;
@@ -46,10 +59,23 @@ pub(crate) fn ok(value: &Value) -> Response<Body> {
     json(StatusCode::OK, value)
 }
 
-/// A failure as a `metav1.Status` response, in the bytes kube-apiserver would send.
+/// A failure as a `metav1.Status` response, in the bytes kube-apiserver would send: with a
+/// `Retry-After` header when the Status asks the client to retry later, as upstream's
+/// error writer adds it.
 pub(crate) fn error(e: &ApiError) -> Response<Body> {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_bytes(code, e.to_status_json())
+    let mut response = json_bytes(code, e.to_status_json());
+    let retry_after = e
+        .details
+        .as_ref()
+        .and_then(|d| d["retryAfterSeconds"].as_u64())
+        .filter(|seconds| *seconds > 0);
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// A plain-text answer (the health probes').
@@ -68,7 +94,7 @@ pub(crate) fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 /// Reads a request body of at most [`MAX_BODY`] bytes; more is a 413.
-pub(crate) async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: RequestBody) -> Result<Bytes, ApiError> {
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(

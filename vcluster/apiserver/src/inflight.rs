@@ -33,8 +33,9 @@ pub(crate) enum Kind {
     Mutating,
 }
 
-/// The seats of both limits, and the request timeout.
-pub(crate) struct Gate {
+/// The seats of both limits, and the request timeout: what [`handle`](crate::handle) admits
+/// requests through (one per server).
+pub struct Gate {
     read_only: Option<Arc<Semaphore>>,
     mutating: Option<Arc<Semaphore>>,
     timeout: std::time::Duration,
@@ -49,7 +50,7 @@ static REFUSED: Throttled = Throttled::new();
 static ENDED: Throttled = Throttled::new();
 
 impl Gate {
-    pub(crate) fn new(limits: &Limits) -> Self {
+    pub fn new(limits: &Limits) -> Self {
         let seats = |n: usize| (n > 0).then(|| Arc::new(Semaphore::new(n)));
         Self {
             read_only: seats(limits.max_requests_inflight),
@@ -160,7 +161,7 @@ impl Admission {
 }
 
 /// A response body that holds its request's seat, ended at its deadline (see the module).
-pub(crate) struct Held {
+pub struct Held {
     sending: Arc<Mutex<Option<Sending>>>,
     /// Frees the body at the deadline; aborted when the body is done first.
     reclaim: Option<tokio::task::AbortHandle>,
@@ -220,7 +221,7 @@ impl Drop for Held {
 /// The error a body ended at its deadline reports to hyper, which resets the stream.
 #[derive(Debug, thiserror::Error)]
 #[error("the response was not sent within the request timeout")]
-pub(crate) struct TimedOut;
+pub struct TimedOut;
 
 impl hyper::body::Body for Held {
     type Data = Bytes;

@@ -35,8 +35,9 @@ mod types;
 mod watch;
 mod write;
 
-pub use api::{Connection, KUBE_VERSION, User};
+pub use api::{Connection, KUBE_VERSION, User, handle};
 pub use identity::Kubeconfig;
+pub use inflight::{Gate, Held, TimedOut};
 pub use limits::{Limits, raise_open_files_limit};
 pub use server::{DRAIN_TIMEOUT, serve, serve_until};
 pub use tenant::{BOOTSTRAP_NAMESPACES, Error as TenantError, Tenant, Tenants};

@@ -11,11 +11,11 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 use vcluster_core::registry::{self, ResourceType};
 use vcluster_core::selector::{FieldSelector, LabelSelector};
-use vcluster_core::status::{ApiError, Reason};
+use vcluster_core::status::ApiError;
 use vcluster_store::RangeRequest;
 
 use crate::http::{Body, Shape, ok};
-use crate::objects::{Result, in_version, now, store_error};
+use crate::objects::{Result, in_version, now, store_error, too_large_resource_version};
 use crate::router::Target;
 use crate::stored;
 use crate::tenant::Tenant;
@@ -154,6 +154,11 @@ impl Selectors {
     pub(crate) fn matches(&self, object: &Value) -> bool {
         self.labels.matches_object(object) && self.fields.matches_object(object)
     }
+
+    /// Whether every object matches: only then is a count of the rest exact.
+    fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
 }
 
 /// A continue token: the revision of the first page and the last key returned.
@@ -176,6 +181,38 @@ fn decode_continue(token: &str, prefix: &str) -> Result<(u64, Bytes)> {
         return Err(bad());
     }
     Ok((rv, Bytes::from(start)))
+}
+
+/// An integer query parameter (`limit`, `timeoutSeconds`), read as kube-apiserver decodes
+/// it (Go's `strconv.ParseInt`, and its words when that fails: a 400).
+pub(crate) fn integer(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>> {
+    let Some(text) = params.get(name) else {
+        return Ok(None);
+    };
+    text.parse::<i64>().map(Some).map_err(|e| {
+        let why = match e.kind() {
+            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                "value out of range"
+            }
+            _ => "invalid syntax",
+        };
+        ApiError::bad_request(format!("strconv.ParseInt: parsing {text:?}: {why}"))
+    })
+}
+
+/// `timeoutSeconds`: `None` when absent or 0 (the server's default then applies). Upstream
+/// takes a negative value as a deadline already passed (the watch ends at once, and a
+/// client's reflector comes straight back for another); it is refused here instead, so that
+/// a client bug cannot turn into a busy loop of watches.
+pub(crate) fn timeout_seconds(params: &HashMap<String, String>) -> Result<Option<u64>> {
+    match integer(params, "timeoutSeconds")? {
+        None | Some(0) => Ok(None),
+        Some(seconds) => u64::try_from(seconds).map(Some).map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid timeoutSeconds {seconds}: must be greater than or equal to 0"
+            ))
+        }),
+    }
 }
 
 pub(crate) fn parse_revision(params: &HashMap<String, String>) -> Result<Option<u64>> {
@@ -204,13 +241,12 @@ pub(crate) async fn list(
     let rt = &target.rt;
     let selectors = Selectors::parse(rt, params)?;
     let prefix = registry::storage_prefix(rt, target.namespace.as_deref());
-    let limit = match params.get("limit").map(String::as_str) {
-        None | Some("") | Some("0") => None,
-        Some(l) => Some(
-            l.parse::<usize>()
-                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
-        ),
-    };
+    // A limit of 0 or less is no limit, as upstream reads it.
+    let limit = integer(params, "limit")?
+        .and_then(|l| usize::try_from(l).ok())
+        .filter(|l| *l > 0);
+    // Checked as upstream checks it, though a list does not last long enough to need it.
+    timeout_seconds(params)?;
     let requested = parse_revision(params)?;
     let (mut after, mut revision) = match params.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => {
@@ -223,18 +259,27 @@ pub(crate) async fn list(
             (Some(start), Some(rv))
         }
         None => {
-            let exact = params
-                .get("resourceVersionMatch")
-                .is_some_and(|m| m == "Exact");
+            let matching = params.get("resourceVersionMatch").map(String::as_str);
+            // A limited list at a resourceVersion without a match rule is read at exactly
+            // that revision, upstream's legacy meaning.
+            let exact = matching == Some("Exact")
+                || (matching.is_none_or(str::is_empty)
+                    && limit.is_some()
+                    && requested.is_some_and(|rv| rv > 0));
             if let Some(at_least) = requested.filter(|_| !exact) {
                 // Any state at least as new as `at_least` will do: the watch cache answers,
-                // as kube-apiserver's does (a resourceVersion of "" reads the store).
-                return list_from_cache(tenant, target, &selectors, &prefix, at_least).await;
+                // as kube-apiserver's does (a resourceVersion of "" reads the store). At 0
+                // it answers everything it has, whatever the limit, as upstream's does.
+                let limit = limit.filter(|_| at_least > 0);
+                return list_from_cache(tenant, target, &selectors, &prefix, at_least, limit).await;
             }
             (None, requested.filter(|rv| exact && *rv > 0))
         }
     };
     let chunk = limit.map_or(1000, |l| l.clamp(1, 1000));
+    // How many objects follow a page is known exactly only when every object is selected
+    // (upstream's rule for `remainingItemCount`).
+    let counted = limit.is_some() && selectors.is_empty();
     let mut items = Vec::new();
     let mut next = None;
     'pages: loop {
@@ -245,6 +290,7 @@ pub(crate) async fn list(
                 start_after: after.clone(),
                 limit: Some(chunk),
                 revision,
+                count_remaining: counted,
             })
             .await
             .map_err(store_error)?;
@@ -258,7 +304,8 @@ pub(crate) async fn list(
             }
             if limit.is_some_and(|l| items.len() >= l) {
                 if i + 1 < count || page.more {
-                    next = Some(encode_continue(page.revision, &kv.key));
+                    let remaining = (count - i - 1) as u64 + page.remaining;
+                    next = Some((encode_continue(page.revision, &kv.key), remaining));
                 }
                 break 'pages;
             }
@@ -268,10 +315,10 @@ pub(crate) async fn list(
             _ => break,
         }
     }
-    let mut metadata = json!({"resourceVersion": revision.unwrap_or(0).to_string()});
-    if let Some(token) = next {
-        metadata["continue"] = json!(token);
-    }
+    let metadata = list_metadata(
+        revision.unwrap_or(0),
+        next.map(|(token, remaining)| (token, counted.then_some(remaining))),
+    );
     Ok(Listed {
         items,
         encoded: None,
@@ -279,36 +326,68 @@ pub(crate) async fn list(
     })
 }
 
+/// A list's `metadata`: its revision and, when more follows, the continue token and (when
+/// known exactly) how many objects follow.
+fn list_metadata(revision: u64, next: Option<(String, Option<u64>)>) -> Value {
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if let Some((token, remaining)) = next {
+        metadata["continue"] = json!(token);
+        if let Some(remaining) = remaining {
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+    }
+    metadata
+}
+
+/// How long a list waits for the watch cache to reach a resourceVersion it asks for, and
+/// how long its client is told to wait before it tries again (upstream's 3 s and 1 s).
+const CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+const CACHE_RETRY_AFTER: u32 = 1;
+
 async fn list_from_cache(
     tenant: &Tenant,
     target: &Target,
     selectors: &Selectors,
     prefix: &str,
     at_least: u64,
+    limit: Option<usize>,
 ) -> Result<Listed> {
     let rt = &target.rt;
-    let cache = tenant.cache(rt, at_least).await.map_err(store_error)?;
+    // A cache started for this list starts at the latest state (which a future revision
+    // is not yet part of): it is waited for below.
+    let cache = tenant.cache(rt, 0).await.map_err(store_error)?;
     // A revision the cache has not seen yet is waited for, as upstream does, then answered
     // "too large resource version".
-    if let Err(current) = cache
-        .wait_for(at_least, std::time::Duration::from_secs(3))
-        .await
-    {
-        return Err(ApiError::new(
-            504,
-            Reason::Timeout,
-            format!("Too large resource version: {at_least}, current: {current}"),
+    if let Err(current) = cache.wait_for(at_least, CACHE_WAIT).await {
+        return Err(too_large_resource_version(
+            at_least,
+            current,
+            CACHE_RETRY_AFTER,
         ));
     }
     let (objects, revision) = cache.snapshot(prefix.as_bytes());
-    let (items, encoded) = objects
+    let total = objects.len();
+    let mut selected = objects
         .into_iter()
-        .filter(|(_, cached)| selectors.matches(&cached.object))
+        .filter(|(_, cached)| selectors.matches(&cached.object));
+    let page: Vec<_> = selected
+        .by_ref()
+        .take(limit.unwrap_or(usize::MAX))
+        .collect();
+    let next = match (limit, page.last()) {
+        (Some(limit), Some((last, _))) if selected.next().is_some() => {
+            let remaining = selectors.is_empty().then(|| (total - limit) as u64);
+            Some((encode_continue(revision, last), remaining))
+        }
+        _ => None,
+    };
+    let (items, encoded) = page
+        .into_iter()
         .map(|(_, cached)| (cached.object, cached.encoded))
         .unzip();
     Ok(Listed {
         items,
         encoded: Some(encoded),
-        metadata: json!({"resourceVersion": revision.to_string()}),
+        metadata: list_metadata(revision, next),
     })
 }

@@ -130,11 +130,10 @@ pub(crate) fn store_error(e: vcluster_store::Error) -> ApiError {
         } => ApiError::expired(format!(
             "too old resource version: {requested} ({compacted})"
         )),
-        vcluster_store::Error::FutureRevision { requested, current } => ApiError::new(
-            504,
-            Reason::Timeout,
-            format!("Too large resource version: {requested}, current: {current}"),
-        ),
+        // Read from the store, as upstream's etcd3 storage answers it: no retry advice.
+        vcluster_store::Error::FutureRevision { requested, current } => {
+            too_large_resource_version(requested, current, 0)
+        }
         // What kube-apiserver answers a body over its limit (etcd's own refusal of a large
         // object is a 500 there; a client's oversized object is its error here).
         vcluster_store::Error::TooLarge { limit } => ApiError::new(
@@ -143,6 +142,31 @@ pub(crate) fn store_error(e: vcluster_store::Error) -> ApiError {
             format!("Request entity too large: limit is {limit}"),
         ),
         e => ApiError::internal("storage error").caused_by(e),
+    }
+}
+
+/// 504 for a read at a revision the server has not reached, as upstream words it: the
+/// `ResourceVersionTooLarge` cause is what client-go's reflector recognizes it by (it then
+/// re-lists from the latest state), and `retry_after` seconds (0: none) become the Status's
+/// `retryAfterSeconds` and the `Retry-After` header.
+pub(crate) fn too_large_resource_version(
+    requested: u64,
+    current: u64,
+    retry_after: u32,
+) -> ApiError {
+    let mut details = json!({
+        "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+    });
+    if retry_after > 0 {
+        details["retryAfterSeconds"] = json!(retry_after);
+    }
+    ApiError {
+        details: Some(details),
+        ..ApiError::new(
+            504,
+            Reason::Timeout,
+            format!("Timeout: Too large resource version: {requested}, current: {current}"),
+        )
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! The response is a stream of newline-delimited JSON events, flushed one by one. A watch
 //! from a revision the cache no longer holds gets a 410 `Expired` ERROR event inside the
-//! stream (the only form kube-rs and client-go re-list on). `sendInitialEvents` (WatchList)
+//! stream (the only form kube-rs and client-go re-list on); one from a revision the store has
+//! not reached yet starts and delivers the changes after it once they happen, as upstream's
+//! does (a LIST at such a revision is a 504 instead). `sendInitialEvents` (WatchList)
 //! is refused with 422, which makes client-go ≥ 1.35 fall back to list-then-watch.
 
 use std::collections::HashMap;
@@ -20,13 +22,15 @@ use vcluster_core::status::ApiError;
 
 use crate::cache::{CacheEvent, EventType, Next, WatchCache};
 use crate::http::{Body, Shape};
-use crate::list::{Selectors, parse_revision, shaped_object};
+use crate::list::{Selectors, parse_revision, shaped_object, timeout_seconds};
 use crate::objects::store_error;
 use crate::router::Target;
 use crate::tenant::Tenant;
 
-/// How long a watch lasts when the client does not say (kube-apiserver picks 30–60 min).
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+/// kube-apiserver's `--min-request-timeout`: a watch whose client names no timeout (or 0)
+/// lasts between once and twice this, picked at random so that watches started together
+/// do not all end together.
+const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1800);
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) async fn handle(
@@ -48,17 +52,18 @@ pub(crate) async fn handle(
     }
     let selectors = Selectors::parse(&target.rt, params)?;
     let requested = parse_revision(params)?.unwrap_or(0);
-    let timeout = params
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    let timeout = timeout_seconds(params)?.map_or_else(default_timeout, Duration::from_secs);
     let bookmarks = params
         .get("allowWatchBookmarks")
         .is_some_and(|v| v == "true");
-    let cache = tenant
-        .cache(&target.rt, requested)
-        .await
-        .map_err(store_error)?;
+    // A watch from a revision the store has not reached yet is served as upstream serves
+    // it: it starts, and delivers the changes after that revision once they happen (a
+    // cache started for it starts at the latest state).
+    let cache = match tenant.cache(&target.rt, requested).await {
+        Err(vcluster_store::Error::FutureRevision { .. }) => tenant.cache(&target.rt, 0).await,
+        started => started,
+    }
+    .map_err(store_error)?;
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let watcher = Watcher {
         rt: target.rt.clone(),
@@ -79,6 +84,12 @@ pub(crate) async fn handle(
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+/// A watch's length when its client names none: between [`MIN_REQUEST_TIMEOUT`] and twice
+/// that.
+fn default_timeout() -> Duration {
+    MIN_REQUEST_TIMEOUT.mul_f64(1.0 + rand::random::<f64>())
 }
 
 struct Watcher {
@@ -187,6 +198,8 @@ impl Watcher {
         }
         let mut bookmark =
             tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+        // Ticks missed while bookmarks wait for a future revision are not made up for.
+        bookmark.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             head.borrow_and_update();
             match cache.after(cursor) {
@@ -217,7 +230,9 @@ impl Watcher {
                 () = tokio::time::sleep_until(deadline) => return,
                 () = self.tx.closed() => return,
                 () = &mut drained => return,
-                _ = bookmark.tick(), if bookmarks => {
+                // Never at a revision the cache has not reached: a watch from a future one
+                // gets its first bookmark once the store is past it, as upstream's does.
+                _ = bookmark.tick(), if bookmarks && cursor <= cache.revision() => {
                     let object = json!({
                         "kind": self.rt.kind,
                         "apiVersion": self.rt.api_version(),
@@ -237,4 +252,20 @@ pub(crate) fn frames_from(
     mut rx: mpsc::Receiver<Bytes>,
 ) -> impl futures::Stream<Item = Result<Frame<Bytes>, std::convert::Infallible>> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watch_without_a_timeout_lasts_between_once_and_twice_the_minimum() {
+        for _ in 0..1000 {
+            let timeout = default_timeout();
+            assert!(
+                (MIN_REQUEST_TIMEOUT..MIN_REQUEST_TIMEOUT * 2).contains(&timeout),
+                "{timeout:?}"
+            );
+        }
+    }
 }

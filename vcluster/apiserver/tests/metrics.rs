@@ -388,15 +388,7 @@ fn metrics_are_refused_without_a_credential_or_the_rbac_rule() {
 fn load(served: &Served, tenants: &[std::sync::Arc<Tenant>], requests: impl Fn(usize) -> usize) {
     served.runtime.block_on(async {
         for (i, tenant) in tenants.iter().enumerate() {
-            let config = tenant
-                .admin_kubeconfig(&served.tenants, &served.server, true)
-                .expect("kubeconfig");
-            let config = kube::config::Kubeconfig::from_yaml(&config).expect("kubeconfig");
-            let options = kube::config::KubeConfigOptions::default();
-            let config = kube::Config::from_custom_kubeconfig(config, &options)
-                .await
-                .expect("config");
-            let client = kube::Client::try_from(config).expect("client");
+            let client = served.kube_client(tenant).await;
             for _ in 0..requests(i) {
                 client.apiserver_version().await.expect("version");
             }

@@ -592,7 +592,11 @@ pub fn bootstrap() -> Vec<(&'static str, Value)> {
             ),
         ),
     ];
-    let binding = |name: &str, role: &str, group: &str| {
+    let binding_to = |name: &str, role: &str, groups: &[&str]| {
+        let subjects: Vec<Value> = groups
+            .iter()
+            .map(|group| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}))
+            .collect();
         (
             "clusterrolebindings",
             json!({
@@ -600,10 +604,11 @@ pub fn bootstrap() -> Vec<(&'static str, Value)> {
                 "kind": "ClusterRoleBinding",
                 "metadata": {"name": name, "labels": bootstrap},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+                "subjects": subjects,
             }),
         )
     };
+    let binding = |name: &str, role: &str, group: &str| binding_to(name, role, &[group]);
     let mut out = roles;
     out.push((
         "clusterroles",
@@ -613,10 +618,13 @@ pub fn bootstrap() -> Vec<(&'static str, Value)> {
             json!([{"nonResourceURLs": ["/.well-known/openid-configuration", "/.well-known/openid-configuration/", "/openid/v1/jwks", "/openid/v1/jwks/"], "verbs": ["get"]}]),
         ),
     ));
-    out.push(binding(
+    // Upstream binds it to service accounts only, and documents binding it to
+    // `system:unauthenticated` for an issuer that relying parties outside the cluster read
+    // (a cloud's workload identity): every tenant's issuer is one, so it is bound so here.
+    out.push(binding_to(
         "system:service-account-issuer-discovery",
         "system:service-account-issuer-discovery",
-        "system:serviceaccounts",
+        &["system:serviceaccounts", "system:unauthenticated"],
     ));
     out.push((
         "clusterroles",
@@ -807,5 +815,25 @@ mod tests {
             forbidden_message("bob", &nodes),
             r#"nodes "n1" is forbidden: User "bob" cannot get resource "nodes" in API group "" at the cluster scope"#
         );
+    }
+
+    #[test]
+    fn anonymous_clients_may_read_the_issuer_discovery_and_nothing_else() {
+        let p = policy(&[]);
+        let anonymous = Subject {
+            user: "system:anonymous",
+            groups: &["system:unauthenticated".into()],
+        };
+        let path = |path: &str| Attributes {
+            verb: "get".into(),
+            path: Some(path.into()),
+            ..Attributes::default()
+        };
+        assert!(p.allows(&anonymous, &path("/.well-known/openid-configuration")));
+        assert!(p.allows(&anonymous, &path("/openid/v1/jwks")));
+        for denied in ["/api", "/metrics", "/version", "/openapi/v2"] {
+            assert!(!p.allows(&anonymous, &path(denied)), "{denied}");
+        }
+        assert!(!p.allows(&anonymous, &get("configmaps", "default")));
     }
 }

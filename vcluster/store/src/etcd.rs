@@ -246,6 +246,12 @@ impl Store for Etcd {
             Ok(resp) => Ok(RangePage {
                 kvs: resp.kvs().iter().map(from_etcd).collect(),
                 more: resp.more(),
+                // etcd counts every key of the range from the start, the page's included.
+                remaining: if request.count_remaining {
+                    rev(resp.count()).saturating_sub(resp.kvs().len() as u64)
+                } else {
+                    0
+                },
                 revision: match request.revision {
                     Some(r) => r,
                     None => rev(resp.header().map_or(0, |h| h.revision())),

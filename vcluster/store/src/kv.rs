@@ -175,6 +175,10 @@ pub struct RangeRequest {
     /// Read at this past revision; `None` for the latest. A paginated read passes the
     /// revision of its first page to every later page.
     pub revision: Option<Revision>,
+    /// Count the keys after the page too ([`RangePage::remaining`]): etcd counts them with
+    /// every range, the embedded store has to scan them, so it is asked for only where the
+    /// number is wanted (a limited LIST's `remainingItemCount`).
+    pub count_remaining: bool,
 }
 
 impl RangeRequest {
@@ -206,6 +210,9 @@ pub struct RangePage {
     pub kvs: Vec<KeyValue>,
     /// Whether keys remain after the last one returned.
     pub more: bool,
+    /// How many keys of the range follow the last one returned, when the request asked
+    /// (`count_remaining`); 0 otherwise.
+    pub remaining: u64,
     /// The revision the page was read at.
     pub revision: Revision,
 }

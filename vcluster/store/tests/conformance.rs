@@ -199,12 +199,17 @@ async fn paginated_range_is_one_snapshot(f: Fixture) {
     let first = s
         .range(RangeRequest {
             limit: Some(10),
+            count_remaining: true,
             ..RangeRequest::prefix("p/")
         })
         .await
         .expect("range");
     assert_eq!(first.kvs.len(), 10);
     assert!(first.more);
+    assert_eq!(
+        first.remaining, 15,
+        "the keys after the page, neighbours not counted"
+    );
 
     // Changes after the first page must not show in the later ones.
     s.delete(b("p/15"), None).await.expect("delete");
@@ -227,11 +232,14 @@ async fn paginated_range_is_one_snapshot(f: Fixture) {
                 ),
                 limit: Some(10),
                 revision: Some(last.revision),
+                count_remaining: true,
                 ..RangeRequest::prefix("p/")
             })
             .await
             .expect("next page");
         all.extend(last.kvs.iter().cloned());
+        // Counted at the first page's revision too: the later delete and create do not show.
+        assert_eq!(last.remaining, 25 - all.len() as u64);
     }
     let keys: Vec<Bytes> = all.iter().map(|kv| kv.key.clone()).collect();
     let expected: Vec<Bytes> = (0..25).map(|i| b(&format!("p/{i:02}"))).collect();
@@ -240,6 +248,14 @@ async fn paginated_range_is_one_snapshot(f: Fixture) {
 
     let now = s.range(RangeRequest::prefix("p/")).await.expect("range");
     assert_eq!(now.kvs.len(), 25, "24 old keys and p/99");
+    let uncounted = s
+        .range(RangeRequest {
+            limit: Some(10),
+            ..RangeRequest::prefix("p/")
+        })
+        .await
+        .expect("range");
+    assert_eq!(uncounted.remaining, 0, "counted only when asked");
     assert_eq!(s.count(b"p/").await.expect("count").count, 25);
     assert!(matches!(
         s.range(RangeRequest {

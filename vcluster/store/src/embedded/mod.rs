@@ -238,11 +238,15 @@ impl Store for Embedded {
         mvcc::scan(&kv, &request, at, |kv| {
             if page.kvs.len() == limit {
                 page.more = true;
-                return false;
+                page.remaining += 1;
+                return request.count_remaining;
             }
             page.kvs.push(kv);
             true
         })?;
+        if !request.count_remaining {
+            page.remaining = 0;
+        }
         Ok(page)
     }
 
