@@ -1,7 +1,13 @@
 //! Requests in flight: kube-apiserver's max-in-flight filter (a 429 past
 //! `--max-requests-inflight` or `--max-mutating-requests-inflight`, watches and streams not
 //! counted, `system:masters` never refused) and its timeout for the other requests
-//! (`--request-timeout`).
+//! (`--request-timeout`), plus a bound on the response bytes held for clients that have not
+//! read them, which no one is exempt from.
+//!
+//! Both are the process's, shared by every tenant: a client that stops reading can make
+//! other tenants' requests wait or get 429s until the request timeout frees what it holds
+//! (and every tenant's admin is `system:masters` of its own tenant). Shares per tenant
+//! (upstream's API Priority and Fairness) are the front door's.
 //!
 //! A request holds its seat until its response body has been sent or dropped, so a
 //! client that does not read keeps counting. At the deadline a request that has not
@@ -38,6 +44,9 @@ pub(crate) enum Kind {
 pub struct Gate {
     read_only: Option<Arc<Semaphore>>,
     mutating: Option<Arc<Semaphore>>,
+    /// One permit per byte of response bodies not yet sent (see
+    /// [`Limits::max_unsent_response_bytes`]).
+    unsent: Option<Arc<Semaphore>>,
     timeout: std::time::Duration,
 }
 
@@ -48,6 +57,7 @@ const PIECE: usize = 16 << 10;
 
 static REFUSED: Throttled = Throttled::new();
 static ENDED: Throttled = Throttled::new();
+static UNSENT: Throttled = Throttled::new();
 
 impl Gate {
     pub fn new(limits: &Limits) -> Self {
@@ -55,6 +65,7 @@ impl Gate {
         Self {
             read_only: seats(limits.max_requests_inflight),
             mutating: seats(limits.max_mutating_requests_inflight),
+            unsent: seats(limits.max_unsent_response_bytes),
             timeout: limits.request_timeout,
         }
     }
@@ -73,21 +84,25 @@ impl Gate {
             Kind::Mutating => &self.mutating,
         };
         let deadline = Some(Instant::now() + self.timeout);
+        let unsent = self.unsent.clone();
         let Some(seats) = seats else {
             return Ok(Admission {
                 seat: None,
                 deadline,
+                unsent,
             });
         };
         match seats.clone().try_acquire_owned() {
             Ok(seat) => Ok(Admission {
                 seat: Some(seat),
                 deadline,
+                unsent,
             }),
             // As upstream: a super-user always gets an answer.
             Err(_) if groups.iter().any(|g| g == "system:masters") => Ok(Admission {
                 seat: None,
                 deadline,
+                unsent,
             }),
             Err(_) => {
                 if let Some(unlogged) = REFUSED.check() {
@@ -123,11 +138,14 @@ impl Refused {
 }
 
 /// A request let in: its seat (none for a long-running request, a super-user's over the
-/// limit, or without a limit) and its deadline (none for a long-running request).
+/// limit, or without a limit), its
+/// deadline and the budget of unsent response bytes it answers within (none for a
+/// long-running request).
 #[derive(Debug, Default)]
 pub(crate) struct Admission {
     seat: Option<OwnedSemaphorePermit>,
     deadline: Option<Instant>,
+    unsent: Option<Arc<Semaphore>>,
 }
 
 impl Admission {
@@ -153,10 +171,35 @@ impl Admission {
         }
     }
 
-    /// `response` with its body holding the seat until it is sent or dropped, and ended
-    /// at the deadline.
-    pub(crate) fn hold(self, response: Response<Body>) -> Response<Held> {
-        response.map(|body| Held::new(body, self))
+    /// `response` with its body holding the seat, and its size in the budget of unsent
+    /// response bytes, until it is sent or dropped, and ended at the deadline. A response
+    /// that does not fit in what is left of the budget is not held: the client gets
+    /// upstream's 429 instead, as past the in-flight limit (the budget is full of
+    /// responses that clients are not reading).
+    pub(crate) fn hold(mut self, response: Response<Body>) -> Response<Held> {
+        let size = hyper::body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0);
+        let mut bytes = None;
+        if let Some(unsent) = self.unsent.take()
+            && size > PIECE as u64
+        {
+            let permits = u32::try_from(size).unwrap_or(u32::MAX);
+            match unsent.try_acquire_many_owned(permits) {
+                Ok(permit) => bytes = Some(permit),
+                Err(_) => {
+                    if let Some(unlogged) = UNSENT.check() {
+                        tracing::warn!(
+                            size,
+                            unlogged,
+                            "the response bytes held for clients that do not read are at their limit; answering 429"
+                        );
+                    }
+                    return Refused.response().map(|body| Held::new(body, self, None));
+                }
+            }
+        }
+        response.map(|body| Held::new(body, self, bytes))
     }
 }
 
@@ -173,14 +216,17 @@ struct Sending {
     /// The rest of a data frame larger than [`PIECE`], still to be handed out.
     rest: Bytes,
     _seat: Option<OwnedSemaphorePermit>,
+    /// The body's bytes in the budget of unsent response bytes.
+    _bytes: Option<OwnedSemaphorePermit>,
 }
 
 impl Held {
-    fn new(body: Body, admission: Admission) -> Self {
+    fn new(body: Body, admission: Admission, bytes: Option<OwnedSemaphorePermit>) -> Self {
         let sending = Arc::new(Mutex::new(Some(Sending {
             body,
             rest: Bytes::new(),
             _seat: admission.seat,
+            _bytes: bytes,
         })));
         let reclaim = admission.deadline.map(|deadline| {
             let sending = Arc::downgrade(&sending);

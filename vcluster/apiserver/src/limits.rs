@@ -37,6 +37,12 @@ pub struct Limits {
     /// Streams one HTTP/2 connection may have open at once
     /// (`--http2-max-streams-per-connection`; kube-apiserver's default, 100).
     pub http2_max_streams_per_connection: u32,
+    /// Bytes of response bodies (other than watches and streams) held at once for clients
+    /// that have not read them yet; a response that does not fit is a 429. Not one of
+    /// kube-apiserver's (Go writes each response into the connection as it is made); here
+    /// a response is made whole first, so this is what bounds their memory (256 MiB).
+    /// `0`: no limit.
+    pub max_unsent_response_bytes: usize,
     /// Connections open at once, from every source; one past it is closed at once.
     pub max_connections: usize,
     /// Connections open at once from one source address, so that one client cannot take
@@ -65,6 +71,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(90),
             max_header_bytes: 1 << 20,
             http2_max_streams_per_connection: 100,
+            max_unsent_response_bytes: 256 << 20,
             max_connections: connections,
             max_connections_per_source: (connections / 4).max(1),
         }

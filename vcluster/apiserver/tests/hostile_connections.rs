@@ -412,14 +412,9 @@ fn resident() -> u64 {
     kib << 10
 }
 
-#[test]
-fn stalled_h2_streams_of_a_big_list_hold_bounded_memory() {
-    let (served, tenant, raw, k) = start_with_bob(Limits {
-        max_requests_inflight: 40,
-        http2_max_streams_per_connection: 20,
-        ..Limits::default()
-    });
-    // About 1.3 MB of ConfigMaps in one LIST.
+/// About 1.3 MB of ConfigMaps in the default namespace: the path of their LIST, and its
+/// size.
+fn big_list(k: &Kubectl) -> (&'static str, usize) {
     let value = "x".repeat(13 << 10);
     let manifests: String = (0..100)
         .map(|i| {
@@ -429,7 +424,72 @@ fn stalled_h2_streams_of_a_big_list_hold_bounded_memory() {
     let applied = k.run_with(&["apply", "-f", "-"], Some(&manifests));
     assert!(applied.ok, "{}", applied.stderr);
     let path = "/api/v1/namespaces/default/configmaps";
-    assert!(k.ok(&["get", "--raw", path]).len() > 1_300_000);
+    let size = k.ok(&["get", "--raw", path]).len();
+    assert!(size > 1_300_000);
+    (path, size)
+}
+
+#[test]
+fn responses_past_the_unsent_bytes_budget_get_429_until_their_clients_read() {
+    let (served, tenant, raw, k) = start_with_bob(Limits::default());
+    let (path, size) = big_list(&k);
+    drop((raw, k, served, tenant));
+    // A server of the same objects whose budget holds two of their LISTs, not three.
+    let (_served, _tenant, raw, k) = start_with_bob(Limits {
+        max_unsent_response_bytes: size * 5 / 2,
+        ..Limits::default()
+    });
+    big_list(&k);
+    on_tokio(async {
+        let (client, connection) = raw.stalled_h2(ATTACKER).await;
+        let mut client = client.ready().await.expect("ready");
+        let mut statuses = Vec::new();
+        let mut stalled = Vec::new();
+        for _ in 0..3 {
+            let (response, _) = client
+                .send_request(raw.request(path, Some("bob")), true)
+                .expect("send");
+            let response = response.await.expect("a response");
+            statuses.push(response.status());
+            stalled.push(response);
+        }
+        // Two unread LISTs fit; the third does not.
+        assert_eq!(
+            statuses,
+            [
+                StatusCode::OK,
+                StatusCode::OK,
+                StatusCode::TOO_MANY_REQUESTS
+            ]
+        );
+        assert_eq!(stalled[2].headers()["retry-after"], "1");
+        // The client goes: its bytes are free again.
+        drop((stalled, client));
+        connection.abort();
+        let (client, _connection) = raw.stalled_h2(Ipv4Addr::LOCALHOST).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut client = client.clone().ready().await.expect("ready");
+            let (response, _) = client
+                .send_request(raw.request(path, Some("bob")), true)
+                .expect("send");
+            if response.await.expect("a response").status() == StatusCode::OK {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the unsent bytes stayed taken");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+#[test]
+fn stalled_h2_streams_of_a_big_list_hold_bounded_memory() {
+    let (served, tenant, raw, k) = start_with_bob(Limits {
+        max_requests_inflight: 40,
+        http2_max_streams_per_connection: 20,
+        ..Limits::default()
+    });
+    let (path, _) = big_list(&k);
 
     let (before, during) = on_tokio(async {
         let before = resident();
