@@ -338,12 +338,7 @@ async fn stalled_streams(endpoint: Endpoint, answers: Arc<Answers>, stop: Arc<At
 async fn peak_rss(pid: u32, stop: Arc<AtomicBool>) -> u64 {
     let mut peak = 0;
     while !stop.load(Ordering::Relaxed) {
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            && let Some(kib) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
+        if let Some(kib) = vcluster_testkit::memory_kib(Some(pid), "VmRSS") {
             peak = peak.max(kib / 1024);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

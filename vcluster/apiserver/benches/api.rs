@@ -126,12 +126,7 @@ where
 }
 
 fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    vcluster_testkit::memory_kib(None, "VmRSS").expect("VmRSS")
 }
 
 /// The CPU time (user and system) the process has used, in seconds.

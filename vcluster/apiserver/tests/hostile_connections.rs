@@ -403,13 +403,7 @@ fn a_response_its_client_does_not_read_is_ended_at_the_request_timeout() {
 
 /// The process's resident memory, in bytes.
 fn resident() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib << 10
+    vcluster_testkit::memory_kib(None, "VmRSS").expect("VmRSS") << 10
 }
 
 /// About 1.3 MB of ConfigMaps in the default namespace: the path of their LIST, and its

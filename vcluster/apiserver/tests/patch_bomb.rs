@@ -17,12 +17,7 @@ const PEAK_BOUND_KB: u64 = 300 * 1024;
 
 /// The process's peak resident set (`VmHWM`), in KiB.
 fn peak_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
+    vcluster_testkit::memory_kib(None, "VmHWM").expect("VmHWM")
 }
 
 #[test]

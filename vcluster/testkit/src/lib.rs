@@ -22,6 +22,21 @@ pub const ETCD_BIN_ENV: &str = "VCLUSTER_ETCD_BIN";
 /// (`.ci/run` does); tests that don't restart or compact etcd share it.
 pub const SHARED_ETCD_ENV: &str = "VCLUSTER_TEST_ETCD_ENDPOINTS";
 
+/// A memory figure of process `pid` (`None`: this process) from `/proc/<pid>/status`, in
+/// KiB: `field` is `VmRSS` (resident now) or `VmHWM` (the peak). `None` once the process is
+/// gone.
+pub fn memory_kib(pid: Option<u32>, field: &str) -> Option<u64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/status"),
+        None => "/proc/self/status".to_owned(),
+    };
+    let status = std::fs::read_to_string(path).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// A free loopback port. Another process could take it before etcd binds it; the start-up
 /// check then fails loudly rather than talking to the wrong server.
 pub fn free_port() -> u16 {
