@@ -30,24 +30,46 @@ use crate::Tenant;
 ///     with_each_kubectl: [first_steps, server_side_apply],
 /// }
 /// ```
+///
+/// `host_nodes: N` in place of `simulated_nodes: N` starts each store's server with a host
+/// cluster of its own (`Up::start_on_host`, N simulated nodes on the host, none in the
+/// tenants): the syncer's suites.
 #[macro_export]
 macro_rules! scenarios {
     (
         simulated_nodes: $nodes:expr $(, once_up: $once_up:ident)?;
         $( $run:ident: [ $($scenario:ident),+ $(,)? ] ),+ $(,)?
     ) => {
+        $crate::scenarios! {
+            @shared start, $nodes, [$($once_up)?];
+            $( $run: [ $($scenario),+ ] ),+
+        }
+    };
+    (
+        host_nodes: $nodes:expr $(, once_up: $once_up:ident)?;
+        $( $run:ident: [ $($scenario:ident),+ $(,)? ] ),+ $(,)?
+    ) => {
+        $crate::scenarios! {
+            @shared start_on_host, $nodes, [$($once_up)?];
+            $( $run: [ $($scenario),+ ] ),+
+        }
+    };
+    (
+        @shared $start:ident, $nodes:expr, [$($once_up:ident)?];
+        $( $run:ident: [ $($scenario:ident),+ ] ),+
+    ) => {
         /// One tenant per scenario, in each store's server.
         const TENANTS: &[&str] = &[$($(stringify!($scenario)),+),+];
 
         /// Each store's server, shared by its tests.
         static ON_ETCD: ::std::sync::LazyLock<$crate::Up> = ::std::sync::LazyLock::new(|| {
-            let up = $crate::Up::start($crate::StoreKind::Etcd, TENANTS, $nodes);
+            let up = $crate::Up::$start($crate::StoreKind::Etcd, TENANTS, $nodes);
             $($once_up(&up);)?
             up
         });
         static ON_THE_EMBEDDED_STORE: ::std::sync::LazyLock<$crate::Up> =
             ::std::sync::LazyLock::new(|| {
-                let up = $crate::Up::start($crate::StoreKind::Embedded, TENANTS, $nodes);
+                let up = $crate::Up::$start($crate::StoreKind::Embedded, TENANTS, $nodes);
                 $($once_up(&up);)?
                 up
             });

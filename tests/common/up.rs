@@ -34,6 +34,10 @@ pub struct Up {
     /// An etcd member of its own, so that the tenants of different test binaries and runs,
     /// which have the same names, never meet.
     _etcd: Option<EtcdCluster>,
+    /// Set when the process is `vcluster host --name <this>` rather than `vcluster up`.
+    host_name: Option<String>,
+    /// The host cluster this one's pods run in (`--host`), when it has one of its own.
+    host_cluster: Option<Box<Up>>,
 }
 
 /// The tenant a scenario runs in: its name with `-` for `_` (tenant names are DNS labels).
@@ -70,21 +74,59 @@ impl Up {
             ],
         };
         store_args.extend(options.iter().map(|o| (*o).to_owned()));
-        let mut up = Self {
+        let mut up = Self::unstarted("vcluster-up-", simulated_nodes);
+        up.tenants = tenants.iter().map(|t| tenant_name(t)).collect();
+        up.store_args = store_args;
+        up._etcd = etcd;
+        up.spawn();
+        up
+    }
+
+    /// A server not started yet, on an embedded store in a new data directory.
+    fn unstarted(prefix: &str, simulated_nodes: usize) -> Self {
+        Self {
             process: None,
             dir: tempfile::Builder::new()
-                .prefix("vcluster-up-")
+                .prefix(prefix)
                 .tempdir()
                 .expect("data directory"),
             port: free_port(),
-            tenants: tenants.iter().map(|t| tenant_name(t)).collect(),
+            tenants: Vec::new(),
             simulated_nodes,
-            store_args,
+            store_args: Vec::new(),
             open_files: None,
-            _etcd: etcd,
-        };
-        up.spawn();
+            _etcd: None,
+            host_name: None,
+            host_cluster: None,
+        }
+    }
+
+    /// A stand-in host cluster: `vcluster host --name <name>` with `simulated_nodes` nodes
+    /// (embedded store); returns once it answers and lists its nodes. Its admin kubeconfig
+    /// is [`Up::kubeconfig`].
+    pub fn host(name: &str, simulated_nodes: usize) -> Self {
+        let mut host = Self::unstarted("vcluster-host-", simulated_nodes);
+        host.host_name = Some(name.to_owned());
+        host.spawn();
+        host
+    }
+
+    /// [`Up::start`] whose tenants' pods run in a host cluster of its own (`vcluster host
+    /// --name local` with `host_nodes` nodes, passed as `--host local=<its kubeconfig>`),
+    /// which lives as long as it does. The tenants have no nodes of their own.
+    pub fn start_on_host(store: StoreKind, tenants: &[&str], host_nodes: usize) -> Self {
+        let host = Self::host("local", host_nodes);
+        let option = format!("local={}", host.kubeconfig().display());
+        let mut up = Self::start_with(store, tenants, 0, &["--host", &option]);
+        up.host_cluster = Some(Box::new(host));
         up
+    }
+
+    /// The host cluster of [`Up::start_on_host`].
+    pub fn host_cluster(&self) -> &Up {
+        self.host_cluster
+            .as_deref()
+            .expect("started with a host cluster of its own")
     }
 
     /// The default tenant alone, on an embedded store, in a process that may open at most
@@ -120,8 +162,12 @@ impl Up {
                 command
             }
         };
+        match &self.host_name {
+            None => command.arg("up"),
+            Some(name) => command.args(["host", "--name", name]),
+        };
         command
-            .args(["up", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .arg("--data-dir")
             .arg(self.dir.path())
             .args(&self.store_args)
@@ -165,6 +211,7 @@ impl Up {
                 .join(&name)
                 .join("kubeconfig"),
             name,
+            host_kubeconfig: self.host_cluster.as_ref().map(|h| h.kubeconfig()),
         }
     }
 
@@ -246,6 +293,8 @@ impl Up {
 pub struct Tenant {
     pub name: String,
     kubeconfig: PathBuf,
+    /// The admin kubeconfig of the host cluster its pods run in, if it has one.
+    host_kubeconfig: Option<PathBuf>,
 }
 
 impl Tenant {
@@ -257,5 +306,15 @@ impl Tenant {
     /// A kubectl of one version (`v33`, `v36`) for its admin.
     pub fn kubectl(&self, version: &str) -> Kubectl {
         Kubectl::new(version, &self.kubeconfig)
+    }
+
+    /// A kubectl of one version for the admin of the host cluster its pods run in
+    /// ([`Up::start_on_host`]).
+    pub fn host_kubectl(&self, version: &str) -> Kubectl {
+        let kubeconfig = self
+            .host_kubeconfig
+            .as_ref()
+            .expect("a tenant of a server with a host cluster");
+        Kubectl::new(version, kubeconfig)
     }
 }

@@ -29,6 +29,11 @@ pub enum Command {
     /// Run the control plane in the foreground, serving the tenants of --tenant (`default`
     /// unless told otherwise).
     Up(UpArgs),
+    /// Run a stand-in host cluster in the foreground: the API server serving one cluster
+    /// (named --name) with --simulated-nodes nodes, its admin kubeconfig at
+    /// `<data-dir>/kubeconfig`. What tests and `vcluster up --host` use where no real
+    /// cluster is at hand.
+    Host(HostArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -39,8 +44,10 @@ pub enum StoreKind {
     Etcd,
 }
 
+/// What `vcluster up` and `vcluster host` both take: where the data goes, where to serve,
+/// the store, simulated nodes and the server's limits.
 #[derive(clap::Args)]
-pub struct UpArgs {
+pub struct ServeArgs {
     /// Where the embedded store and the kubeconfig go.
     #[arg(long, env = "VCLUSTER_DATA_DIR", default_value = ".vcluster")]
     pub data_dir: PathBuf,
@@ -56,19 +63,6 @@ pub struct UpArgs {
     /// kubelet (pods are bound, then Running and Ready; Jobs' pods complete).
     #[arg(long, env = "VCLUSTER_SIMULATED_NODES", default_value_t = 0)]
     pub simulated_nodes: usize,
-    /// A tenant to serve, opened or created in the store (repeatable, or comma-separated in
-    /// the environment). The first is also the one served to requests that name none (by
-    /// the SNI host `<name>.vcluster.local` or the path prefix `/clusters/<name>`). Each
-    /// tenant's admin kubeconfig goes to `<data-dir>/tenants/<name>/kubeconfig` (reaching it
-    /// by SNI), the first's also to `<data-dir>/kubeconfig`.
-    #[arg(
-        long = "tenant",
-        value_name = "NAME",
-        env = "VCLUSTER_TENANTS",
-        value_delimiter = ',',
-        default_value = "default"
-    )]
-    pub tenants: Vec<String>,
     /// An extra DNS name or IP address for the serving certificate, for clients that reach
     /// the server by another name (repeatable, or comma-separated).
     #[arg(
@@ -96,6 +90,55 @@ pub struct UpArgs {
     pub http2_max_streams_per_connection: u32,
 }
 
+/// `vcluster up`'s arguments.
+#[derive(clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// A tenant to serve, opened or created in the store (repeatable, or comma-separated in
+    /// the environment). The first is also the one served to requests that name none (by
+    /// the SNI host `<name>.vcluster.local` or the path prefix `/clusters/<name>`). Each
+    /// tenant's admin kubeconfig goes to `<data-dir>/tenants/<name>/kubeconfig` (reaching it
+    /// by SNI), the first's also to `<data-dir>/kubeconfig`.
+    #[arg(
+        long = "tenant",
+        value_name = "NAME",
+        env = "VCLUSTER_TENANTS",
+        value_delimiter = ',',
+        default_value = "default"
+    )]
+    pub tenants: Vec<String>,
+    /// A host cluster the tenants' pods run in, as `NAME=KUBECONFIG` (the admin
+    /// kubeconfig of any Kubernetes cluster, e.g. one `vcluster host` serves). One host for
+    /// now; several come with placement.
+    #[arg(long = "host", value_name = "NAME=KUBECONFIG", value_parser = parse_host)]
+    pub hosts: Vec<(String, PathBuf)>,
+}
+
+/// `vcluster host`'s arguments.
+#[derive(clap::Args)]
+pub struct HostArgs {
+    /// The host cluster's name: a DNS label, the suffix of the nodes tenants see of it.
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// `NAME=KUBECONFIG`: a host cluster's name (a DNS label) and its kubeconfig.
+fn parse_host(text: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = text
+        .split_once('=')
+        .ok_or_else(|| "expected NAME=KUBECONFIG".to_owned())?;
+    if !vcluster_core::names::is_dns_label(name) {
+        return Err(format!("host name {name:?} is not a DNS label"));
+    }
+    if path.is_empty() {
+        return Err("the kubeconfig path is empty".to_owned());
+    }
+    Ok((name.to_owned(), PathBuf::from(path)))
+}
+
 /// A duration as kube-apiserver's flags take them (`60s`, `1m`, `1m30s`).
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let parsed: jiff::SignedDuration = text
@@ -104,7 +147,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from(parsed).map_err(|_| "a duration cannot be negative".to_owned())
 }
 
-impl UpArgs {
+impl ServeArgs {
     /// The server's limits: kube-apiserver's defaults (the connection caps follow the
     /// open-file limit) with this command line's flags.
     fn limits(&self) -> vcluster_apiserver::Limits {
@@ -135,6 +178,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Up(args) => up(args).await,
+            Command::Host(args) => host(args).await,
         }
     });
     match result {
@@ -175,6 +219,13 @@ fn check_tenant_names(names: &[String]) -> Result<(), ConfigError> {
     for (i, name) in names.iter().enumerate() {
         vcluster_store::tenant_prefix(name)
             .map_err(|e| ConfigError(format!("--tenant {name:?}: {e}")))?;
+        // A host namespace is `vc-<tenant>--<namespace>`: the tenant's part ends at the
+        // first `--`, so that no two tenants' namespaces share one.
+        if name.contains("--") {
+            return Err(ConfigError(format!(
+                "--tenant {name:?}: a tenant name may not contain \"--\""
+            )));
+        }
         if names[..i].contains(name) {
             return Err(ConfigError(format!("--tenant {name:?} is given twice")));
         }
@@ -182,7 +233,7 @@ fn check_tenant_names(names: &[String]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-async fn open_store(args: &UpArgs) -> anyhow::Result<Arc<dyn Backend>> {
+async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Backend>> {
     Ok(match args.store {
         StoreKind::Embedded => {
             std::fs::create_dir_all(&args.data_dir)
@@ -209,17 +260,25 @@ async fn open_store(args: &UpArgs) -> anyhow::Result<Arc<dyn Backend>> {
 /// `vcluster up`: serves until interrupted (Ctrl-C) or the server fails.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     check_tenant_names(&args.tenants)?;
+    let host_cluster = match args.hosts.as_slice() {
+        [] => None,
+        [host] => Some(host),
+        _ => bail!(ConfigError(
+            "--host is given more than once: one host cluster for now (several come with placement)".into()
+        )),
+    };
     match vcluster_apiserver::raise_open_files_limit() {
         Ok(files) => tracing::debug!(files, "the open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
-    let limits = args.limits();
+    let serve = &args.serve;
+    let limits = serve.limits();
     tracing::info!(
         connections = limits.max_connections,
         per_source = limits.max_connections_per_source,
         "connection caps"
     );
-    let backend = open_store(&args).await?;
+    let backend = open_store(serve).await?;
     // Kubernetes keeps five minutes of history; so do we.
     let compactor = Compactor::new(CompactionPolicy {
         keep_revisions: None,
@@ -227,7 +286,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     });
     tokio::spawn(compactor.run(backend.clone(), Duration::from_secs(60)));
 
-    let host = match args.listen.ip() {
+    let host = match serve.listen.ip() {
         ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
         ip => ip.to_string(),
     };
@@ -236,7 +295,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         "::1".to_owned(),
         "localhost".to_owned(),
     ];
-    for name in std::iter::once(&host).chain(&args.tls_san) {
+    for name in std::iter::once(&host).chain(&serve.tls_san) {
         if !name.is_empty() && !names.contains(name) {
             names.push(name.clone());
         }
@@ -256,16 +315,16 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     tenants.set_default(&served[0].name);
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(serve.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {}", serve.listen))?;
     let port = listener.local_addr()?.port();
     let server = match host.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V6(_)) => format!("https://[{host}]:{port}"),
         _ => format!("https://{host}:{port}"),
     };
     for tenant in &served {
-        let dir = args.data_dir.join("tenants").join(&tenant.name);
+        let dir = serve.data_dir.join("tenants").join(&tenant.name);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let kubeconfig = dir.join("kubeconfig");
@@ -273,16 +332,40 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             &kubeconfig,
             &tenant.admin_kubeconfig(&tenants, &server, true)?,
         )?;
-        if args.simulated_nodes > 0 {
+        if serve.simulated_nodes > 0 {
             tokio::spawn(simulate_nodes(
                 tenant.name.clone(),
                 kubeconfig,
-                args.simulated_nodes,
+                serve.simulated_nodes,
+            ));
+        }
+    }
+    if let Some((name, kubeconfig)) = host_cluster {
+        let host = vcluster_syncer::Cluster {
+            name: name.clone(),
+            client: client_of(kubeconfig)
+                .await
+                .with_context(|| format!("host cluster {name}: {}", kubeconfig.display()))?,
+        };
+        for tenant in &served {
+            let kubeconfig = serve
+                .data_dir
+                .join("tenants")
+                .join(&tenant.name)
+                .join("kubeconfig");
+            let tenant = vcluster_syncer::Cluster {
+                name: tenant.name.clone(),
+                client: client_of(&kubeconfig).await?,
+            };
+            tokio::spawn(vcluster_syncer::run(
+                tenant,
+                host.clone(),
+                vcluster_syncer::Options::default(),
             ));
         }
     }
     // The first tenant's also where it always was, reaching it without SNI.
-    let kubeconfig = args.data_dir.join("kubeconfig");
+    let kubeconfig = serve.data_dir.join("kubeconfig");
     write_private(
         &kubeconfig,
         &served[0].admin_kubeconfig(&tenants, &server, false)?,
@@ -295,7 +378,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     if served.len() > 1 {
         eprintln!(
             "  every tenant's kubeconfig: {}/tenants/<name>/kubeconfig",
-            args.data_dir.display()
+            serve.data_dir.display()
         );
     }
     // SIGTERM (what process managers and Kubernetes send) drains like Ctrl-C.
@@ -314,15 +397,31 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `vcluster host`: a stand-in host cluster (the control plane serving one cluster, named
+/// after the host) until interrupted.
+pub async fn host(args: HostArgs) -> anyhow::Result<()> {
+    up(UpArgs {
+        serve: args.serve,
+        tenants: vec![args.name],
+        hosts: Vec::new(),
+    })
+    .await
+}
+
+/// A client of the cluster a kubeconfig names (its current context).
+async fn client_of(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig)?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
 /// Runs the node simulator against a tenant, as a client of its API like any other.
 async fn simulate_nodes(tenant: String, kubeconfig: PathBuf, nodes: usize) {
     let result = async {
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&kubeconfig)?,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?;
-        let client = kube::Client::try_from(config)?;
+        let client = client_of(&kubeconfig).await?;
         let options = vcluster_nodesim::Options {
             nodes,
             ..Default::default()
@@ -364,6 +463,7 @@ mod tests {
         let cli = Cli::try_parse_from([&["vcluster", "up"], args].concat()).expect("parses");
         match cli.command {
             Command::Up(args) => args,
+            Command::Host(_) => unreachable!("parsed as up"),
         }
     }
 
@@ -376,10 +476,23 @@ mod tests {
     }
 
     #[test]
+    fn hosts_are_name_equals_kubeconfig() {
+        let args = up_args(&["--host", "eu-1=/tmp/k"]);
+        assert_eq!(args.hosts, [("eu-1".to_owned(), PathBuf::from("/tmp/k"))]);
+        for bad in ["eu-1", "Bad_Name=/tmp/k", "eu-1="] {
+            assert!(
+                Cli::try_parse_from(["vcluster", "up", "--host", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_or_repeated_tenant_names_are_configuration_errors() {
         for (names, wanted) in [
             (vec!["Bad_Name"], "not a DNS label"),
             (vec!["a", "b", "a"], "given twice"),
+            (vec!["a--b"], "may not contain"),
             (vec![], "no tenant"),
         ] {
             let names: Vec<String> = names.into_iter().map(str::to_owned).collect();

@@ -1,0 +1,156 @@
+//! The syncer: a tenant's pods run as ordinary pods in namespaces of a host cluster, and
+//! their status comes back to the tenant. It talks to the tenant and the host through the
+//! public Kubernetes API only (kube-rs), so a host is any Kubernetes cluster.
+//!
+//! Each direction is a kube-runtime `Controller` (level-based reconciles, kube-runtime's
+//! queue and backoff):
+//! - `pods`: a tenant pod → its host pod, created in the host namespace of its namespace
+//!   (`translate`), the tenant pod bound to the mirrored node its host pod was scheduled to
+//!   and given the host pod's status; deletes carried down with their grace period and
+//!   finished in the tenant once the host pod is gone (the syncer is the tenant's kubelet);
+//! - `pods::collect`: a host pod of this tenant whose tenant pod is gone (or was made
+//!   again with another uid) is deleted;
+//! - `namespaces`: a host namespace whose tenant namespace is gone or terminating is
+//!   deleted, with everything in it;
+//! - `nodes`: a tenant Node for each host node that runs the tenant's pods, kept up to
+//!   date, deleted when none runs there any more.
+//!
+//! Only host objects carrying this tenant's markers (`translate::Scope::owns`) are ever
+//! changed or deleted. Not built yet (issue 13's next steps): several host clusters and
+//! placement, Services, ConfigMaps and Secrets, tokens, DNS, failover, fair queuing across
+//! tenants (today one set of controllers per tenant).
+
+mod namespaces;
+mod nodes;
+mod pods;
+pub mod translate;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+/// A cluster the syncer talks to: its name and a client of its API.
+#[derive(Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub client: Client,
+}
+
+/// What is the same for every tenant a syncer serves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The platform instance: the value of every host object's `vcluster.io/managed-by`.
+    pub platform: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            platform: "vcluster".into(),
+        }
+    }
+}
+
+/// Why a reconcile failed (it is tried again with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the tenant's API")]
+    Tenant(#[source] kube::Error),
+    #[error("the host's API")]
+    Host(#[source] kube::Error),
+    #[error("{0} exists on the host and is not this tenant's: it is not touched")]
+    NotOurs(String),
+}
+
+/// The field manager of the syncer's writes, on both sides.
+const MANAGER: &str = "vcluster-syncer";
+
+/// The options of the syncer's patches: its field manager.
+fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// What every reconcile of one tenant on one host shares.
+struct Ctx {
+    scope: translate::Scope,
+    tenant: Client,
+    host: Client,
+    /// Events in the tenant, as the syncer (the tenant's kubelet and scheduler) reports.
+    recorder: Recorder,
+    /// Host namespaces known to exist (with the workload account), so that a pod create
+    /// does not read its namespace first.
+    namespaces: Mutex<HashSet<String>>,
+    /// Host nodes whose mirrored node is known to exist in the tenant.
+    nodes: Mutex<HashSet<String>>,
+}
+
+/// Syncs `tenant`'s workloads to `host` until the end: runs every controller above. One
+/// call per tenant; a tenant that creates nothing costs its watches only.
+pub async fn run(tenant: Cluster, host: Cluster, options: Options) {
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: None,
+    };
+    let ctx = Arc::new(Ctx {
+        scope: translate::Scope {
+            platform: options.platform,
+            tenant: tenant.name,
+            host: host.name,
+        },
+        recorder: Recorder::new(tenant.client.clone(), reporter),
+        tenant: tenant.client,
+        host: host.client,
+        namespaces: Mutex::default(),
+        nodes: Mutex::default(),
+    });
+    tracing::info!(tenant = %ctx.scope.tenant, host = %ctx.scope.host, "syncer starting");
+    tokio::join!(
+        pods::run(ctx.clone()),
+        pods::collect(ctx.clone()),
+        namespaces::run(ctx.clone()),
+        nodes::run(ctx.clone()),
+    );
+}
+
+/// An error with its causes, for a log line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Runs a controller's stream of reconcile results to its end, logging the failures
+/// (`what` names the controller; retries are the controller's `retry`'s business).
+async fn drive<T, E: std::error::Error>(
+    results: impl futures::Stream<Item = Result<T, E>>,
+    what: &'static str,
+) {
+    use futures::StreamExt;
+    results
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %chain(&e), "syncer: {what}");
+            }
+        })
+        .await;
+}
+
+/// Whether an API error is a 404.
+fn not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Whether an API error is a 409 (already exists, or a conflict).
+fn conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}

@@ -1,0 +1,691 @@
+//! What a tenant object becomes on a host, and what a host object's status becomes in its
+//! tenant: pure functions, no IO, table-tested.
+//!
+//! Names: one host namespace per tenant namespace (the design note's D1, `PerNamespace`). A
+//! tenant namespace `N` of tenant `T` is the host namespace `vc-T--N`; namespaced objects
+//! keep their names, so hostnames, subdomains and StatefulSet DNS survive unchanged, and
+//! placement (later: per namespace, over several hosts) moves whole host namespaces. A
+//! name past its limit keeps its start (trailing `-` and `.` trimmed) and ends in `-` and
+//! 10 hex digits of the SHA-256 of the whole name. Tenant names never contain `--` (the
+//! control plane refuses them), so no two (tenant, namespace) pairs share a host
+//! namespace. Names are never parsed back: the markers below say whose a host object is.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus, ServiceAccount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sha2::{Digest, Sha256};
+
+/// Label: which platform's syncer made a host object (two platforms sharing a host never
+/// touch each other's objects).
+pub const MANAGED_BY: &str = "vcluster.io/managed-by";
+/// Label: the tenant a host object belongs to.
+pub const TENANT: &str = "vcluster.io/tenant";
+/// Label: the tenant namespace a host object comes from.
+pub const NAMESPACE: &str = "vcluster.io/namespace";
+/// Annotations: the tenant object a host object is a copy of.
+pub const OBJECT_NAME: &str = "vcluster.io/object-name";
+pub const OBJECT_NAMESPACE: &str = "vcluster.io/object-namespace";
+pub const OBJECT_UID: &str = "vcluster.io/object-uid";
+pub const OBJECT_KIND: &str = "vcluster.io/object-kind";
+/// Labels of a tenant Node mirrored from a host node.
+pub const HOST_CLUSTER: &str = "vcluster.io/host-cluster";
+pub const HOST_NODE: &str = "vcluster.io/host-node";
+pub const MIRRORED_NODE: &str = "vcluster.io/mirrored-node";
+/// The service account every host pod runs as: made by the syncer in each host namespace,
+/// bound to nothing, its token never mounted. A host pod never holds a host credential.
+pub const WORKLOAD_ACCOUNT: &str = "vc-workload";
+
+/// The longest namespace or object name that is a DNS label.
+const LABEL_MAX: usize = 63;
+/// The longest node name (a DNS subdomain).
+const SUBDOMAIN_MAX: usize = 253;
+/// Hex digits of the hash a shortened name ends with.
+const HASH_HEX: usize = 10;
+
+/// `name` if it has at most `max` characters; otherwise its start, trimmed of trailing `-`
+/// and `.`, then `-` and [`HASH_HEX`] hex digits of the SHA-256 of the whole of it.
+pub fn shorten(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_owned();
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    // Names are ASCII (DNS labels and subdomains), so any byte is a character boundary.
+    let start = name[..max - HASH_HEX - 1].trim_end_matches(['-', '.']);
+    format!("{start}-{}", &hex[..HASH_HEX])
+}
+
+/// Where one tenant's objects go on one host, and how they are marked there.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The platform instance (the `managed-by` label's value).
+    pub platform: String,
+    /// The tenant's name in the control plane.
+    pub tenant: String,
+    /// The host cluster's name (the suffix of mirrored node names).
+    pub host: String,
+}
+
+/// The tenant object a host object was made from, as its annotations say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub namespace: Option<String>,
+    pub name: String,
+    pub uid: String,
+}
+
+/// Why a pod may not run on a host, in words for the tenant's event and condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+impl Scope {
+    /// The host namespace of tenant namespace `namespace`.
+    pub fn host_namespace(&self, namespace: &str) -> String {
+        shorten(&format!("vc-{}--{namespace}", self.tenant), LABEL_MAX)
+    }
+
+    /// The label selector of every host object of this tenant (what host watches select).
+    pub fn selector(&self) -> String {
+        format!(
+            "{MANAGED_BY}={},{TENANT}={}",
+            label_value(&self.platform),
+            self.tenant
+        )
+    }
+
+    /// Whether a host object carries this tenant's markers: only such objects are ever
+    /// changed or deleted.
+    pub fn owns(&self, host: &ObjectMeta) -> bool {
+        let labels = host.labels.as_ref();
+        let label = |key| labels.and_then(|l| l.get(key)).map(String::as_str);
+        label(MANAGED_BY) == Some(label_value(&self.platform).as_str())
+            && label(TENANT) == Some(self.tenant.as_str())
+            && origin(host).is_some()
+    }
+
+    /// The markers of a host object made from the tenant object `tenant` of `kind` (its
+    /// `apiVersion/Kind`), with the tenant's own labels and annotations (keys in our domain
+    /// prefixed with `t.`, so that a tenant can never set our markers).
+    fn metadata(&self, tenant: &ObjectMeta, kind: &str, namespace: Option<String>) -> ObjectMeta {
+        let mut labels: BTreeMap<String, String> = tenant
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| (escape_key(k), v.clone()))
+            .collect();
+        labels.insert(MANAGED_BY.into(), label_value(&self.platform));
+        labels.insert(TENANT.into(), self.tenant.clone());
+        let mut annotations: BTreeMap<String, String> = tenant
+            .annotations
+            .iter()
+            .flatten()
+            .map(|(k, v)| (escape_key(k), v.clone()))
+            .collect();
+        if let Some(ns) = &tenant.namespace {
+            labels.insert(NAMESPACE.into(), ns.clone());
+            annotations.insert(OBJECT_NAMESPACE.into(), ns.clone());
+        }
+        annotations.insert(OBJECT_NAME.into(), tenant.name.clone().unwrap_or_default());
+        annotations.insert(OBJECT_UID.into(), tenant.uid.clone().unwrap_or_default());
+        annotations.insert(OBJECT_KIND.into(), kind.into());
+        ObjectMeta {
+            name: tenant.name.clone(),
+            namespace,
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// The host namespace of a tenant namespace. Only the markers go down: a tenant's
+    /// namespace labels (say `pod-security.kubernetes.io/enforce: privileged`) must never
+    /// become the host's.
+    pub fn namespace_to_host(&self, tenant: &Namespace) -> Namespace {
+        let name = tenant.metadata.name.clone().unwrap_or_default();
+        let bare = ObjectMeta {
+            name: Some(name.clone()),
+            uid: tenant.metadata.uid.clone(),
+            ..ObjectMeta::default()
+        };
+        let mut metadata = self.metadata(&bare, "v1/Namespace", None);
+        metadata.name = Some(self.host_namespace(&name));
+        if let Some(labels) = metadata.labels.as_mut() {
+            labels.insert(NAMESPACE.into(), name);
+        }
+        Namespace {
+            metadata,
+            ..Namespace::default()
+        }
+    }
+
+    /// The service account host pods of `namespace` run as.
+    pub fn workload_account(&self, namespace: &str) -> ServiceAccount {
+        let mut labels = BTreeMap::new();
+        labels.insert(MANAGED_BY.to_owned(), label_value(&self.platform));
+        labels.insert(TENANT.to_owned(), self.tenant.clone());
+        labels.insert(NAMESPACE.to_owned(), namespace.to_owned());
+        ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(WORKLOAD_ACCOUNT.into()),
+                namespace: Some(self.host_namespace(namespace)),
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            },
+            automount_service_account_token: Some(false),
+            ..ServiceAccount::default()
+        }
+    }
+
+    /// The host pod of a tenant pod: same name, in the host namespace of its namespace,
+    /// marked; running as [`WORKLOAD_ACCOUNT`] with no token mounted; without what names
+    /// things only the tenant has (its node, priority class, scheduler, the tenant's
+    /// service-account token volume); service links off (the tenant's Services are not the
+    /// host's).
+    ///
+    /// Not yet translated (the syncer issue's next steps): the tenant's service-account
+    /// token (the projected volume is dropped, so in-cluster clients have no credential
+    /// yet), ConfigMaps and Secrets the pod mounts (not copied to the host yet), DNS.
+    pub fn pod_to_host(&self, pod: &Pod) -> Pod {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let metadata = self.metadata(
+            &pod.metadata,
+            "v1/Pod",
+            Some(self.host_namespace(&namespace)),
+        );
+        let mut spec = pod.spec.clone().unwrap_or_default();
+        spec.node_name = spec
+            .node_name
+            .as_deref()
+            .and_then(|n| self.host_node(n))
+            .map(str::to_owned);
+        spec.service_account_name = Some(WORKLOAD_ACCOUNT.into());
+        spec.service_account = None;
+        spec.automount_service_account_token = Some(false);
+        spec.enable_service_links = Some(false);
+        spec.priority_class_name = None;
+        spec.priority = None;
+        spec.preemption_policy = None;
+        spec.scheduler_name = None;
+        drop_token_volumes(&mut spec);
+        Pod {
+            metadata,
+            spec: Some(spec),
+            status: None,
+        }
+    }
+
+    /// The tenant's name for host node `node`: `<node>.<host>`, unique across hosts
+    /// (shortened past 253 characters).
+    pub fn mirrored_node(&self, node: &str) -> String {
+        shorten(&format!("{node}.{}", self.host), SUBDOMAIN_MAX)
+    }
+
+    /// The host node a tenant node name mirrors on this host, if it is one of this host's.
+    pub fn host_node<'a>(&self, tenant_node: &'a str) -> Option<&'a str> {
+        tenant_node
+            .strip_suffix(self.host.as_str())
+            .and_then(|n| n.strip_suffix('.'))
+            .filter(|n| !n.is_empty())
+    }
+
+    /// The tenant Node mirroring host node `host`: its topology labels, capacity,
+    /// conditions, addresses and node info; no taints of the host's (they are the host's
+    /// business: pods that reach the host are scheduled there).
+    pub fn node_to_tenant(&self, host: &Node) -> Node {
+        let host_name = host.metadata.name.clone().unwrap_or_default();
+        let name = self.mirrored_node(&host_name);
+        let mut labels: BTreeMap<String, String> = host
+            .metadata
+            .labels
+            .iter()
+            .flatten()
+            .filter(|(k, _)| mirrored_label(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.insert("kubernetes.io/hostname".into(), label_value(&name));
+        labels.insert(HOST_CLUSTER.into(), self.host.clone());
+        labels.insert(HOST_NODE.into(), label_value(&host_name));
+        labels.insert(MIRRORED_NODE.into(), "true".into());
+        let status = host.status.as_ref().map(|s| NodeStatus {
+            addresses: s.addresses.clone(),
+            allocatable: s.allocatable.clone(),
+            capacity: s.capacity.clone(),
+            conditions: s.conditions.clone(),
+            node_info: s.node_info.clone(),
+            ..NodeStatus::default()
+        });
+        Node {
+            metadata: ObjectMeta {
+                name: Some(name),
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            },
+            spec: Some(NodeSpec {
+                unschedulable: host.spec.as_ref().and_then(|s| s.unschedulable),
+                ..NodeSpec::default()
+            }),
+            status,
+        }
+    }
+}
+
+/// The tenant object a host object was made from (none: not made by a syncer).
+pub fn origin(host: &ObjectMeta) -> Option<Origin> {
+    let annotations = host.annotations.as_ref()?;
+    Some(Origin {
+        namespace: annotations.get(OBJECT_NAMESPACE).cloned(),
+        name: annotations.get(OBJECT_NAME)?.clone(),
+        uid: annotations.get(OBJECT_UID)?.clone(),
+    })
+}
+
+/// The host's policy for tenant pods: nothing that reaches past the pod's own sandbox
+/// (privileged containers, the node's network, PID or IPC namespace, its files). Checked
+/// before anything reaches a host. (Per-tenant exceptions come with the platform's
+/// VirtualCluster resource.)
+pub fn host_policy(pod: &Pod) -> Result<(), Refused> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(());
+    };
+    for (on, field) in [
+        (spec.host_network, "hostNetwork"),
+        (spec.host_pid, "hostPID"),
+        (spec.host_ipc, "hostIPC"),
+    ] {
+        if on == Some(true) {
+            return Err(Refused(format!(
+                "{field} is not allowed on the host cluster"
+            )));
+        }
+    }
+    if let Some(volume) = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.host_path.is_some())
+    {
+        return Err(Refused(format!(
+            "volume {:?}: hostPath volumes are not allowed on the host cluster",
+            volume.name
+        )));
+    }
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers);
+    for container in containers {
+        if container
+            .security_context
+            .as_ref()
+            .and_then(|s| s.privileged)
+            == Some(true)
+        {
+            return Err(Refused(format!(
+                "container {:?}: privileged containers are not allowed on the host cluster",
+                container.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The status the tenant pod gets from its host pod: the host's, with only the containers
+/// the tenant declared (a host may inject sidecars) and the tenant's own QoS class.
+pub fn status_up(tenant: &Pod, host: &PodStatus) -> PodStatus {
+    let declared = |names: Vec<String>| {
+        move |status: &k8s_openapi::api::core::v1::ContainerStatus| names.contains(&status.name)
+    };
+    let spec = tenant.spec.as_ref();
+    let containers: Vec<String> = spec
+        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    let init: Vec<String> = spec
+        .and_then(|s| s.init_containers.as_ref())
+        .map(|cs| cs.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    let mut status = host.clone();
+    if let Some(statuses) = status.container_statuses.as_mut() {
+        statuses.retain(declared(containers));
+    }
+    if let Some(statuses) = status.init_container_statuses.as_mut() {
+        statuses.retain(declared(init));
+    }
+    status.qos_class = tenant
+        .status
+        .as_ref()
+        .and_then(|s| s.qos_class.clone())
+        .or(status.qos_class);
+    status
+}
+
+/// A tenant label or annotation key as it is on the host: keys in our own domain
+/// (`vcluster.io/`, `*.vcluster.io/`) get a `t.` prefix, so that a tenant cannot forge the
+/// markers; everything else unchanged.
+pub fn escape_key(key: &str) -> String {
+    match key.split_once('/') {
+        Some((prefix, _)) if prefix == "vcluster.io" || prefix.ends_with(".vcluster.io") => {
+            format!("t.{key}")
+        }
+        _ => key.to_owned(),
+    }
+}
+
+/// A value fit for a label (at most 63 characters).
+fn label_value(value: &str) -> String {
+    shorten(value, LABEL_MAX)
+}
+
+/// Host node labels a tenant sees on its mirrored node: topology, architecture and
+/// operating system, instance type.
+fn mirrored_label(key: &str) -> bool {
+    key.starts_with("topology.kubernetes.io/")
+        || matches!(
+            key,
+            "kubernetes.io/arch" | "kubernetes.io/os" | "node.kubernetes.io/instance-type"
+        )
+}
+
+/// Removes the projected volumes holding a service-account token, and their mounts: a
+/// token there would be the host's (see [`Scope::pod_to_host`]).
+fn drop_token_volumes(spec: &mut PodSpec) {
+    let Some(volumes) = spec.volumes.as_mut() else {
+        return;
+    };
+    let mut dropped = Vec::new();
+    volumes.retain(|v| {
+        let token = v.projected.as_ref().is_some_and(|p| {
+            p.sources
+                .iter()
+                .flatten()
+                .any(|s| s.service_account_token.is_some())
+        });
+        if token {
+            dropped.push(v.name.clone());
+        }
+        !token
+    });
+    if dropped.is_empty() {
+        return;
+    }
+    let containers = spec
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .chain(spec.containers.iter_mut());
+    for container in containers {
+        if let Some(mounts) = container.volume_mounts.as_mut() {
+            mounts.retain(|m| !dropped.contains(&m.name));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scope() -> Scope {
+        Scope {
+            platform: "vcluster".into(),
+            tenant: "acme".into(),
+            host: "eu-1".into(),
+        }
+    }
+
+    fn pod(value: serde_json::Value) -> Pod {
+        serde_json::from_value(value).expect("a pod")
+    }
+
+    #[test]
+    fn long_names_are_shortened_with_a_hash_of_the_whole() {
+        // The design note's vectors.
+        for (name, short) in [
+            (
+                "vc-acme--payments-production-eu-west-1-blue-green-canary-rollout",
+                "vc-acme--payments-production-eu-west-1-blue-green-ca-3bc7af15ac",
+            ),
+            (
+                "my-very-long-statefulset-name-with-many-words-0-x-production-eu-west",
+                "my-very-long-statefulset-name-with-many-words-0-x-pr-09d4723750",
+            ),
+            ("vc-acme--web", "vc-acme--web"),
+        ] {
+            assert_eq!(shorten(name, LABEL_MAX), short, "{name}");
+            assert!(shorten(name, LABEL_MAX).len() <= LABEL_MAX);
+        }
+        // A cut that ends in `-` or `.` is trimmed before the hash.
+        let name = format!("{}-{}", "a".repeat(51), "b".repeat(20));
+        let short = shorten(&name, LABEL_MAX);
+        assert!(
+            short.starts_with(&format!("{}-", "a".repeat(51))),
+            "{short}"
+        );
+        assert_eq!(short.len(), 51 + 1 + HASH_HEX);
+    }
+
+    #[test]
+    fn namespaces_are_one_host_namespace_each_and_distinct_across_tenants() {
+        let a = scope();
+        let b = Scope {
+            tenant: "acme-web".into(),
+            ..scope()
+        };
+        assert_eq!(a.host_namespace("web"), "vc-acme--web");
+        assert_ne!(a.host_namespace("web-x"), b.host_namespace("x"));
+        assert_eq!(
+            a.selector(),
+            "vcluster.io/managed-by=vcluster,vcluster.io/tenant=acme"
+        );
+    }
+
+    #[test]
+    fn a_pod_goes_down_marked_without_the_tenants_credentials_or_names() {
+        let tenant = pod(json!({
+            "metadata": {"name": "web-1", "namespace": "web", "uid": "u-1",
+                "labels": {"app": "web", "vcluster.io/tenant": "forged"},
+                "annotations": {"note": "kept"}, "finalizers": ["x"],
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "name": "web", "uid": "rs"}]},
+            "spec": {
+                "nodeName": "sim-0.eu-1",
+                "serviceAccountName": "builder",
+                "priorityClassName": "high", "priority": 1000, "schedulerName": "custom",
+                "containers": [{"name": "app", "image": "nginx",
+                    "volumeMounts": [{"name": "kube-api-access-x", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+                                     {"name": "data", "mountPath": "/data"}]}],
+                "volumes": [
+                    {"name": "kube-api-access-x", "projected": {"sources": [
+                        {"serviceAccountToken": {"path": "token"}},
+                        {"configMap": {"name": "kube-root-ca.crt"}}]}},
+                    {"name": "data", "emptyDir": {}}]
+            },
+            "status": {"phase": "Running"}
+        }));
+        let host = scope().pod_to_host(&tenant);
+        let meta = &host.metadata;
+        assert_eq!(meta.name.as_deref(), Some("web-1"));
+        assert_eq!(meta.namespace.as_deref(), Some("vc-acme--web"));
+        let labels = meta.labels.as_ref().expect("labels");
+        assert_eq!(labels["app"], "web");
+        assert_eq!(labels[TENANT], "acme", "the tenant cannot forge a marker");
+        assert_eq!(labels["t.vcluster.io/tenant"], "forged");
+        assert_eq!(labels[NAMESPACE], "web");
+        assert_eq!(labels[MANAGED_BY], "vcluster");
+        let annotations = meta.annotations.as_ref().expect("annotations");
+        assert_eq!(annotations["note"], "kept");
+        assert_eq!(annotations[OBJECT_UID], "u-1");
+        assert_eq!(annotations[OBJECT_KIND], "v1/Pod");
+        assert!(meta.finalizers.is_none() && meta.owner_references.is_none());
+        assert!(scope().owns(meta));
+        assert_eq!(
+            origin(meta),
+            Some(Origin {
+                namespace: Some("web".into()),
+                name: "web-1".into(),
+                uid: "u-1".into()
+            })
+        );
+        let spec = host.spec.as_ref().expect("spec");
+        assert_eq!(spec.node_name.as_deref(), Some("sim-0"));
+        assert_eq!(spec.service_account_name.as_deref(), Some(WORKLOAD_ACCOUNT));
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert_eq!(spec.enable_service_links, Some(false));
+        assert!(spec.priority_class_name.is_none() && spec.priority.is_none());
+        assert!(spec.scheduler_name.is_none());
+        let volumes: Vec<_> = spec.volumes.iter().flatten().map(|v| &v.name).collect();
+        assert_eq!(volumes, ["data"]);
+        let mounts: Vec<_> = spec.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| &m.name)
+            .collect();
+        assert_eq!(mounts, ["data"]);
+        assert!(host.status.is_none());
+    }
+
+    #[test]
+    fn a_node_of_another_host_is_not_kept() {
+        let tenant = pod(json!({
+            "metadata": {"name": "p", "namespace": "web", "uid": "u"},
+            "spec": {"nodeName": "sim-0.us-1", "containers": [{"name": "app", "image": "x"}]}
+        }));
+        let host = scope().pod_to_host(&tenant);
+        assert!(host.spec.expect("spec").node_name.is_none());
+        assert_eq!(scope().host_node("sim-0.eu-1"), Some("sim-0"));
+        assert_eq!(scope().host_node("eu-1"), None);
+        assert_eq!(scope().host_node("sim-0xeu-1"), None);
+    }
+
+    #[test]
+    fn objects_without_every_marker_are_not_ours() {
+        let mut meta = scope()
+            .pod_to_host(&pod(json!({
+                "metadata": {"name": "p", "namespace": "web", "uid": "u"},
+                "spec": {"containers": []}
+            })))
+            .metadata;
+        assert!(scope().owns(&meta));
+        let other = Scope {
+            tenant: "other".into(),
+            ..scope()
+        };
+        assert!(!other.owns(&meta), "another tenant's");
+        let platform = Scope {
+            platform: "another".into(),
+            ..scope()
+        };
+        assert!(!platform.owns(&meta), "another platform's");
+        meta.annotations
+            .as_mut()
+            .expect("annotations")
+            .remove(OBJECT_UID);
+        assert!(!scope().owns(&meta), "without its origin");
+    }
+
+    #[test]
+    fn the_host_policy_refuses_what_reaches_past_the_pod() {
+        for (spec, refused) in [
+            (json!({"containers": [{"name": "a"}]}), None),
+            (
+                json!({"hostNetwork": true, "containers": [{"name": "a"}]}),
+                Some("hostNetwork"),
+            ),
+            (
+                json!({"hostPID": true, "containers": [{"name": "a"}]}),
+                Some("hostPID"),
+            ),
+            (
+                json!({"volumes": [{"name": "root", "hostPath": {"path": "/"}}], "containers": [{"name": "a"}]}),
+                Some("hostPath"),
+            ),
+            (
+                json!({"initContainers": [{"name": "i", "securityContext": {"privileged": true}}], "containers": [{"name": "a"}]}),
+                Some("privileged"),
+            ),
+        ] {
+            let result = host_policy(&pod(json!({"metadata": {"name": "p"}, "spec": spec})));
+            match refused {
+                None => assert!(result.is_ok(), "{spec}: {result:?}"),
+                Some(word) => {
+                    let Refused(message) = result.expect_err("refused");
+                    assert!(message.contains(word), "{spec}: {message}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn status_comes_up_for_the_declared_containers_only() {
+        let tenant = pod(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "app"}]},
+            "status": {"qosClass": "Burstable"}
+        }));
+        let host: PodStatus = serde_json::from_value(json!({
+            "phase": "Running", "podIP": "10.0.0.5", "qosClass": "BestEffort",
+            "containerStatuses": [
+                {"name": "app", "ready": true, "restartCount": 2, "image": "x", "imageID": ""},
+                {"name": "injected-sidecar", "ready": true, "restartCount": 0, "image": "y", "imageID": ""}]
+        }))
+        .expect("a status");
+        let status = status_up(&tenant, &host);
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert_eq!(status.pod_ip.as_deref(), Some("10.0.0.5"));
+        assert_eq!(status.qos_class.as_deref(), Some("Burstable"));
+        let names: Vec<_> = status
+            .container_statuses
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["app"]);
+    }
+
+    #[test]
+    fn a_mirrored_node_is_named_by_its_host_and_keeps_topology_only() {
+        let host: Node = serde_json::from_value(json!({
+            "metadata": {"name": "sim-0", "labels": {
+                "topology.kubernetes.io/zone": "z1", "kubernetes.io/arch": "amd64",
+                "secret.example.com/rack": "r9"}},
+            "spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]},
+            "status": {"capacity": {"cpu": "4"}, "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .expect("a node");
+        let node = scope().node_to_tenant(&host);
+        assert_eq!(node.metadata.name.as_deref(), Some("sim-0.eu-1"));
+        let labels = node.metadata.labels.expect("labels");
+        assert_eq!(labels["topology.kubernetes.io/zone"], "z1");
+        assert_eq!(labels[HOST_CLUSTER], "eu-1");
+        assert_eq!(labels[HOST_NODE], "sim-0");
+        assert_eq!(labels["kubernetes.io/hostname"], "sim-0.eu-1");
+        assert!(!labels.contains_key("secret.example.com/rack"));
+        assert!(node.spec.expect("spec").taints.is_none());
+        let status = node.status.expect("status");
+        assert_eq!(status.capacity.expect("capacity")["cpu"].0, "4");
+        assert_eq!(scope().host_node("sim-0.eu-1"), Some("sim-0"));
+    }
+
+    #[test]
+    fn a_host_namespace_carries_markers_not_the_tenants_labels() {
+        let tenant: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": "web", "uid": "n-1", "labels": {
+                "pod-security.kubernetes.io/enforce": "privileged"}}
+        }))
+        .expect("a namespace");
+        let host = scope().namespace_to_host(&tenant);
+        assert_eq!(host.metadata.name.as_deref(), Some("vc-acme--web"));
+        let labels = host.metadata.labels.as_ref().expect("labels");
+        assert!(!labels.contains_key("pod-security.kubernetes.io/enforce"));
+        assert_eq!(labels[NAMESPACE], "web");
+        assert!(scope().owns(&host.metadata));
+        assert_eq!(
+            origin(&host.metadata).map(|o| o.uid),
+            Some("n-1".to_owned())
+        );
+    }
+}

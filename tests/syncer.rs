@@ -1,0 +1,294 @@
+//! The syncer end to end: `vcluster up --host local=<kubeconfig>` against a stand-in host
+//! cluster (`vcluster host --name local --simulated-nodes 2`, a process of its own), driven by
+//! real kubectl on both sides, on the embedded store and on etcd. A tenant's Deployment
+//! runs as marked pods in the host namespace of its namespace and comes back Running on
+//! mirrored nodes; scaling and deleting reach the host; a host pod deleted behind the
+//! syncer's back is replaced through the tenant's own controllers; a pod the host policy
+//! refuses never reaches the host; a deleted namespace leaves nothing there.
+
+use serde_json::Value;
+use vcluster_testkit::clients::Kubectl;
+use vcluster_tests::{Tenant, directly, items, with_each_kubectl};
+
+vcluster_tests::scenarios! {
+    host_nodes: 2;
+    with_each_kubectl: [a_deployment_runs_on_the_host],
+    directly: [
+        a_host_pod_deleted_behind_the_syncers_back_is_replaced,
+        a_pod_the_host_may_not_run_stays_in_the_tenant,
+        a_deleted_namespace_leaves_nothing_on_the_host,
+    ],
+}
+
+/// The arguments that select, on the host, the pods of tenant namespace `ns` (found by
+/// the markers, as the host namespace's name is shortened past 63 characters).
+fn host_pods_of(tenant: &Tenant, ns: &str) -> Vec<String> {
+    let selector = format!(
+        "vcluster.io/tenant={},vcluster.io/namespace={ns}",
+        tenant.name
+    );
+    ["get", "pods", "-A", "-l", &selector]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// Runs kubectl with `args` and then `more`.
+fn with<'a>(args: &'a [String], more: &[&'a str]) -> Vec<&'a str> {
+    args.iter()
+        .map(String::as_str)
+        .chain(more.iter().copied())
+        .collect()
+}
+
+/// The pods of `ns` labelled `app=<app>`, not being deleted.
+fn pods(k: &Kubectl, ns: &str, app: &str) -> Vec<Value> {
+    let label = format!("app={app}");
+    items(&k.ok(&["get", "pods", "-n", ns, "-l", &label, "-o", "json"]))
+        .into_iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .collect()
+}
+
+/// Every object of the tenant's on the host, by the tenant marker: namespaces, pods and
+/// service accounts, as `kind/name` lines.
+fn host_objects(tenant: &Tenant, h: &Kubectl) -> String {
+    let selector = format!("vcluster.io/tenant={}", tenant.name);
+    h.ok(&[
+        "get",
+        "namespaces,pods,serviceaccounts",
+        "-A",
+        "-l",
+        &selector,
+        "-o",
+        "name",
+    ])
+}
+
+fn a_deployment_runs_on_the_host(tenant: &Tenant, version: &str) {
+    let k = tenant.kubectl(version);
+    let h = tenant.host_kubectl(version);
+    let ns = format!("web-{version}");
+    let on_host_args = host_pods_of(tenant, &ns);
+    k.ok(&["create", "namespace", &ns]);
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        &ns,
+        "--image=nginx",
+        "--replicas=3",
+    ]);
+    k.ok(&[
+        "rollout",
+        "status",
+        "deployment/web",
+        "-n",
+        &ns,
+        "--timeout=60s",
+    ]);
+
+    let in_tenant = pods(&k, &ns, "web");
+    assert_eq!(in_tenant.len(), 3, "{in_tenant:#?}");
+    let on_host = items(&h.ok(&with(&on_host_args, &["-o", "json"])));
+    assert_eq!(on_host.len(), 3, "{on_host:#?}");
+    for pod in &in_tenant {
+        let name = pod["metadata"]["name"].as_str().expect("a name");
+        assert_eq!(pod["status"]["phase"], "Running", "{pod:#}");
+        let node = pod["spec"]["nodeName"].as_str().expect("bound");
+        let host_node = node
+            .strip_suffix(".local")
+            .expect("a node mirrored from local");
+        let host = on_host
+            .iter()
+            .find(|h| h["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no host pod {name}"));
+        let labels = &host["metadata"]["labels"];
+        assert_eq!(labels["vcluster.io/managed-by"], "vcluster");
+        assert_eq!(labels["vcluster.io/tenant"], tenant.name.as_str());
+        assert_eq!(labels["vcluster.io/namespace"], ns.as_str());
+        assert_eq!(labels["app"], "web");
+        let annotations = &host["metadata"]["annotations"];
+        assert_eq!(
+            annotations["vcluster.io/object-uid"],
+            pod["metadata"]["uid"]
+        );
+        assert_eq!(annotations["vcluster.io/object-kind"], "v1/Pod");
+        // No host credential: the workload account, no token mounted.
+        assert_eq!(host["spec"]["serviceAccountName"], "vc-workload");
+        assert_eq!(host["spec"]["automountServiceAccountToken"], false);
+        assert_eq!(host["spec"]["nodeName"], host_node);
+        // The status the tenant sees is the host pod's.
+        assert_eq!(pod["status"]["podIP"], host["status"]["podIP"]);
+        assert!(pod["status"]["podIP"].is_string(), "{pod:#}");
+    }
+
+    // The nodes the tenant sees are the host nodes its pods run on.
+    let nodes = items(&k.ok(&[
+        "get",
+        "nodes",
+        "-l",
+        "vcluster.io/mirrored-node=true",
+        "-o",
+        "json",
+    ]));
+    assert!(!nodes.is_empty());
+    for node in &nodes {
+        assert_eq!(
+            node["metadata"]["labels"]["vcluster.io/host-cluster"],
+            "local"
+        );
+        let ready = node["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+        assert!(ready, "{node:#}");
+        assert!(
+            in_tenant
+                .iter()
+                .any(|p| p["spec"]["nodeName"] == node["metadata"]["name"]),
+            "a node no pod runs on: {node:#}"
+        );
+    }
+
+    // Scaling down reaches the host.
+    k.ok(&["scale", "deployment/web", "-n", &ns, "--replicas=1"]);
+    h.eventually(&with(&on_host_args, &["-o", "name"]), |out| {
+        out.lines().count() == 1
+    });
+    // Deleting the Deployment empties the host namespace, and the nodes go.
+    k.ok(&["delete", "deployment/web", "-n", &ns]);
+    h.eventually(&with(&on_host_args, &["-o", "name"]), |out| {
+        out.trim().is_empty()
+    });
+    k.eventually(
+        &[
+            "get",
+            "nodes",
+            "-l",
+            "vcluster.io/mirrored-node=true",
+            "-o",
+            "name",
+        ],
+        |out| out.trim().is_empty(),
+    );
+}
+
+fn a_host_pod_deleted_behind_the_syncers_back_is_replaced(tenant: &Tenant) {
+    let k = tenant.kubectl("v36");
+    let h = tenant.host_kubectl("v36");
+    let on_host_args = host_pods_of(tenant, "default");
+    k.ok(&["create", "deployment", "solo", "--image=nginx"]);
+    k.ok(&["rollout", "status", "deployment/solo", "--timeout=60s"]);
+    let first = pods(&k, "default", "solo");
+    assert_eq!(first.len(), 1);
+    let name = first[0]["metadata"]["name"].as_str().expect("a name");
+    let uid = first[0]["metadata"]["uid"].clone();
+
+    let host = items(&h.ok(&with(&on_host_args, &["-o", "json"])));
+    assert_eq!(host.len(), 1, "{host:#?}");
+    let host_ns = host[0]["metadata"]["namespace"]
+        .as_str()
+        .expect("a namespace");
+    h.ok(&["delete", "pod", name, "-n", host_ns, "--wait=false"]);
+
+    // The tenant pod whose host pod vanished is deleted; its ReplicaSet makes another,
+    // which runs on the host in its place: one host pod, the new tenant pod's.
+    let replaced = k.eventually(&["get", "pods", "-l", "app=solo", "-o", "json"], |out| {
+        let now = items(out);
+        now.len() == 1 && now[0]["metadata"]["uid"] != uid && now[0]["status"]["phase"] == "Running"
+    });
+    let replacement = &items(&replaced)[0];
+    h.eventually(&with(&on_host_args, &["-o", "json"]), |out| {
+        let host = items(out);
+        host.len() == 1
+            && host[0]["metadata"]["annotations"]["vcluster.io/object-uid"]
+                == replacement["metadata"]["uid"]
+    });
+}
+
+fn a_pod_the_host_may_not_run_stays_in_the_tenant(tenant: &Tenant) {
+    let k = tenant.kubectl("v36");
+    let h = tenant.host_kubectl("v36");
+    k.ok(&[
+        "run",
+        "bad",
+        "--image=busybox",
+        r#"--overrides={"spec":{"hostNetwork":true}}"#,
+    ]);
+    let refused = k.eventually(&["get", "pod", "bad", "-o", "json"], |out| {
+        serde_json::from_str::<Value>(out).is_ok_and(|pod| {
+            pod["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["type"] == "PodScheduled"
+                        && c["status"] == "False"
+                        && c["reason"] == "HostPolicy"
+                })
+            })
+        })
+    });
+    let pod: Value = serde_json::from_str(&refused).expect("a pod");
+    assert_eq!(pod["status"]["phase"], "Pending");
+    let message = pod["status"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("hostNetwork"), "{message}");
+    k.eventually(&["get", "events.v1.events.k8s.io", "-o", "json"], |out| {
+        items(out).iter().any(|e| {
+            e["reason"] == "HostPolicy" && e["regarding"]["name"] == "bad" && e["type"] == "Warning"
+        })
+    });
+    // A pod that runs shows the syncer has seen everything before it; the refused one never
+    // reached the host.
+    k.ok(&["run", "good", "--image=busybox"]);
+    k.ok(&["wait", "pod/good", "--for=condition=Ready", "--timeout=60s"]);
+    let on_host = host_objects(tenant, &h);
+    assert!(on_host.contains("pod/good"), "{on_host}");
+    assert!(!on_host.contains("pod/bad"), "{on_host}");
+}
+
+fn a_deleted_namespace_leaves_nothing_on_the_host(tenant: &Tenant) {
+    let k = tenant.kubectl("v36");
+    let h = tenant.host_kubectl("v36");
+    k.ok(&["create", "namespace", "gone"]);
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "gone",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
+    k.ok(&[
+        "rollout",
+        "status",
+        "deployment/web",
+        "-n",
+        "gone",
+        "--timeout=60s",
+    ]);
+    let selector = format!(
+        "vcluster.io/tenant={},vcluster.io/namespace=gone",
+        tenant.name
+    );
+    let namespaces = h.ok(&["get", "namespaces", "-l", &selector, "-o", "name"]);
+    assert_eq!(namespaces.lines().count(), 1, "{namespaces}");
+    let before = host_objects(tenant, &h);
+    assert!(before.contains("serviceaccount/vc-workload"), "{before}");
+    assert_eq!(before.matches("pod/").count(), 2, "{before}");
+
+    k.ok(&["delete", "namespace", "gone", "--timeout=60s"]);
+    h.eventually(
+        &[
+            "get",
+            "namespaces,pods,serviceaccounts",
+            "-A",
+            "-l",
+            &format!("vcluster.io/tenant={}", tenant.name),
+            "-o",
+            "name",
+        ],
+        |out| out.trim().is_empty(),
+    );
+}
