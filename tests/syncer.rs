@@ -4,7 +4,8 @@
 //! runs as marked pods in the host namespace of its namespace and comes back Running on
 //! mirrored nodes; scaling and deleting reach the host; a host pod deleted behind the
 //! syncer's back is replaced through the tenant's own controllers; a pod the host policy
-//! refuses never reaches the host; a deleted namespace leaves nothing there.
+//! refuses never reaches the host; a deleted namespace leaves nothing there; the ConfigMaps
+//! and Secrets a pod uses go down beside it, and only while it uses them.
 
 use serde_json::Value;
 use vcluster_testkit::clients::Kubectl;
@@ -17,6 +18,7 @@ vcluster_tests::scenarios! {
         a_host_pod_deleted_behind_the_syncers_back_is_replaced,
         a_pod_the_host_may_not_run_stays_in_the_tenant,
         a_deleted_namespace_leaves_nothing_on_the_host,
+        configmaps_and_secrets_go_down_while_a_pod_uses_them,
     ],
 }
 
@@ -286,6 +288,105 @@ fn a_deleted_namespace_leaves_nothing_on_the_host(tenant: &Tenant) {
             "-A",
             "-l",
             &format!("vcluster.io/tenant={}", tenant.name),
+            "-o",
+            "name",
+        ],
+        |out| out.trim().is_empty(),
+    );
+}
+
+fn configmaps_and_secrets_go_down_while_a_pod_uses_them(tenant: &Tenant) {
+    let k = tenant.kubectl("v36");
+    let h = tenant.host_kubectl("v36");
+    k.ok(&[
+        "create",
+        "configmap",
+        "conf",
+        "--from-literal=greeting=hello",
+    ]);
+    k.ok(&["create", "configmap", "unused", "--from-literal=x=y"]);
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=s3cret",
+    ]);
+    let pod = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "user"},
+        "spec": {"containers": [{"name": "app", "image": "busybox",
+            "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}}],
+            "volumeMounts": [{"name": "conf", "mountPath": "/etc/conf"}]}],
+          "volumes": [{"name": "conf", "configMap": {"name": "conf"}}]}}"#;
+    let created = k.run_with(&["create", "-f", "-"], Some(pod));
+    assert!(created.ok, "{}", created.stderr);
+    k.ok(&["wait", "pod/user", "--for=condition=Ready", "--timeout=60s"]);
+
+    let selector = format!(
+        "vcluster.io/tenant={},vcluster.io/namespace=default",
+        tenant.name
+    );
+    let copies = |kind: &str| items(&h.ok(&["get", kind, "-A", "-l", &selector, "-o", "json"]));
+    let names = |objects: &[Value]| -> Vec<String> {
+        objects
+            .iter()
+            .map(|o| {
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    // The used ones are there with their content; the unused one and the tenant's own
+    // kube-root-ca.crt are not.
+    h.eventually(
+        &[
+            "get",
+            "configmaps,secrets",
+            "-A",
+            "-l",
+            &selector,
+            "-o",
+            "name",
+        ],
+        |out| out.contains("configmap/conf") && out.contains("secret/creds"),
+    );
+    let config_maps = copies("configmaps");
+    assert_eq!(names(&config_maps), ["conf"]);
+    assert_eq!(config_maps[0]["data"]["greeting"], "hello");
+    let secrets = copies("secrets");
+    assert_eq!(names(&secrets), ["creds"]);
+    let tenant_secret: Value =
+        serde_json::from_str(&k.ok(&["get", "secret", "creds", "-o", "json"])).expect("json");
+    assert_eq!(secrets[0]["data"], tenant_secret["data"]);
+
+    // A change in the tenant reaches the copy.
+    k.ok(&[
+        "patch",
+        "configmap",
+        "conf",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"greeting":"bye"}}"#,
+    ]);
+    h.eventually(
+        &["get", "configmaps", "-A", "-l", &selector, "-o", "json"],
+        |out| {
+            items(out)
+                .first()
+                .is_some_and(|c| c["data"]["greeting"] == "bye")
+        },
+    );
+
+    // Once no pod uses them, the copies go.
+    k.ok(&["delete", "pod", "user"]);
+    h.eventually(
+        &[
+            "get",
+            "configmaps,secrets",
+            "-A",
+            "-l",
+            &selector,
             "-o",
             "name",
         ],

@@ -12,14 +12,17 @@
 //!   again with another uid) is deleted;
 //! - `namespaces`: a host namespace whose tenant namespace is gone or terminating is
 //!   deleted, with everything in it;
+//! - `configs`: the ConfigMaps and Secrets a pod names, copied beside it while a pod of
+//!   their namespace uses them, their copies deleted when none does or they are gone;
 //! - `nodes`: a tenant Node for each host node that runs the tenant's pods, kept up to
 //!   date, deleted when none runs there any more.
 //!
 //! Only host objects carrying this tenant's markers (`translate::Scope::owns`) are ever
 //! changed or deleted. Not built yet (issue 13's next steps): several host clusters and
-//! placement, Services, ConfigMaps and Secrets, tokens, DNS, failover, fair queuing across
+//! placement, Services, tokens, DNS, failover, fair queuing across
 //! tenants (today one set of controllers per tenant).
 
+mod configs;
 mod namespaces;
 mod nodes;
 mod pods;
@@ -114,6 +117,8 @@ pub async fn run(tenant: Cluster, host: Cluster, options: Options) {
         pods::collect(ctx.clone()),
         namespaces::run(ctx.clone()),
         nodes::run(ctx.clone()),
+        configs::run::<k8s_openapi::api::core::v1::ConfigMap>(ctx.clone()),
+        configs::run::<k8s_openapi::api::core::v1::Secret>(ctx.clone()),
     );
 }
 

@@ -10,10 +10,11 @@
 //! control plane refuses them), so no two (tenant, namespace) pairs share a host
 //! namespace. Names are never parsed back: the markers below say whose a host object is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus, ServiceAccount,
+    ConfigMap, Namespace, Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus, Secret,
+    ServiceAccount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest, Sha256};
@@ -185,9 +186,10 @@ impl Scope {
     /// service-account token volume); service links off (the tenant's Services are not the
     /// host's).
     ///
-    /// Not yet translated (the syncer issue's next steps): the tenant's service-account
-    /// token (the projected volume is dropped, so in-cluster clients have no credential
-    /// yet), ConfigMaps and Secrets the pod mounts (not copied to the host yet), DNS.
+    /// The ConfigMaps and Secrets it names go down beside it (`configs.rs`), under the same
+    /// names. Not yet translated (the syncer issue's next steps): the tenant's
+    /// service-account token (the projected volume is dropped, so in-cluster clients have
+    /// no credential yet), DNS.
     pub fn pod_to_host(&self, pod: &Pod) -> Pod {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let metadata = self.metadata(
@@ -268,6 +270,112 @@ impl Scope {
                 ..NodeSpec::default()
             }),
             status,
+        }
+    }
+}
+
+/// The ConfigMaps and Secrets a pod spec names (volumes, projected sources, `env`,
+/// `envFrom`, image pull secrets), which must exist beside its host pod.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct References {
+    pub config_maps: BTreeSet<String>,
+    pub secrets: BTreeSet<String>,
+}
+
+impl References {
+    /// What `spec` names, in every container (init and ephemeral ones too).
+    pub fn of(spec: &PodSpec) -> Self {
+        let mut refs = Self::default();
+        for volume in spec.volumes.iter().flatten() {
+            if let Some(c) = &volume.config_map {
+                refs.config_maps.insert(c.name.clone());
+            }
+            if let Some(name) = volume.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+                refs.secrets.insert(name);
+            }
+            let sources = volume
+                .projected
+                .iter()
+                .flat_map(|p| p.sources.iter().flatten());
+            for source in sources {
+                if let Some(c) = &source.config_map {
+                    refs.config_maps.insert(c.name.clone());
+                }
+                if let Some(s) = &source.secret {
+                    refs.secrets.insert(s.name.clone());
+                }
+            }
+        }
+        for pull in spec.image_pull_secrets.iter().flatten() {
+            refs.secrets.insert(pull.name.clone());
+        }
+        let containers = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten());
+        let ephemeral = spec.ephemeral_containers.iter().flatten();
+        let envs = containers
+            .map(|c| (&c.env, &c.env_from))
+            .chain(ephemeral.map(|c| (&c.env, &c.env_from)));
+        for (env, env_from) in envs {
+            for from in env.iter().flatten().filter_map(|e| e.value_from.as_ref()) {
+                if let Some(c) = &from.config_map_key_ref {
+                    refs.config_maps.insert(c.name.clone());
+                }
+                if let Some(s) = &from.secret_key_ref {
+                    refs.secrets.insert(s.name.clone());
+                }
+            }
+            for from in env_from.iter().flatten() {
+                if let Some(c) = &from.config_map_ref {
+                    refs.config_maps.insert(c.name.clone());
+                }
+                if let Some(s) = &from.secret_ref {
+                    refs.secrets.insert(s.name.clone());
+                }
+            }
+        }
+        refs.config_maps.retain(|n| !n.is_empty());
+        refs.secrets.retain(|n| !n.is_empty());
+        refs
+    }
+}
+
+impl Scope {
+    /// The host copy of a tenant ConfigMap: marked, same name and content.
+    pub fn config_map_to_host(&self, tenant: &ConfigMap) -> ConfigMap {
+        let namespace = tenant.metadata.namespace.as_deref().unwrap_or_default();
+        ConfigMap {
+            metadata: self.metadata(
+                &tenant.metadata,
+                "v1/ConfigMap",
+                Some(self.host_namespace(namespace)),
+            ),
+            data: tenant.data.clone(),
+            binary_data: tenant.binary_data.clone(),
+            immutable: tenant.immutable,
+        }
+    }
+
+    /// The host copy of a tenant Secret: marked, same name and data. A tenant's
+    /// service-account token Secret goes down as `Opaque`, so that no host controller acts
+    /// on it as one of the host's.
+    pub fn secret_to_host(&self, tenant: &Secret) -> Secret {
+        let namespace = tenant.metadata.namespace.as_deref().unwrap_or_default();
+        let type_ = match tenant.type_.as_deref() {
+            Some("kubernetes.io/service-account-token") => Some("Opaque".to_owned()),
+            other => other.map(str::to_owned),
+        };
+        Secret {
+            metadata: self.metadata(
+                &tenant.metadata,
+                "v1/Secret",
+                Some(self.host_namespace(namespace)),
+            ),
+            data: tenant.data.clone(),
+            string_data: None,
+            type_,
+            immutable: tenant.immutable,
         }
     }
 }
@@ -668,6 +776,78 @@ mod tests {
         let status = node.status.expect("status");
         assert_eq!(status.capacity.expect("capacity")["cpu"].0, "4");
         assert_eq!(scope().host_node("sim-0.eu-1"), Some("sim-0"));
+    }
+
+    #[test]
+    fn a_pods_references_are_every_configmap_and_secret_it_names() {
+        let spec: PodSpec = serde_json::from_value(json!({
+            "volumes": [
+                {"name": "a", "configMap": {"name": "cm-volume"}},
+                {"name": "b", "secret": {"secretName": "secret-volume"}},
+                {"name": "c", "projected": {"sources": [
+                    {"configMap": {"name": "cm-projected"}},
+                    {"secret": {"name": "secret-projected"}}]}},
+                {"name": "d", "emptyDir": {}}],
+            "imagePullSecrets": [{"name": "pull"}],
+            "initContainers": [{"name": "i", "envFrom": [{"configMapRef": {"name": "cm-init"}}]}],
+            "containers": [{"name": "app",
+                "env": [
+                    {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cm-env", "key": "k"}}},
+                    {"name": "B", "valueFrom": {"secretKeyRef": {"name": "secret-env", "key": "k"}}},
+                    {"name": "C", "value": "plain"}],
+                "envFrom": [{"secretRef": {"name": "secret-from"}}]}],
+            "ephemeralContainers": [{"name": "debug",
+                "envFrom": [{"configMapRef": {"name": "cm-debug"}}]}]
+        }))
+        .expect("a spec");
+        let refs = References::of(&spec);
+        let set = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| (*n).to_owned())
+                .collect::<BTreeSet<_>>()
+        };
+        assert_eq!(
+            refs.config_maps,
+            set(&["cm-debug", "cm-env", "cm-init", "cm-projected", "cm-volume"])
+        );
+        assert_eq!(
+            refs.secrets,
+            set(&[
+                "pull",
+                "secret-env",
+                "secret-from",
+                "secret-projected",
+                "secret-volume"
+            ])
+        );
+    }
+
+    #[test]
+    fn configmaps_and_secrets_go_down_marked_and_tokens_as_opaque() {
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "conf", "namespace": "web", "uid": "c-1"},
+            "data": {"k": "v"}, "immutable": true
+        }))
+        .expect("a configmap");
+        let host = scope().config_map_to_host(&cm);
+        assert_eq!(host.metadata.namespace.as_deref(), Some("vc-acme--web"));
+        assert!(scope().owns(&host.metadata));
+        assert_eq!(host.data, cm.data);
+        assert_eq!(host.immutable, Some(true));
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "tok", "namespace": "web", "uid": "s-1",
+                "annotations": {"kubernetes.io/service-account.name": "builder"}},
+            "type": "kubernetes.io/service-account-token", "data": {"token": "eA=="}
+        }))
+        .expect("a secret");
+        let host = scope().secret_to_host(&secret);
+        assert_eq!(host.type_.as_deref(), Some("Opaque"));
+        assert_eq!(host.data, secret.data);
+        assert_eq!(
+            host.metadata.annotations.as_ref().expect("annotations")[OBJECT_KIND],
+            "v1/Secret"
+        );
     }
 
     #[test]
