@@ -13,11 +13,10 @@ vcluster_tests::scenarios! {
 }
 
 const SCRIPT: &str = r#"
-import sys, threading
-from kubernetes import client, config, watch
+import threading
+from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
-config.load_kube_config(config_file=sys.argv[1])
 v1 = client.CoreV1Api()
 names = [n.metadata.name for n in v1.list_namespace().items]
 assert "kube-system" in names, names
@@ -136,10 +135,27 @@ fn python_client(tenant: &Tenant) {
     run(tenant, SCRIPT, "python client: ok");
 }
 
-/// Runs `script` with the tenant's kubeconfig as its argument; it must end printing `done`.
+/// What every script starts with: the client configured from the kubeconfig it is given,
+/// and `send`, a raw request whose status, JSON answer and response it returns.
+const PRELUDE: &str = r#"
+import json, sys
+from kubernetes import client, config
+
+config.load_kube_config(config_file=sys.argv[1])
+api = client.ApiClient()
+base = api.configuration.host
+
+def send(method, path, body, content_type="application/json"):
+    r = api.call_api(method, base + path, header_params={"Content-Type": content_type,
+        "Accept": "application/json"}, body=body)
+    return r.status, json.loads(r.read() or "{}"), r
+"#;
+
+/// Runs `script` after the prelude with the tenant's kubeconfig as its argument; it must
+/// end printing `done`.
 fn run(tenant: &Tenant, script: &str, done: &str) {
     let out = Command::new(python_bin())
-        .args(["-c", script])
+        .args(["-c", &format!("{PRELUDE}{script}")])
         .arg(tenant.kubeconfig())
         .output()
         .expect("run python");
@@ -156,19 +172,9 @@ fn run(tenant: &Tenant, script: &str, done: &str) {
 /// afterwards the client's typed models still read every LIST of the namespace (before,
 /// they were stored and every typed LIST failed).
 const ILL_TYPED: &str = r#"
-import json, sys
-from kubernetes import client, config
-
-config.load_kube_config(config_file=sys.argv[1])
-v1, apps, api = client.CoreV1Api(), client.AppsV1Api(), client.ApiClient()
+v1, apps = client.CoreV1Api(), client.AppsV1Api()
 ns = "typed"
 v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-base = api.configuration.host
-
-def send(method, path, body, content_type="application/json"):
-    r = api.call_api(method, base + path, header_params={"Content-Type": content_type,
-        "Accept": "application/json"}, body=body)
-    return r.status, json.loads(r.read() or "{}"), r
 
 def refused(code, message, method, path, body, content_type="application/json"):
     status, answer, _ = send(method, path, body, content_type)
@@ -237,23 +243,15 @@ fn ill_typed_bodies(tenant: &Tenant) {
 /// are read back by the client's typed models, which require those fields: the server
 /// fills them in at Go's zero value, as kube-apiserver's decoding into Go structs does.
 const ALWAYS_WRITTEN: &str = r#"
-import json, sys
-from kubernetes import client, config
-
-config.load_kube_config(config_file=sys.argv[1])
-api = client.ApiClient()
 v1, apps, batch = client.CoreV1Api(), client.AppsV1Api(), client.BatchV1Api()
 policy, autoscaling = client.PolicyV1Api(), client.AutoscalingV1Api()
 ns = "zero"
 v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-base = api.configuration.host
 
-def send(method, path, body, content_type="application/json"):
-    r = api.call_api(method, base + path, header_params={"Content-Type": content_type,
-        "Accept": "application/json"}, body=body)
-    text = r.read()
-    assert r.status in (200, 201), (r.status, text)
-    return json.loads(text)
+def written(method, path, body, content_type="application/json"):
+    status, answer, _ = send(method, path, body, content_type)
+    assert status in (200, 201), (status, answer)
+    return answer
 
 template = {"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
 # Created through the typed API, which reads each answer into its models.
@@ -272,29 +270,29 @@ pdb = policy.create_namespaced_pod_disruption_budget(ns, {"metadata": {"name": "
 assert pdb.status.expected_pods == 0, pdb.status
 
 # A status update that sends only some of the numbers.
-current = send("GET", pdbs + "/budget", None)
+current = written("GET", pdbs + "/budget", None)
 current["status"] = {"observedGeneration": 1, "conditions": [{"type": "DisruptionAllowed", "status": "False",
     "reason": "InsufficientPods", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
-written = send("PUT", pdbs + "/budget/status", current)
-assert written["status"]["currentHealthy"] == 0 and written["status"]["expectedPods"] == 0, written["status"]
+stored = written("PUT", pdbs + "/budget/status", current)
+assert stored["status"]["currentHealthy"] == 0 and stored["status"]["expectedPods"] == 0, stored["status"]
 status = policy.read_namespaced_pod_disruption_budget_status("budget", ns).status
 assert (status.current_healthy, status.desired_healthy, status.disruptions_allowed, status.expected_pods) == (0, 0, 0, 0), status
 # A merge patch that nulls one: Go's decoder leaves the zero value.
-send("PATCH", pdbs + "/budget/status", {"status": {"expectedPods": 3}}, "application/merge-patch+json")
-send("PATCH", pdbs + "/budget/status", {"status": {"expectedPods": None}}, "application/merge-patch+json")
+written("PATCH", pdbs + "/budget/status", {"status": {"expectedPods": 3}}, "application/merge-patch+json")
+written("PATCH", pdbs + "/budget/status", {"status": {"expectedPods": None}}, "application/merge-patch+json")
 assert policy.read_namespaced_pod_disruption_budget("budget", ns).status.expected_pods == 0
 
 # A container status that says only what its writer knows; nested structs are filled too.
 v1.create_namespaced_pod(ns, {"metadata": {"name": "p"}, "spec": template["spec"]})
-pod = send("GET", "/api/v1/namespaces/" + ns + "/pods/p", None)
+pod = written("GET", "/api/v1/namespaces/" + ns + "/pods/p", None)
 pod["status"]["containerStatuses"] = [{"name": "c", "ready": False, "state": {"waiting": {"reason": "ContainerCreating"}}}]
-send("PUT", "/api/v1/namespaces/" + ns + "/pods/p/status", pod)
+written("PUT", "/api/v1/namespaces/" + ns + "/pods/p/status", pod)
 seen = v1.read_namespaced_pod_status("p", ns).status.container_statuses[0]
 assert (seen.restart_count, seen.image, seen.image_id) == (0, "", ""), seen
 
 # A node's system info in part (a strategic merge patch of its status).
 v1.create_node({"metadata": {"name": "n1"}})
-send("PATCH", "/api/v1/nodes/n1/status", {"status": {"nodeInfo": {"kubeletVersion": "v1.34.0"}}},
+written("PATCH", "/api/v1/nodes/n1/status", {"status": {"nodeInfo": {"kubeletVersion": "v1.34.0"}}},
     "application/strategic-merge-patch+json")
 info = v1.read_node_status("n1").status.node_info
 assert info.kubelet_version == "v1.34.0" and info.machine_id == "" and info.architecture == "", info

@@ -816,36 +816,37 @@ mod tests {
 
     #[test]
     fn fields_go_always_writes_are_filled_in_at_their_zero_value() {
-        // A status update that sends only some numbers: the rest are Go's zeros, a null too.
-        let set = decoded(
-            "apps/v1",
-            "DaemonSet",
-            json!({"status": {"numberAvailable": 2, "numberReady": null, "currentNumberScheduled": 3}}),
-        );
-        assert_eq!(
-            set["status"],
-            json!({"numberAvailable": 2, "numberReady": 0, "currentNumberScheduled": 3,
-                "desiredNumberScheduled": 0, "numberMisscheduled": 0})
-        );
-        let pdb = decoded(
-            "policy/v1",
-            "PodDisruptionBudget",
-            json!({"status": {"observedGeneration": 1}}),
-        );
-        assert_eq!(
-            pdb["status"],
-            json!({"observedGeneration": 1, "disruptionsAllowed": 0, "currentHealthy": 0,
-                "desiredHealthy": 0, "expectedPods": 0})
-        );
+        // Status updates that send only some numbers: the rest are Go's zeros, a null too.
+        let statuses = [
+            (
+                "apps/v1",
+                "DaemonSet",
+                json!({"numberAvailable": 2, "numberReady": null, "currentNumberScheduled": 3}),
+                json!({"numberAvailable": 2, "numberReady": 0, "currentNumberScheduled": 3,
+                    "desiredNumberScheduled": 0, "numberMisscheduled": 0}),
+            ),
+            (
+                "policy/v1",
+                "PodDisruptionBudget",
+                json!({"observedGeneration": 1}),
+                json!({"observedGeneration": 1, "disruptionsAllowed": 0, "currentHealthy": 0,
+                    "desiredHealthy": 0, "expectedPods": 0}),
+            ),
+            (
+                "autoscaling/v1",
+                "HorizontalPodAutoscaler",
+                json!({}),
+                json!({"currentReplicas": 0, "desiredReplicas": 0}),
+            ),
+        ];
+        for (api_version, kind, sent, stored) in statuses {
+            let object = decoded(api_version, kind, json!({"status": sent}));
+            assert_eq!(object["status"], stored, "{kind}");
+        }
         let hpa = decoded(
             "autoscaling/v1",
             "HorizontalPodAutoscaler",
-            json!({"spec": {"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "web"}},
-                "status": {}}),
-        );
-        assert_eq!(
-            hpa["status"],
-            json!({"currentReplicas": 0, "desiredReplicas": 0})
+            json!({"spec": {"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "web"}}}),
         );
         assert_eq!(
             hpa["spec"]["scaleTargetRef"],
