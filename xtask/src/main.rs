@@ -121,8 +121,9 @@ const ALSO_ALWAYS: &[(&str, &str)] = &[
 ];
 
 /// Fields OpenAPI requires that Go does not write at their zero value: pointers (written as
-/// `null` when nil) and fields tagged `omitempty` nonetheless (found as `ALSO_ALWAYS`).
-/// Every resource's `metadata` too, which k8s-openapi alone lists as required.
+/// `null` when nil) and fields tagged `omitempty` all the same (found as `ALSO_ALWAYS` was).
+/// Every resource's `metadata` is left out too (in `always`): k8s-openapi alone lists it
+/// as required.
 const NOT_ALWAYS: &[(&str, &str)] = &[
     ("io.k8s.api.admissionregistration.v1.MutatingWebhook", "sideEffects"),
     ("io.k8s.api.admissionregistration.v1.ValidatingWebhook", "sideEffects"),
