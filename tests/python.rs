@@ -1,5 +1,6 @@
 //! The official Python client against `vcluster up`: create, list, watch, patch, delete,
-//! and the errors it raises; bodies its typed models could not read back are refused.
+//! and the errors it raises; bodies its typed models could not read back are refused, and
+//! what is stored carries every field Go always writes, which its models require.
 
 use std::process::Command;
 
@@ -8,15 +9,14 @@ use vcluster_tests::{Tenant, directly};
 
 vcluster_tests::scenarios! {
     simulated_nodes: 0;
-    directly: [python_client, ill_typed_bodies],
+    directly: [python_client, ill_typed_bodies, always_written_fields],
 }
 
 const SCRIPT: &str = r#"
-import sys, threading
-from kubernetes import client, config, watch
+import threading
+from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
-config.load_kube_config(config_file=sys.argv[1])
 v1 = client.CoreV1Api()
 names = [n.metadata.name for n in v1.list_namespace().items]
 assert "kube-system" in names, names
@@ -135,10 +135,27 @@ fn python_client(tenant: &Tenant) {
     run(tenant, SCRIPT, "python client: ok");
 }
 
-/// Runs `script` with the tenant's kubeconfig as its argument; it must end printing `done`.
+/// What every script starts with: the client configured from the kubeconfig it is given,
+/// and `send`, a raw request whose status, JSON answer and response it returns.
+const PRELUDE: &str = r#"
+import json, sys
+from kubernetes import client, config
+
+config.load_kube_config(config_file=sys.argv[1])
+api = client.ApiClient()
+base = api.configuration.host
+
+def send(method, path, body, content_type="application/json"):
+    r = api.call_api(method, base + path, header_params={"Content-Type": content_type,
+        "Accept": "application/json"}, body=body)
+    return r.status, json.loads(r.read() or "{}"), r
+"#;
+
+/// Runs `script` after the prelude with the tenant's kubeconfig as its argument; it must
+/// end printing `done`.
 fn run(tenant: &Tenant, script: &str, done: &str) {
     let out = Command::new(python_bin())
-        .args(["-c", script])
+        .args(["-c", &format!("{PRELUDE}{script}")])
         .arg(tenant.kubeconfig())
         .output()
         .expect("run python");
@@ -155,19 +172,9 @@ fn run(tenant: &Tenant, script: &str, done: &str) {
 /// afterwards the client's typed models still read every LIST of the namespace (before,
 /// they were stored and every typed LIST failed).
 const ILL_TYPED: &str = r#"
-import json, sys
-from kubernetes import client, config
-
-config.load_kube_config(config_file=sys.argv[1])
-v1, apps, api = client.CoreV1Api(), client.AppsV1Api(), client.ApiClient()
+v1, apps = client.CoreV1Api(), client.AppsV1Api()
 ns = "typed"
 v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-base = api.configuration.host
-
-def send(method, path, body, content_type="application/json"):
-    r = api.call_api(method, base + path, header_params={"Content-Type": content_type,
-        "Accept": "application/json"}, body=body)
-    return r.status, json.loads(r.read() or "{}"), r
 
 def refused(code, message, method, path, body, content_type="application/json"):
     status, answer, _ = send(method, path, body, content_type)
@@ -229,4 +236,77 @@ print("ill-typed bodies: ok")
 
 fn ill_typed_bodies(tenant: &Tenant) {
     run(tenant, ILL_TYPED, "ill-typed bodies: ok");
+}
+
+/// Objects written without fields Go always writes (a status update that sends only some
+/// numbers, a patch that nulls one, a container status or a node's system info in part)
+/// are read back by the client's typed models, which require those fields: the server
+/// fills them in at Go's zero value, as kube-apiserver's decoding into Go structs does.
+const ALWAYS_WRITTEN: &str = r#"
+v1, apps, batch = client.CoreV1Api(), client.AppsV1Api(), client.BatchV1Api()
+policy, autoscaling = client.PolicyV1Api(), client.AutoscalingV1Api()
+ns = "zero"
+v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+
+def written(method, path, body, content_type="application/json"):
+    status, answer, _ = send(method, path, body, content_type)
+    assert status in (200, 201), (status, answer)
+    return answer
+
+template = {"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+# Created through the typed API, which reads each answer into its models.
+ds = apps.create_namespaced_daemon_set(ns, {"metadata": {"name": "agent"},
+    "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": template}})
+assert ds.status.number_ready == 0 and ds.status.desired_number_scheduled == 0, ds.status
+job = batch.create_namespaced_job(ns, {"metadata": {"name": "once"},
+    "spec": {"template": {"metadata": {"labels": {"app": "a"}}, "spec": dict(template["spec"], restartPolicy="Never")}}})
+assert job.spec.template.spec.containers[0].name == "c"
+hpa = autoscaling.create_namespaced_horizontal_pod_autoscaler(ns, {"metadata": {"name": "scaler"},
+    "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3}})
+assert hpa.spec.max_replicas == 3
+pdbs = "/apis/policy/v1/namespaces/" + ns + "/poddisruptionbudgets"
+pdb = policy.create_namespaced_pod_disruption_budget(ns, {"metadata": {"name": "budget"},
+    "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "a"}}}})
+assert pdb.status.expected_pods == 0, pdb.status
+
+# A status update that sends only some of the numbers.
+current = written("GET", pdbs + "/budget", None)
+current["status"] = {"observedGeneration": 1, "conditions": [{"type": "DisruptionAllowed", "status": "False",
+    "reason": "InsufficientPods", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+stored = written("PUT", pdbs + "/budget/status", current)
+assert stored["status"]["currentHealthy"] == 0 and stored["status"]["expectedPods"] == 0, stored["status"]
+status = policy.read_namespaced_pod_disruption_budget_status("budget", ns).status
+assert (status.current_healthy, status.desired_healthy, status.disruptions_allowed, status.expected_pods) == (0, 0, 0, 0), status
+# A merge patch that nulls one: Go's decoder leaves the zero value.
+written("PATCH", pdbs + "/budget/status", {"status": {"expectedPods": 3}}, "application/merge-patch+json")
+written("PATCH", pdbs + "/budget/status", {"status": {"expectedPods": None}}, "application/merge-patch+json")
+assert policy.read_namespaced_pod_disruption_budget("budget", ns).status.expected_pods == 0
+
+# A container status that says only what its writer knows; nested structs are filled too.
+v1.create_namespaced_pod(ns, {"metadata": {"name": "p"}, "spec": template["spec"]})
+pod = written("GET", "/api/v1/namespaces/" + ns + "/pods/p", None)
+pod["status"]["containerStatuses"] = [{"name": "c", "ready": False, "state": {"waiting": {"reason": "ContainerCreating"}}}]
+written("PUT", "/api/v1/namespaces/" + ns + "/pods/p/status", pod)
+seen = v1.read_namespaced_pod_status("p", ns).status.container_statuses[0]
+assert (seen.restart_count, seen.image, seen.image_id) == (0, "", ""), seen
+
+# A node's system info in part (a strategic merge patch of its status).
+v1.create_node({"metadata": {"name": "n1"}})
+written("PATCH", "/api/v1/nodes/n1/status", {"status": {"nodeInfo": {"kubeletVersion": "v1.34.0"}}},
+    "application/strategic-merge-patch+json")
+info = v1.read_node_status("n1").status.node_info
+assert info.kubelet_version == "v1.34.0" and info.machine_id == "" and info.architecture == "", info
+
+# Every typed LIST reads.
+assert [p.metadata.name for p in policy.list_namespaced_pod_disruption_budget(ns).items] == ["budget"]
+assert "n1" in [n.metadata.name for n in v1.list_node().items]
+assert "p" in [p.metadata.name for p in v1.list_namespaced_pod(ns).items]
+assert [d.metadata.name for d in apps.list_namespaced_daemon_set(ns).items] == ["agent"]
+assert [j.metadata.name for j in batch.list_namespaced_job(ns).items] == ["once"]
+assert [h.metadata.name for h in autoscaling.list_namespaced_horizontal_pod_autoscaler(ns).items] == ["scaler"]
+print("always-written fields: ok")
+"#;
+
+fn always_written_fields(tenant: &Tenant) {
+    run(tenant, ALWAYS_WRITTEN, "always-written fields: ok");
 }

@@ -6,6 +6,11 @@
 //! each JSON name to its Rust field. Both crates' sources are read as text (they are never
 //! compiled here); the two are joined on the message's OpenAPI name
 //! (`io.k8s.api.core.v1.PodStatus`) and on the field name without case or underscores.
+//!
+//! Which fields Go always writes (`always`: no `omitempty` in the json tag, not a pointer,
+//! so `encoding/json` writes them at their zero value) comes from the OpenAPI schemas'
+//! `required` lists in k8s-openapi (openapi-gen derives them from the same tags), corrected
+//! where the tags say otherwise (`ALSO_ALWAYS`, `NOT_ALWAYS`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -64,8 +69,106 @@ fn normalize(name: &str) -> String {
     name.chars().filter(|c| *c != '_').flat_map(char::to_lowercase).collect()
 }
 
-/// OpenAPI name → (normalized Rust field name → JSON name), from k8s-openapi.
-fn json_names(dir: &Path) -> anyhow::Result<HashMap<String, HashMap<String, String>>> {
+/// What k8s-openapi says of one message: its fields' JSON names (by normalized Rust field
+/// name) and the JSON names its OpenAPI schema lists as `required`.
+#[derive(Default)]
+struct Schema {
+    fields: HashMap<String, String>,
+    required: Vec<String>,
+}
+
+/// Fields Go writes at their zero value (no `omitempty`, not a pointer) that OpenAPI does
+/// not require (`+optional`), found by comparing the json tags of the Go types
+/// (`k8s.io/api`, `k8s.io/apimachinery`, `k8s.io/apiextensions-apiserver` and
+/// `k8s.io/kube-aggregator` at v0.34.9) with the `required` lists.
+const ALSO_ALWAYS: &[(&str, &str)] = &[
+    ("io.k8s.api.apps.v1.StatefulSetOrdinals", "start"),
+    ("io.k8s.api.apps.v1.StatefulSetSpec", "serviceName"),
+    ("io.k8s.api.apps.v1.StatefulSetStatus", "availableReplicas"),
+    ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus", "currentMetrics"),
+    ("io.k8s.api.core.v1.ContainerImage", "names"),
+    ("io.k8s.api.core.v1.Event", "reportingComponent"),
+    ("io.k8s.api.core.v1.Event", "reportingInstance"),
+    ("io.k8s.api.core.v1.NodeRuntimeHandler", "name"),
+    ("io.k8s.api.core.v1.ProjectedVolumeSource", "sources"),
+    ("io.k8s.api.discovery.v1.EndpointSlice", "ports"),
+    ("io.k8s.api.events.v1.Event", "eventTime"),
+    ("io.k8s.api.flowcontrol.v1.FlowSchemaSpec", "matchingPrecedence"),
+    ("io.k8s.api.flowcontrol.v1.QueuingConfiguration", "handSize"),
+    ("io.k8s.api.flowcontrol.v1.QueuingConfiguration", "queueLengthLimit"),
+    ("io.k8s.api.flowcontrol.v1.QueuingConfiguration", "queues"),
+    ("io.k8s.api.flowcontrol.v1.ResourcePolicyRule", "namespaces"),
+    ("io.k8s.api.networking.v1.NetworkPolicySpec", "podSelector"),
+    ("io.k8s.api.rbac.v1.ClusterRole", "rules"),
+    ("io.k8s.api.rbac.v1.Role", "rules"),
+    ("io.k8s.api.resource.v1.AllocatedDeviceStatus", "conditions"),
+    ("io.k8s.api.resource.v1.DeviceClaim", "requests"),
+    ("io.k8s.api.resource.v1.ResourceClaimSpec", "devices"),
+    ("io.k8s.api.resource.v1.ResourceSliceSpec", "devices"),
+    ("io.k8s.api.resource.v1beta1.AllocatedDeviceStatus", "conditions"),
+    ("io.k8s.api.resource.v1beta1.DeviceClaim", "requests"),
+    ("io.k8s.api.resource.v1beta1.DeviceRequest", "deviceClassName"),
+    ("io.k8s.api.resource.v1beta1.ResourceClaimSpec", "devices"),
+    ("io.k8s.api.resource.v1beta1.ResourceSliceSpec", "devices"),
+    ("io.k8s.api.resource.v1beta2.AllocatedDeviceStatus", "conditions"),
+    ("io.k8s.api.resource.v1beta2.DeviceClaim", "requests"),
+    ("io.k8s.api.resource.v1beta2.ResourceClaimSpec", "devices"),
+    ("io.k8s.api.resource.v1beta2.ResourceSliceSpec", "devices"),
+    ("io.k8s.api.storage.v1.CSINodeDriver", "topologyKeys"),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus", "acceptedNames"),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus", "conditions"),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus", "storedVersions"),
+];
+
+/// Fields OpenAPI requires that Go does not write at their zero value: pointers (written as
+/// `null` when nil) and fields tagged `omitempty` all the same (found as `ALSO_ALWAYS` was).
+/// Every resource's `metadata` is left out too (in `always`): k8s-openapi alone lists it
+/// as required.
+const NOT_ALWAYS: &[(&str, &str)] = &[
+    ("io.k8s.api.admissionregistration.v1.MutatingWebhook", "sideEffects"),
+    ("io.k8s.api.admissionregistration.v1.ValidatingWebhook", "sideEffects"),
+    ("io.k8s.api.apiserverinternal.v1alpha1.StorageVersionCondition", "message"),
+    ("io.k8s.api.apps.v1.DaemonSetSpec", "selector"),
+    ("io.k8s.api.apps.v1.DeploymentSpec", "selector"),
+    ("io.k8s.api.apps.v1.ReplicaSetSpec", "selector"),
+    ("io.k8s.api.apps.v1.StatefulSetSpec", "selector"),
+    ("io.k8s.api.coordination.v1alpha2.LeaseCandidateSpec", "strategy"),
+    ("io.k8s.api.coordination.v1beta1.LeaseCandidateSpec", "strategy"),
+    ("io.k8s.api.core.v1.ContainerRestartRule", "action"),
+    ("io.k8s.api.core.v1.ContainerRestartRuleOnExitCodes", "operator"),
+    ("io.k8s.api.core.v1.LocalObjectReference", "name"),
+    ("io.k8s.api.core.v1.PodCertificateProjection", "keyType"),
+    ("io.k8s.api.core.v1.PodCertificateProjection", "signerName"),
+    ("io.k8s.api.core.v1.ScaleIOPersistentVolumeSource", "secretRef"),
+    ("io.k8s.api.core.v1.ScaleIOVolumeSource", "secretRef"),
+    ("io.k8s.api.networking.v1.HTTPIngressPath", "pathType"),
+    ("io.k8s.api.networking.v1.IPAddressSpec", "parentRef"),
+    ("io.k8s.api.networking.v1.ParentReference", "name"),
+    ("io.k8s.api.networking.v1.ParentReference", "resource"),
+    ("io.k8s.api.networking.v1beta1.IPAddressSpec", "parentRef"),
+    ("io.k8s.api.networking.v1beta1.ParentReference", "name"),
+    ("io.k8s.api.networking.v1beta1.ParentReference", "resource"),
+    ("io.k8s.api.resource.v1.CapacityRequestPolicyRange", "min"),
+    ("io.k8s.api.resource.v1.CounterSet", "counters"),
+    ("io.k8s.api.resource.v1.DeviceCounterConsumption", "counters"),
+    ("io.k8s.api.resource.v1alpha3.DeviceTaintRuleSpec", "taint"),
+    ("io.k8s.api.resource.v1beta1.CapacityRequestPolicyRange", "min"),
+    ("io.k8s.api.resource.v1beta1.CounterSet", "counters"),
+    ("io.k8s.api.resource.v1beta1.DeviceCounterConsumption", "counters"),
+    ("io.k8s.api.resource.v1beta2.CapacityRequestPolicyRange", "min"),
+    ("io.k8s.api.resource.v1beta2.CounterSet", "counters"),
+    ("io.k8s.api.resource.v1beta2.DeviceCounterConsumption", "counters"),
+];
+
+/// Whether Go writes the field `json` of the message `full` at its zero value.
+fn always(full: &str, schema: Option<&Schema>, json: &str) -> bool {
+    let listed = |list: &[(&str, &str)]| list.iter().any(|(m, f)| *m == full && *f == json);
+    let required = schema.is_some_and(|s| s.required.iter().any(|r| r == json));
+    listed(ALSO_ALWAYS) || (required && json != "metadata" && !listed(NOT_ALWAYS))
+}
+
+/// OpenAPI name (lowercase) → what k8s-openapi says of it.
+fn json_names(dir: &Path) -> anyhow::Result<HashMap<String, Schema>> {
     let mut files = Vec::new();
     rust_files(dir, &mut files)?;
     let mut out = HashMap::new();
@@ -77,17 +180,23 @@ fn json_names(dir: &Path) -> anyhow::Result<HashMap<String, HashMap<String, Stri
             .nth(1)
             .context("schema name literal")?
             .to_owned();
-        let mut fields = HashMap::new();
+        let mut schema = Schema::default();
         for line in text.lines() {
             // `"podIP" => Field::Key_pod_ip,`
             let line = line.trim();
             if let Some((json, rest)) = line.strip_prefix('"').and_then(|l| l.split_once("\" => Field::Key_")) {
                 let rust = rest.trim_end_matches(',');
-                fields.insert(normalize(rust), json.to_owned());
+                schema.fields.insert(normalize(rust), json.to_owned());
             }
         }
+        // `"required": [ "selector", "template", ],` at the end of `json_schema`.
+        if let Some(at) = text.find("\"required\": [") {
+            let list = &text[at + "\"required\": [".len()..];
+            let list = &list[..list.find(']').context("the end of a required list")?];
+            schema.required = list.split('"').skip(1).step_by(2).map(str::to_owned).collect();
+        }
         // Keyed in lowercase: prost renames `JSONSchemaProps` to `JsonSchemaProps`.
-        out.insert(name.to_lowercase(), fields);
+        out.insert(name.to_lowercase(), schema);
     }
     Ok(out)
 }
@@ -96,6 +205,7 @@ struct Field {
     tag: u32,
     json: String,
     ty: String,
+    always: bool,
 }
 
 /// The OpenAPI-style name of a k8s-pb module path: `api/core/v1` → `io.k8s.api.core.v1`.
@@ -208,8 +318,9 @@ fn protogen() -> anyhow::Result<()> {
                 // k8s-openapi lacks is embedded inline in JSON (Go's `json:",inline"`, such as
                 // `Volume.volumeSource`): its JSON name is empty.
                 let found = json.map(|j| {
-                    j.get(&normalize(&ident))
-                        .or_else(|| j.get(&normalize(&format!("{ident}_path"))))
+                    j.fields
+                        .get(&normalize(&ident))
+                        .or_else(|| j.fields.get(&normalize(&format!("{ident}_path"))))
                         .cloned()
                 });
                 let json_name = match found {
@@ -224,7 +335,8 @@ fn protogen() -> anyhow::Result<()> {
                     other => format!("Ty::{other}"),
                 };
                 let ty = if repeated { format!("Ty::Repeated(&{ty})") } else { ty };
-                fields.push(Field { tag, json: json_name, ty });
+                let always = always(&full, json, &json_name);
+                fields.push(Field { tag, json: json_name, ty, always });
             }
             messages.insert(full, fields);
         }
@@ -239,7 +351,11 @@ fn protogen() -> anyhow::Result<()> {
     for (name, fields) in &messages {
         writeln!(out, "    Message {{\n        name: {name:?},\n        fields: &[")?;
         for f in fields {
-            writeln!(out, "            Field {{ tag: {}, json: {:?}, ty: {} }},", f.tag, f.json, f.ty)?;
+            writeln!(
+                out,
+                "            Field {{ tag: {}, json: {:?}, ty: {}, always: {} }},",
+                f.tag, f.json, f.ty, f.always
+            )?;
         }
         writeln!(out, "        ],\n    }},")?;
     }

@@ -220,49 +220,6 @@ fn documents() -> &'static BTreeMap<String, (Bytes, String)> {
     })
 }
 
-/// The status a new object of a built-in kind is created with, as Go serializes the empty
-/// status struct upstream's `PrepareForCreate` leaves: every field the schema requires
-/// (Go's fields without `omitempty`) that is a number or a boolean, at zero; `None` for a
-/// kind without a schema or a status. Typed clients (the Python client's models, client-go)
-/// refuse a DaemonSet whose status lacks `currentNumberScheduled`, say.
-pub(crate) fn empty_status(rt: &ResourceType) -> Option<Value> {
-    /// By (apiVersion, kind): each is built once.
-    type Statuses = std::sync::Mutex<BTreeMap<(String, String), Option<Value>>>;
-    static STATUSES: OnceLock<Statuses> = OnceLock::new();
-    let key = (rt.api_version(), rt.kind.clone());
-    let statuses = STATUSES.get_or_init(Default::default);
-    if let Some(found) = statuses.lock().expect("statuses lock").get(&key) {
-        return found.clone();
-    }
-    let status = schema_of(&rt.group, &rt.version, &rt.kind).and_then(|add| {
-        let mut generator = SchemaSettings::openapi3().into_generator();
-        let name = add(&mut generator);
-        let schemas = generator.take_definitions(true);
-        // `{"$ref": ..}`, or (with a description beside it) `{"allOf": [{"$ref": ..}]}`.
-        let property = schemas.get(&name)?.pointer("/properties/status")?;
-        let reference = property
-            .get("$ref")
-            .or_else(|| property.pointer("/allOf/0/$ref"))?
-            .as_str()?;
-        let status = schemas.get(reference.rsplit('/').next()?)?;
-        let mut zero = Map::new();
-        for field in status["required"].as_array().into_iter().flatten() {
-            let field = field.as_str()?;
-            match status["properties"][field]["type"].as_str() {
-                Some("integer" | "number") => zero.insert(field.to_owned(), json!(0)),
-                Some("boolean") => zero.insert(field.to_owned(), json!(false)),
-                _ => None,
-            };
-        }
-        Some(Value::Object(zero))
-    });
-    statuses
-        .lock()
-        .expect("statuses lock")
-        .insert(key, status.clone());
-    status
-}
-
 /// `/openapi/v3`: where each group-version's document is, the tenant's own included.
 pub(crate) fn index(types: &TypeSet) -> Value {
     let entry = |key: &str, hash: &str| json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")});
@@ -292,27 +249,6 @@ pub(crate) fn document(types: &TypeSet, key: &str) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn new_objects_get_the_status_go_serializes() {
-        let rt = |g: &str, p: &str| registry::find(g, "v1", p).expect("built in");
-        assert_eq!(
-            empty_status(&rt("apps", "daemonsets")),
-            Some(
-                json!({"currentNumberScheduled": 0, "desiredNumberScheduled": 0, "numberMisscheduled": 0, "numberReady": 0})
-            )
-        );
-        assert_eq!(
-            empty_status(&rt("apps", "replicasets")),
-            Some(json!({"replicas": 0}))
-        );
-        assert_eq!(empty_status(&rt("apps", "deployments")), Some(json!({})));
-        assert_eq!(
-            empty_status(&rt("", "configmaps")),
-            None,
-            "no status at all"
-        );
-    }
 
     #[test]
     fn every_builtin_kind_has_a_schema_with_its_gvk() {

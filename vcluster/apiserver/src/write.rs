@@ -185,17 +185,6 @@ pub(crate) async fn create(
         if object.pointer("/metadata/managedFields").is_none() {
             record(rt, None, &mut object, params);
         }
-        // A built-in object starts with the status Go serializes for its empty status
-        // struct (kept out of the client's managed fields: the status is the server's).
-        if rt.has_status()
-            && rt.custom.is_none()
-            && object
-                .get("status")
-                .is_none_or(|s| s.is_null() || s.as_object().is_some_and(|s| s.is_empty()))
-            && let Some(empty) = crate::openapi::empty_status(rt)
-        {
-            object["status"] = empty;
-        }
         let name = meta_str(&object, "name")
             .expect("prepared objects are named")
             .to_owned();

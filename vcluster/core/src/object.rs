@@ -246,17 +246,32 @@ fn valid(rt: &ResourceType, object: Value) -> Result<Value, ApiError> {
     Err(ApiError::invalid(rt, &name, causes))
 }
 
+/// The status a new object starts with where its type has a status subresource (its
+/// controllers own it): what Go writes for the status struct upstream's `PrepareForCreate`
+/// leaves empty (a DaemonSet's required numbers at zero), `{}` for a custom resource.
+fn empty_status(rt: &ResourceType) -> Value {
+    rt.custom
+        .is_none()
+        .then(|| crate::protobuf::zero_field(&rt.api_version(), &rt.kind, "status"))
+        .flatten()
+        .unwrap_or_else(|| json!({}))
+}
+
 /// What a new object starts with: its status cleared where the type has a status
-/// subresource (its controllers own it), with the phase upstream sets for pods and
-/// namespaces, and a namespace's controller finalizer.
+/// subresource, with the phase upstream sets for pods and namespaces, and a namespace's
+/// controller finalizer.
 fn initial_status(rt: &ResourceType, object: &mut Value) {
     let map = object.as_object_mut().expect("checked by check_type");
     match rt.gk() {
         ("", "Pod") => {
-            map.insert("status".into(), json!({"phase": "Pending"}));
+            let mut status = empty_status(rt);
+            status["phase"] = json!("Pending");
+            map.insert("status".into(), status);
         }
         ("", "Namespace") => {
-            map.insert("status".into(), json!({"phase": "Active"}));
+            let mut status = empty_status(rt);
+            status["phase"] = json!("Active");
+            map.insert("status".into(), status);
             // The namespace controller's finalizer: it empties a deleted namespace, then
             // lets it go. Set at create only; afterwards only `finalize` changes it.
             let spec = map.entry("spec").or_insert_with(|| json!({}));
@@ -265,7 +280,7 @@ fn initial_status(rt: &ResourceType, object: &mut Value) {
             }
         }
         _ if rt.has_status() => {
-            map.insert("status".into(), json!({}));
+            map.insert("status".into(), empty_status(rt));
         }
         _ => {}
     }

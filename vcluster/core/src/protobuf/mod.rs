@@ -12,7 +12,7 @@
 mod schema;
 mod typed;
 
-pub use typed::{Decoded, decode_typed, foreign_kind};
+pub use typed::{Decoded, decode_typed, foreign_kind, zero_field};
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -64,6 +64,10 @@ pub(crate) struct Field {
     /// parent's in JSON.
     json: &'static str,
     ty: Ty,
+    /// Go writes the field even at its zero value (no `omitempty` in its json tag, not a
+    /// pointer): typed clients (the Python client's models) require it. The walk fills it
+    /// in where an object lacks it (`typed.rs`).
+    always: bool,
 }
 
 pub(crate) enum Ty {

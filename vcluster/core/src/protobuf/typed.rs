@@ -1,14 +1,21 @@
 //! A built-in object's JSON checked against its Go type, as kube-apiserver's decoder
 //! (`sigs.k8s.io/json` into the typed struct) checks it: the first value of the wrong type
 //! is an error in Go's words, and fields the type does not have are dropped and reported
-//! (what `fieldValidation` warns about or refuses).
+//! (what `fieldValidation` warns about or refuses). What the decoded struct would encode
+//! back is filled in too: every field Go writes even at its zero value (`Field::always`)
+//! that the object lacks (or holds as `null`) gets that zero value (`0`, `false`, `""`, a
+//! struct as an object of its own such fields), so that typed clients find what their
+//! models require (a DaemonSet's `status.numberReady`).
 //!
-//! One walk over the object and `schema.rs` finds both; it allocates only for what it
-//! reports, so it is cheap enough for every write.
+//! One walk over the object and `schema.rs` does all of it; it allocates only for what it
+//! reports or fills in, so it is cheap enough for every write.
 
-use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
-use super::{META, Message, Ty, index, message_for};
+use serde_json::{Map, Value, json};
+
+use super::{Field, META, Message, Ty, index, message_for};
 
 /// What decoding found wrong with an object that Go's decoder still accepts.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -25,7 +32,8 @@ const QUANTITY_FORMAT: &str = "quantities must match the regular expression \
 /// Decodes `object`, an object of the built-in `api_version`/`kind`, as Go's decoder does:
 /// `Err` with the decoder's message (`json: cannot unmarshal number into Go struct field
 /// ConfigMap.data of type string`) at the first value of the wrong type, else the unknown
-/// fields it dropped. `None` when the kind is not a built-in message.
+/// fields it dropped, with the fields Go always writes filled in at their zero value.
+/// `None` when the kind is not a built-in message.
 pub fn decode_typed(
     object: &mut Value,
     api_version: &str,
@@ -112,6 +120,7 @@ impl Walk {
         for key in unknown {
             fields.remove(&key);
         }
+        fill(message, fields);
         Ok(())
     }
 
@@ -187,17 +196,19 @@ impl Walk {
             Value::String(s) => Ok(s.clone()),
             other => Err(type_error(other, owner, "string", &walk.field)),
         };
-        match message.name.strip_prefix(META).unwrap_or(message.name) {
-            "Time" => time_error(&as_string(value, self)?, RFC3339).map_or(Ok(()), Err),
-            "MicroTime" => time_error(&as_string(value, self)?, RFC3339_MICRO).map_or(Ok(()), Err),
-            "Duration" => duration_error(&as_string(value, self)?).map_or(Ok(()), Err),
-            "io.k8s.apimachinery.pkg.util.intstr.IntOrString" => match value {
+        match Form::of(message) {
+            Form::Time => time_error(&as_string(value, self)?, RFC3339).map_or(Ok(()), Err),
+            Form::MicroTime => {
+                time_error(&as_string(value, self)?, RFC3339_MICRO).map_or(Ok(()), Err)
+            }
+            Form::Duration => duration_error(&as_string(value, self)?).map_or(Ok(()), Err),
+            Form::IntOrString => match value {
                 Value::String(_) => Ok(()),
                 Value::Number(n) if n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()) => Ok(()),
                 Value::Number(n) => Err(number_error(n, owner, "int32", &self.field)),
                 other => Err(type_error(other, owner, "int32", &self.field)),
             },
-            "io.k8s.apimachinery.pkg.api.resource.Quantity" => {
+            Form::Quantity => {
                 let text = match value {
                     Value::String(s) => s.trim().to_owned(),
                     Value::Number(n) => n.to_string(),
@@ -208,20 +219,129 @@ impl Walk {
                     None => Err(QUANTITY_FORMAT.to_owned()),
                 }
             }
-            "io.k8s.apimachinery.pkg.runtime.RawExtension" | "FieldsV1" => Ok(()),
-            // Any JSON (a CRD schema's `default`, `enum`, `example`), a schema or a list
-            // of them, a schema or a bool, a schema or a list of names.
+            Form::Raw => Ok(()),
+            Form::Object => match value {
+                Value::Object(fields) => self.object(message, fields, false),
+                other => Err(type_error(other, owner, message.go_name(), &self.field)),
+            },
+        }
+    }
+}
+
+/// What Go writes for the `field` of the built-in `api_version`/`kind` at its zero value, a
+/// struct as an object of the fields Go always writes (a new DaemonSet's `status` is
+/// `{"currentNumberScheduled": 0, ...}`). `None` for a kind or field the schema does not
+/// have, or whose zero value Go writes as `null`.
+pub fn zero_field(api_version: &str, kind: &str, field: &str) -> Option<Value> {
+    zero(message_for(api_version, kind)?.field(field)?)
+}
+
+/// The fields of each message that Go always writes, those of its inline members included
+/// (by message name; only messages with some): looked at for every object a write holds,
+/// so gathered once.
+fn always_written(message: &Message) -> &'static [&'static Field] {
+    static ALWAYS: OnceLock<HashMap<&'static str, Vec<&'static Field>>> = OnceLock::new();
+    fn gather(message: &'static Message, out: &mut Vec<&'static Field>) {
+        for field in message.fields {
+            match field.ty {
+                Ty::Message(name) if field.json.is_empty() => {
+                    if let Some(inline) = index().get(name) {
+                        gather(inline, out);
+                    }
+                }
+                _ if field.always => out.push(field),
+                _ => {}
+            }
+        }
+    }
+    let always = ALWAYS.get_or_init(|| {
+        index()
+            .values()
+            .filter_map(|message| {
+                let mut fields = Vec::new();
+                gather(message, &mut fields);
+                (!fields.is_empty()).then_some((message.name, fields))
+            })
+            .collect()
+    });
+    always.get(message.name).map_or(&[], Vec::as_slice)
+}
+
+/// Gives `fields`, an object of `message`, the zero value of every field Go always writes
+/// that it lacks or holds as `null` (which Go's decoder leaves at the zero value).
+fn fill(message: &Message, fields: &mut Map<String, Value>) {
+    for field in always_written(message) {
+        if fields.get(field.json).is_some_and(|v| !v.is_null()) {
+            continue;
+        }
+        if let Some(zero) = zero(&field.ty) {
+            fields.insert(field.json.to_owned(), zero);
+        }
+    }
+}
+
+/// How Go writes a value of `ty` at its zero value; `None` where that is `null` (nil
+/// slices, maps and byte slices; zero times; raw and embedded JSON), which typed clients
+/// read as they read an absent field.
+fn zero(ty: &Ty) -> Option<Value> {
+    match ty {
+        Ty::String => Some(json!("")),
+        Ty::Int32 | Ty::Int64 | Ty::Double => Some(json!(0)),
+        Ty::Bool => Some(json!(false)),
+        Ty::Bytes | Ty::MapString | Ty::MapBytes | Ty::MapMessage(_) | Ty::Repeated(_) => None,
+        Ty::Message(name) => {
+            let message = index()
+                .get(name)
+                .copied()
+                .expect("schema.rs names only its own messages");
+            match Form::of(message) {
+                Form::Duration => Some(json!("0s")),
+                Form::IntOrString => Some(json!(0)),
+                Form::Quantity => Some(json!("0")),
+                Form::Time | Form::MicroTime | Form::Raw => None,
+                Form::Object => {
+                    let mut fields = Map::new();
+                    fill(message, &mut fields);
+                    Some(Value::Object(fields))
+                }
+            }
+        }
+    }
+}
+
+/// How a message is written in JSON: as an object of its fields, or (times, quantities,
+/// int-or-string, ...) in a form of its own, that of its Go type's `MarshalJSON`.
+#[derive(Clone, Copy)]
+enum Form {
+    Time,
+    MicroTime,
+    Duration,
+    IntOrString,
+    Quantity,
+    /// Any JSON: raw and embedded objects (`RawExtension`, `FieldsV1`), a CRD schema's
+    /// `default`, `enum` and `example`, a schema or a list of them, a schema or a bool, a
+    /// schema or a list of names.
+    Raw,
+    Object,
+}
+
+impl Form {
+    fn of(message: &Message) -> Self {
+        match message.name.strip_prefix(META).unwrap_or(message.name) {
+            "Time" => Self::Time,
+            "MicroTime" => Self::MicroTime,
+            "Duration" => Self::Duration,
+            "io.k8s.apimachinery.pkg.util.intstr.IntOrString" => Self::IntOrString,
+            "io.k8s.apimachinery.pkg.api.resource.Quantity" => Self::Quantity,
+            "io.k8s.apimachinery.pkg.runtime.RawExtension" | "FieldsV1" => Self::Raw,
             name if name.ends_with(".Json")
                 || name.ends_with(".JsonSchemaPropsOrArray")
                 || name.ends_with(".JsonSchemaPropsOrBool")
                 || name.ends_with(".JsonSchemaPropsOrStringArray") =>
             {
-                Ok(())
+                Self::Raw
             }
-            _ => match value {
-                Value::Object(fields) => self.object(message, fields, false),
-                other => Err(type_error(other, owner, message.go_name(), &self.field)),
-            },
+            _ => Self::Object,
         }
     }
 }
@@ -684,6 +804,150 @@ mod tests {
             decode_typed(&mut lease, "coordination.k8s.io/v1", "Lease"),
             Some(Ok(Decoded::default()))
         );
+    }
+
+    /// `object` of `api_version`/`kind` as the walk leaves it.
+    fn decoded(api_version: &str, kind: &str, mut object: Value) -> Value {
+        decode_typed(&mut object, api_version, kind)
+            .expect("a built-in kind")
+            .expect("well typed");
+        object
+    }
+
+    #[test]
+    fn fields_go_always_writes_are_filled_in_at_their_zero_value() {
+        // Status updates that send only some numbers: the rest are Go's zeros, a null too.
+        let statuses = [
+            (
+                "apps/v1",
+                "DaemonSet",
+                json!({"numberAvailable": 2, "numberReady": null, "currentNumberScheduled": 3}),
+                json!({"numberAvailable": 2, "numberReady": 0, "currentNumberScheduled": 3,
+                    "desiredNumberScheduled": 0, "numberMisscheduled": 0}),
+            ),
+            (
+                "policy/v1",
+                "PodDisruptionBudget",
+                json!({"observedGeneration": 1}),
+                json!({"observedGeneration": 1, "disruptionsAllowed": 0, "currentHealthy": 0,
+                    "desiredHealthy": 0, "expectedPods": 0}),
+            ),
+            (
+                "autoscaling/v1",
+                "HorizontalPodAutoscaler",
+                json!({}),
+                json!({"currentReplicas": 0, "desiredReplicas": 0}),
+            ),
+        ];
+        for (api_version, kind, sent, stored) in statuses {
+            let object = decoded(api_version, kind, json!({"status": sent}));
+            assert_eq!(object["status"], stored, "{kind}");
+        }
+        let hpa = decoded(
+            "autoscaling/v1",
+            "HorizontalPodAutoscaler",
+            json!({"spec": {"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "web"}}}),
+        );
+        assert_eq!(
+            hpa["spec"]["scaleTargetRef"],
+            json!({"kind": "Deployment", "name": "web"}),
+            "an optional field stays out"
+        );
+        // Nested structs, in lists too; fields Go tags `+optional` without `omitempty`.
+        let pod = decoded(
+            "v1",
+            "Pod",
+            json!({"spec": {"containers": [{"name": "a", "ports": [{"name": "http"}]}]},
+                "status": {"containerStatuses": [{"name": "a", "ready": true}]}}),
+        );
+        assert_eq!(
+            pod["spec"]["containers"][0]["ports"][0],
+            json!({"name": "http", "containerPort": 0})
+        );
+        assert_eq!(
+            pod["status"]["containerStatuses"][0],
+            json!({"name": "a", "ready": true, "restartCount": 0, "image": "", "imageID": ""})
+        );
+        let stateful = decoded("apps/v1", "StatefulSet", json!({"spec": {}, "status": {}}));
+        assert_eq!(stateful["spec"]["serviceName"], json!(""));
+        assert_eq!(
+            stateful["status"],
+            json!({"replicas": 0, "availableReplicas": 0})
+        );
+        // A struct Go always writes is written whole, with its own such fields.
+        let binding = decoded("rbac.authorization.k8s.io/v1", "RoleBinding", json!({}));
+        assert_eq!(
+            binding["roleRef"],
+            json!({"apiGroup": "", "kind": "", "name": ""})
+        );
+        let crd = decoded(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            json!({"status": {}}),
+        );
+        assert_eq!(
+            crd["status"],
+            json!({"acceptedNames": {"plural": "", "kind": ""}})
+        );
+    }
+
+    #[test]
+    fn what_go_writes_as_null_stays_out() {
+        // Pointers (a Deployment's selector), slices and maps (an EndpointSlice's
+        // endpoints), times (a condition's lastTransitionTime) and raw JSON are `null` in
+        // Go's output: left out, as typed clients read both alike.
+        let deployment = decoded("apps/v1", "Deployment", json!({"spec": {"template": {}}}));
+        assert_eq!(deployment["spec"], json!({"template": {}}));
+        let slice = decoded(
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            json!({"addressType": "IPv4"}),
+        );
+        assert_eq!(slice, json!({"addressType": "IPv4"}));
+        let namespace = decoded(
+            "v1",
+            "Namespace",
+            json!({"status": {"conditions": [{"type": "T", "status": "True"}]}}),
+        );
+        assert_eq!(
+            namespace["status"]["conditions"][0],
+            json!({"type": "T", "status": "True"})
+        );
+        let crd = decoded(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            json!({"status": {"conditions": [{"type": "Established", "status": "True"}],
+                "acceptedNames": {"plural": "widgets", "kind": "Widget"}}}),
+        );
+        assert_eq!(
+            crd["status"]["conditions"][0],
+            json!({"type": "Established", "status": "True"})
+        );
+    }
+
+    #[test]
+    fn a_new_status_is_what_go_writes_for_the_empty_struct() {
+        assert_eq!(
+            zero_field("apps/v1", "DaemonSet", "status"),
+            Some(
+                json!({"currentNumberScheduled": 0, "desiredNumberScheduled": 0,
+                "numberMisscheduled": 0, "numberReady": 0})
+            )
+        );
+        assert_eq!(
+            zero_field("apps/v1", "ReplicaSet", "status"),
+            Some(json!({"replicas": 0}))
+        );
+        assert_eq!(
+            zero_field("apps/v1", "Deployment", "status"),
+            Some(json!({}))
+        );
+        assert_eq!(
+            zero_field("v1", "ConfigMap", "status"),
+            None,
+            "no status at all"
+        );
+        assert_eq!(zero_field("example.com/v1", "Widget", "status"), None);
     }
 
     #[test]
