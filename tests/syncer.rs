@@ -5,7 +5,9 @@
 //! mirrored nodes; scaling and deleting reach the host; a host pod deleted behind the
 //! syncer's back is replaced through the tenant's own controllers; a pod the host policy
 //! refuses never reaches the host; a deleted namespace leaves nothing there; the ConfigMaps
-//! and Secrets a pod uses go down beside it, and only while it uses them.
+//! and Secrets a pod uses go down beside it, and only while it uses them; Services go down
+//! with the tenant's cluster IP and node port where the host has them free, and say which
+//! address they have on the host.
 
 use serde_json::Value;
 use vcluster_testkit::clients::Kubectl;
@@ -19,6 +21,7 @@ vcluster_tests::scenarios! {
         a_pod_the_host_may_not_run_stays_in_the_tenant,
         a_deleted_namespace_leaves_nothing_on_the_host,
         configmaps_and_secrets_go_down_while_a_pod_uses_them,
+        services_go_down_with_the_tenants_addresses_where_free,
     ],
 }
 
@@ -390,6 +393,97 @@ fn configmaps_and_secrets_go_down_while_a_pod_uses_them(tenant: &Tenant) {
             "-o",
             "name",
         ],
+        |out| out.trim().is_empty(),
+    );
+}
+
+fn services_go_down_with_the_tenants_addresses_where_free(tenant: &Tenant) {
+    let k = tenant.kubectl("v36");
+    let h = tenant.host_kubectl("v36");
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
+    // An address no other tenant of this host asks for.
+    k.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "web",
+        "--tcp=80:8080",
+        "--node-port=30777",
+    ]);
+    k.ok(&[
+        "patch",
+        "service",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"selector":{"app":"web"}}}"#,
+    ]);
+    let tenant_service: Value =
+        serde_json::from_str(&k.ok(&["get", "service", "web", "-o", "json"])).expect("json");
+    let selector = format!(
+        "vcluster.io/tenant={},vcluster.io/namespace=default",
+        tenant.name
+    );
+    let copy = h.eventually(
+        &["get", "services", "-A", "-l", &selector, "-o", "json"],
+        |out| {
+            items(out)
+                .first()
+                .is_some_and(|s| s["spec"]["selector"]["app"] == "web")
+        },
+    );
+    let copy = &items(&copy)[0];
+    assert_eq!(copy["metadata"]["name"], "web");
+    assert_eq!(copy["spec"]["type"], "NodePort");
+    assert_eq!(copy["spec"]["ports"][0]["port"], 80);
+    assert_eq!(copy["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(copy["spec"]["ports"][0]["nodePort"], 30777);
+    assert_eq!(
+        copy["spec"]["clusterIP"],
+        tenant_service["spec"]["clusterIP"]
+    );
+    // The tenant says what the address is on the host.
+    let wanted = format!(
+        "local={}",
+        copy["spec"]["clusterIP"].as_str().expect("an IP")
+    );
+    k.eventually(&["get", "service", "web", "-o", "json"], |out| {
+        serde_json::from_str::<Value>(out).is_ok_and(|s| {
+            s["metadata"]["annotations"]["vcluster.io/host-cluster-ips"] == wanted.as_str()
+        })
+    });
+    // The host computes the copy's endpoints from the host pods.
+    let host_ns = copy["metadata"]["namespace"].as_str().expect("a namespace");
+    h.eventually(
+        &["get", "endpoints", "web", "-n", host_ns, "-o", "json"],
+        |out| {
+            serde_json::from_str::<Value>(out).is_ok_and(|e| {
+                e["subsets"][0]["addresses"]
+                    .as_array()
+                    .is_some_and(|a| a.len() == 2)
+            })
+        },
+    );
+
+    // A change reaches the copy; a deleted Service takes it along.
+    k.ok(&["label", "service", "web", "tier=front"]);
+    h.eventually(
+        &["get", "services", "-A", "-l", &selector, "-o", "json"],
+        |out| {
+            items(out)
+                .first()
+                .is_some_and(|s| s["metadata"]["labels"]["tier"] == "front")
+        },
+    );
+    k.ok(&["delete", "service", "web"]);
+    h.eventually(
+        &["get", "services", "-A", "-l", &selector, "-o", "name"],
         |out| out.trim().is_empty(),
     );
 }

@@ -12,17 +12,18 @@
 //!   again with another uid) is deleted;
 //! - `namespaces`: a host namespace whose tenant namespace is gone or terminating is
 //!   deleted, with everything in it;
-//! - `configs`: the ConfigMaps and Secrets a pod names, copied beside it while a pod of
-//!   their namespace uses them, their copies deleted when none does or they are gone;
+//! - `copies`: the ConfigMaps and Secrets a pod names, copied beside it while a pod of
+//!   their namespace uses them; every Service, with the host's addresses coming back;
+//!   copies deleted when unused or their tenant object is gone;
 //! - `nodes`: a tenant Node for each host node that runs the tenant's pods, kept up to
 //!   date, deleted when none runs there any more.
 //!
 //! Only host objects carrying this tenant's markers (`translate::Scope::owns`) are ever
 //! changed or deleted. Not built yet (issue 13's next steps): several host clusters and
-//! placement, Services, tokens, DNS, failover, fair queuing across
+//! placement, endpoints of selector-less Services, tokens, DNS, failover, fair queuing across
 //! tenants (today one set of controllers per tenant).
 
-mod configs;
+mod copies;
 mod namespaces;
 mod nodes;
 mod pods;
@@ -117,8 +118,9 @@ pub async fn run(tenant: Cluster, host: Cluster, options: Options) {
         pods::collect(ctx.clone()),
         namespaces::run(ctx.clone()),
         nodes::run(ctx.clone()),
-        configs::run::<k8s_openapi::api::core::v1::ConfigMap>(ctx.clone()),
-        configs::run::<k8s_openapi::api::core::v1::Secret>(ctx.clone()),
+        copies::run::<k8s_openapi::api::core::v1::ConfigMap>(ctx.clone()),
+        copies::run::<k8s_openapi::api::core::v1::Secret>(ctx.clone()),
+        copies::run::<k8s_openapi::api::core::v1::Service>(ctx.clone()),
     );
 }
 

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus, Secret,
+    ConfigMap, Namespace, Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus, Secret, Service,
     ServiceAccount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -35,6 +35,8 @@ pub const OBJECT_KIND: &str = "vcluster.io/object-kind";
 pub const HOST_CLUSTER: &str = "vcluster.io/host-cluster";
 pub const HOST_NODE: &str = "vcluster.io/host-node";
 pub const MIRRORED_NODE: &str = "vcluster.io/mirrored-node";
+/// Annotation on a tenant Service: its cluster IP on each host (`<host>=<ip>`).
+pub const HOST_CLUSTER_IPS: &str = "vcluster.io/host-cluster-ips";
 /// The service account every host pod runs as: made by the syncer in each host namespace,
 /// bound to nothing, its token never mounted. A host pod never holds a host credential.
 pub const WORKLOAD_ACCOUNT: &str = "vc-workload";
@@ -378,6 +380,81 @@ impl Scope {
             immutable: tenant.immutable,
         }
     }
+}
+
+impl Scope {
+    /// The host copy of a tenant Service. Its selector, ports, type and policies are the
+    /// tenant's (host pods carry the tenant pods' labels, so the selector selects the
+    /// copies of the pods it selects in the tenant); its addresses are the host's: a new
+    /// copy (`existing` none) asks for the tenant's cluster IP and node ports, an existing
+    /// one keeps what the host gave it. `externalIPs` never go down (on the host they
+    /// would capture other traffic to those addresses).
+    pub fn service_to_host(&self, tenant: &Service, existing: Option<&Service>) -> Service {
+        let namespace = tenant.metadata.namespace.as_deref().unwrap_or_default();
+        let mut metadata = self.metadata(
+            &tenant.metadata,
+            "v1/Service",
+            Some(self.host_namespace(namespace)),
+        );
+        if let Some(annotations) = metadata.annotations.as_mut() {
+            annotations.remove(&escape_key(HOST_CLUSTER_IPS));
+        }
+        let mut spec = tenant.spec.clone().unwrap_or_default();
+        spec.external_ips = None;
+        if let Some(host) = existing.and_then(|e| e.spec.as_ref()) {
+            spec.cluster_ip = host.cluster_ip.clone();
+            spec.cluster_ips = host.cluster_ips.clone();
+            spec.ip_families = host.ip_families.clone();
+            spec.ip_family_policy = host.ip_family_policy.clone();
+            spec.health_check_node_port = host.health_check_node_port;
+            for port in spec.ports.iter_mut().flatten() {
+                port.node_port = host
+                    .ports
+                    .iter()
+                    .flatten()
+                    .find(|p| p.port == port.port && p.protocol == port.protocol)
+                    .and_then(|p| p.node_port);
+            }
+        }
+        Service {
+            metadata,
+            spec: Some(spec),
+            status: None,
+        }
+    }
+}
+
+/// A new Service copy without the addresses it asked for (a headless one stays headless),
+/// for the host to allocate its own: none if it asked for none.
+pub fn without_addresses(wanted: &Service) -> Option<Service> {
+    let mut second = wanted.clone();
+    let spec = second.spec.as_mut()?;
+    let headless = spec.cluster_ip.as_deref() == Some("None");
+    let asked = (!headless && spec.cluster_ip.as_deref().is_some_and(|ip| !ip.is_empty()))
+        || spec.health_check_node_port.is_some()
+        || spec.ports.iter().flatten().any(|p| p.node_port.is_some());
+    if !asked {
+        return None;
+    }
+    if !headless {
+        spec.cluster_ip = None;
+        spec.cluster_ips = None;
+    }
+    spec.health_check_node_port = None;
+    for port in spec.ports.iter_mut().flatten() {
+        port.node_port = None;
+    }
+    Some(second)
+}
+
+/// The value of [`HOST_CLUSTER_IPS`] for a Service whose copy on `host` is `copy`: none for
+/// a headless or ExternalName one.
+pub fn host_cluster_ips(copy: &Service, host: &str) -> Option<String> {
+    copy.spec
+        .as_ref()
+        .and_then(|s| s.cluster_ip.as_deref())
+        .filter(|ip| !ip.is_empty() && *ip != "None")
+        .map(|ip| format!("{host}={ip}"))
 }
 
 /// The tenant object a host object was made from (none: not made by a syncer).
@@ -848,6 +925,64 @@ mod tests {
             host.metadata.annotations.as_ref().expect("annotations")[OBJECT_KIND],
             "v1/Secret"
         );
+    }
+
+    #[test]
+    fn a_service_asks_for_the_tenants_addresses_then_keeps_the_hosts() {
+        let tenant: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "web", "uid": "s-1",
+                "annotations": {HOST_CLUSTER_IPS: "eu-1=10.96.0.9"}},
+            "spec": {"type": "NodePort", "selector": {"app": "web"},
+                "clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5"],
+                "externalIPs": ["1.2.3.4"],
+                "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}
+        }))
+        .expect("a service");
+        let new = scope().service_to_host(&tenant, None);
+        let spec = new.spec.as_ref().expect("spec");
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.5"));
+        assert_eq!(
+            spec.ports.as_ref().expect("ports")[0].node_port,
+            Some(30080)
+        );
+        assert!(spec.external_ips.is_none());
+        assert_eq!(spec.selector.as_ref().expect("selector")["app"], "web");
+        let annotations = new.metadata.annotations.as_ref().expect("annotations");
+        assert!(!annotations.contains_key("t.vcluster.io/host-cluster-ips"));
+        assert!(scope().owns(&new.metadata));
+
+        let second = without_addresses(&new).expect("a second try");
+        let spec = second.spec.as_ref().expect("spec");
+        assert!(spec.cluster_ip.is_none() && spec.cluster_ips.is_none());
+        assert!(spec.ports.as_ref().expect("ports")[0].node_port.is_none());
+        assert!(without_addresses(&second).is_none(), "nothing left to drop");
+
+        let host: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"clusterIP": "10.96.7.7", "clusterIPs": ["10.96.7.7"],
+                "ports": [{"port": 80, "protocol": "TCP", "nodePort": 31000}]}
+        }))
+        .expect("a service");
+        let kept = scope().service_to_host(&tenant, Some(&host));
+        let spec = kept.spec.as_ref().expect("spec");
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.7.7"));
+        assert_eq!(
+            spec.ports.as_ref().expect("ports")[0].node_port,
+            Some(31000)
+        );
+        assert_eq!(
+            host_cluster_ips(&host, "eu-1").as_deref(),
+            Some("eu-1=10.96.7.7")
+        );
+
+        let headless: Service = serde_json::from_value(json!({
+            "metadata": {"name": "db", "namespace": "web"},
+            "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}
+        }))
+        .expect("a service");
+        let copy = scope().service_to_host(&headless, None);
+        assert!(without_addresses(&copy).is_none());
+        assert_eq!(host_cluster_ips(&copy, "eu-1"), None);
     }
 
     #[test]
