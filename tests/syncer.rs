@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 use vcluster_testkit::clients::Kubectl;
-use vcluster_tests::{Tenant, directly, items, with_each_kubectl};
+use vcluster_tests::{StoreKind, Tenant, Up, directly, items, vcluster_bin, with_each_kubectl};
 
 vcluster_tests::scenarios! {
     host_nodes: 2;
@@ -486,4 +486,50 @@ fn services_go_down_with_the_tenants_addresses_where_free(tenant: &Tenant) {
         &["get", "services", "-A", "-l", &selector, "-o", "name"],
         |out| out.trim().is_empty(),
     );
+}
+
+/// `vcluster syncer` on its own, between a `vcluster up` without `--host` and a host
+/// cluster: the tenant's pod runs on the host; SIGTERM ends it with 0.
+#[test]
+fn the_syncer_runs_on_its_own() {
+    let up = Up::start(StoreKind::Embedded, &["alone"], 0);
+    let host = Up::host("solo", 1);
+    let tenant = up.tenant("alone");
+    let mut command = vcluster_testkit::tether::command(vcluster_bin(), None);
+    command
+        .arg("syncer")
+        .arg("--tenant")
+        .arg(format!("alone={}", tenant.kubeconfig().display()))
+        .arg("--host")
+        .arg(format!("solo={}", host.kubeconfig().display()))
+        .env("VCLUSTER_LOG", "warn");
+    let mut syncer =
+        vcluster_testkit::tether::Tethered::spawn(&mut command).expect("start vcluster syncer");
+
+    let k = tenant.kubectl("v36");
+    k.ok(&["run", "one", "--image=busybox"]);
+    k.ok(&["wait", "pod/one", "--for=condition=Ready", "--timeout=60s"]);
+    let pod: Value =
+        serde_json::from_str(&k.ok(&["get", "pod", "one", "-o", "json"])).expect("json");
+    assert_eq!(pod["spec"]["nodeName"], "sim-0.solo");
+    let h = vcluster_testkit::clients::Kubectl::new("v36", host.kubeconfig());
+    let on_host = h.ok(&[
+        "get",
+        "pods",
+        "-A",
+        "-l",
+        "vcluster.io/tenant=alone",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(on_host.trim(), "pod/one");
+
+    let pid = syncer.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let status = syncer.wait().expect("the syncer ends");
+    assert!(status.success(), "vcluster syncer exited with {status}");
 }

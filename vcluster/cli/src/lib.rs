@@ -34,6 +34,10 @@ pub enum Command {
     /// `<data-dir>/kubeconfig`. What tests and `vcluster up --host` use where no real
     /// cluster is at hand.
     Host(HostArgs),
+    /// Run the syncer alone in the foreground: the tenants of --tenant (reached by their
+    /// kubeconfigs, through the public API) sync their pods to the host cluster of --host.
+    /// What `vcluster up --host` runs in-process.
+    Syncer(SyncerArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -115,6 +119,25 @@ pub struct UpArgs {
     pub hosts: Vec<(String, PathBuf)>,
 }
 
+/// `vcluster syncer`'s arguments.
+#[derive(clap::Args)]
+pub struct SyncerArgs {
+    /// A tenant to sync, as `NAME=KUBECONFIG` (its name in the control plane, a DNS label
+    /// without `--`, and a kubeconfig of its admin); repeatable.
+    #[arg(long = "tenant", value_name = "NAME=KUBECONFIG", value_parser = parse_tenant, required = true)]
+    pub tenants: Vec<(String, PathBuf)>,
+    /// The host cluster, as `NAME=KUBECONFIG`.
+    #[arg(long = "host", value_name = "NAME=KUBECONFIG", value_parser = parse_host, required = true)]
+    pub hosts: Vec<(String, PathBuf)>,
+}
+
+/// A tenant's `NAME=KUBECONFIG`, its name checked as `vcluster up` checks it.
+fn parse_tenant(text: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = parse_host(text)?;
+    check_tenant_names(std::slice::from_ref(&name)).map_err(|ConfigError(e)| e)?;
+    Ok((name, path))
+}
+
 /// `vcluster host`'s arguments.
 #[derive(clap::Args)]
 pub struct HostArgs {
@@ -125,7 +148,7 @@ pub struct HostArgs {
     pub serve: ServeArgs,
 }
 
-/// `NAME=KUBECONFIG`: a host cluster's name (a DNS label) and its kubeconfig.
+/// `NAME=KUBECONFIG`: a cluster's name (a DNS label) and its kubeconfig.
 fn parse_host(text: &str) -> Result<(String, PathBuf), String> {
     let (name, path) = text
         .split_once('=')
@@ -179,6 +202,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Up(args) => up(args).await,
             Command::Host(args) => host(args).await,
+            Command::Syncer(args) => syncer(args).await,
         }
     });
     match result {
@@ -381,19 +405,61 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             serve.data_dir.display()
         );
     }
-    // SIGTERM (what process managers and Kubernetes send) drains like Ctrl-C.
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
-            _ = terminate.recv() => tracing::info!("terminated; shutting down"),
-        }
-    };
+    let shutdown = shutdown_signal()?;
     vcluster_apiserver::serve_until(listener, tenants, limits, shutdown)
         .await
         .context("the server stopped")?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// What ends a foreground command: Ctrl-C, or SIGTERM (what process managers and
+/// Kubernetes send), which drains the same way.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+            _ = terminate.recv() => tracing::info!("terminated; shutting down"),
+        }
+    })
+}
+
+/// `vcluster syncer`: the syncer alone, for every tenant named, against the host cluster,
+/// until interrupted.
+pub async fn syncer(args: SyncerArgs) -> anyhow::Result<()> {
+    let [(name, kubeconfig)] = args.hosts.as_slice() else {
+        bail!(ConfigError(
+            "--host must be given once: one host cluster for now (several come with placement)"
+                .into()
+        ));
+    };
+    if args.tenants.is_empty() {
+        bail!(ConfigError("--tenant names no tenant".into()));
+    }
+    let host = vcluster_syncer::Cluster {
+        name: name.clone(),
+        client: client_of(kubeconfig)
+            .await
+            .with_context(|| format!("host cluster {name}: {}", kubeconfig.display()))?,
+    };
+    let mut syncers = tokio::task::JoinSet::new();
+    for (name, kubeconfig) in &args.tenants {
+        let tenant = vcluster_syncer::Cluster {
+            name: name.clone(),
+            client: client_of(kubeconfig)
+                .await
+                .with_context(|| format!("tenant {name}: {}", kubeconfig.display()))?,
+        };
+        syncers.spawn(vcluster_syncer::run(
+            tenant,
+            host.clone(),
+            vcluster_syncer::Options::default(),
+        ));
+    }
+    shutdown_signal()?.await;
+    syncers.shutdown().await;
     Ok(())
 }
 
@@ -463,7 +529,7 @@ mod tests {
         let cli = Cli::try_parse_from([&["vcluster", "up"], args].concat()).expect("parses");
         match cli.command {
             Command::Up(args) => args,
-            Command::Host(_) => unreachable!("parsed as up"),
+            Command::Host(_) | Command::Syncer(_) => unreachable!("parsed as up"),
         }
     }
 
@@ -484,6 +550,27 @@ mod tests {
                 Cli::try_parse_from(["vcluster", "up", "--host", bad]).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn the_syncer_takes_tenants_and_a_host_by_kubeconfig() {
+        let cli = Cli::try_parse_from([
+            "vcluster", "syncer", "--tenant", "a=/k/a", "--tenant", "b=/k/b", "--host", "h=/k/h",
+        ])
+        .expect("parses");
+        let Command::Syncer(args) = cli.command else {
+            panic!("not the syncer");
+        };
+        assert_eq!(args.tenants.len(), 2);
+        assert_eq!(args.hosts, [("h".to_owned(), PathBuf::from("/k/h"))]);
+        for bad in [
+            vec!["--host", "h=/k/h"],
+            vec!["--tenant", "a=/k/a"],
+            vec!["--tenant", "a--b=/k/a", "--host", "h=/k/h"],
+        ] {
+            let args = [vec!["vcluster", "syncer"], bad.clone()].concat();
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
         }
     }
 
