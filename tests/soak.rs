@@ -402,35 +402,49 @@ async fn a_tenant_is_served_while_another_is_attacked() {
     let stop = Arc::new(AtomicBool::new(false));
     let answers = Arc::new(Answers::default());
     let rss = tokio::spawn(peak_rss(up.pid(), stop.clone()));
+    // The attackers are other clients: they run on threads of their own, so that their work
+    // in this process does not delay the quiet client's tasks before the server sees them.
+    let attackers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("the attackers' runtime");
+    let on = attackers.handle();
     let mut attacks = JoinSet::new();
     if attacking("idle") {
-        attacks.spawn(idle_connections(attacked.clone(), stop.clone()));
+        attacks.spawn_on(idle_connections(attacked.clone(), stop.clone()), on);
     }
     for _ in 0..20 {
         if attacking("slowloris") {
-            attacks.spawn(slowloris(attacked.clone(), stop.clone()));
+            attacks.spawn_on(slowloris(attacked.clone(), stop.clone()), on);
         }
     }
     for _ in 0..2 {
         if attacking("bodies") {
-            attacks.spawn(bad_bodies(attacked.clone(), answers.clone(), stop.clone()));
+            attacks.spawn_on(
+                bad_bodies(attacked.clone(), answers.clone(), stop.clone()),
+                on,
+            );
         }
         if attacking("bombs") {
-            attacks.spawn(patch_bombs(attacked.clone(), answers.clone(), stop.clone()));
+            attacks.spawn_on(
+                patch_bombs(attacked.clone(), answers.clone(), stop.clone()),
+                on,
+            );
         }
     }
     if attacking("streams") {
-        attacks.spawn(stalled_streams(
-            attacked.clone(),
-            answers.clone(),
-            stop.clone(),
-        ));
+        attacks.spawn_on(
+            stalled_streams(attacked.clone(), answers.clone(), stop.clone()),
+            on,
+        );
     }
     // Let the attacks take hold before measuring.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let attacked_phase = workload(&quiet, "attacked", phase()).await;
     stop.store(true, Ordering::Relaxed);
     while attacks.join_next().await.is_some() {}
+    attackers.shutdown_background();
     let peak = rss.await.expect("rss sampler");
 
     println!(
