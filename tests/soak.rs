@@ -8,9 +8,14 @@
 //! under a bound, and the attacked tenant's objects are still readable by a typed client
 //! afterwards.
 //!
+//! Both are ordinary tenants, their admins super-users of their own tenant only; the
+//! process's default tenant, the platform's, is a third that takes no part.
+//!
 //! The quiet tenant's latencies, alone and under attack, and the peak memory are printed
 //! (the README records them); they are figures, not assertions. `VCLUSTER_SOAK_SECONDS`
-//! sets the length of each phase (default 20).
+//! sets the length of each phase (default 20); `VCLUSTER_SOAK_ATTACKS` (a comma-separated
+//! list of `idle`, `slowloris`, `bodies`, `bombs` and `streams`) runs only those attacks,
+//! to measure what each costs.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -36,12 +41,17 @@ const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const RSS_BOUND_MIB: u64 = 1024;
 
 /// Every operation of the quiet tenant is answered within this, attacked or not: a bound
-/// on being served at all, far above any latency figure (those are printed, not asserted).
-/// It is this wide because of one known gap: the stalled h2 streams' burst of 300 LISTs of
-/// 1.3 MB is computed (and then held or refused with a 429) on the same two cores as the
-/// quiet tenant's requests, and a debug build takes seconds for it; no tenant has a share of
-/// the process's CPU of its own yet (per-tenant fairness is the front door's, issue 15).
-const ANSWERED_WITHIN: Duration = Duration::from_secs(30);
+/// on being served at all, far above any latency figure (those are printed, not asserted),
+/// with room for a debug build on two shared cores. The attacked tenant cannot hold more
+/// than its share of the in-flight seats, and the stalled streams' LISTs are answered from
+/// the watch cache's encoded objects rather than read and encoded each.
+const ANSWERED_WITHIN: Duration = Duration::from_secs(5);
+
+/// Whether the attack named `name` runs (every attack unless `VCLUSTER_SOAK_ATTACKS` says).
+fn attacking(name: &str) -> bool {
+    std::env::var("VCLUSTER_SOAK_ATTACKS")
+        .map_or(true, |names| names.split(',').any(|n| n.trim() == name))
+}
 
 fn phase() -> Duration {
     let seconds = std::env::var("VCLUSTER_SOAK_SECONDS")
@@ -348,10 +358,11 @@ async fn peak_rss(pid: u32, stop: Arc<AtomicBool>) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tenant_is_served_while_another_is_attacked() {
-    let up =
-        tokio::task::spawn_blocking(|| Up::start(StoreKind::Embedded, &["attacked", "quiet"], 0))
-            .await
-            .expect("start vcluster up");
+    let up = tokio::task::spawn_blocking(|| {
+        Up::start(StoreKind::Embedded, &["platform", "attacked", "quiet"], 0)
+    })
+    .await
+    .expect("start vcluster up");
     let attacked_kubeconfig = up.tenant("attacked").kubeconfig().to_owned();
     let attacked = Endpoint::of(&attacked_kubeconfig);
     let attacked_client = client(&attacked_kubeconfig).await;
@@ -391,30 +402,54 @@ async fn a_tenant_is_served_while_another_is_attacked() {
     let stop = Arc::new(AtomicBool::new(false));
     let answers = Arc::new(Answers::default());
     let rss = tokio::spawn(peak_rss(up.pid(), stop.clone()));
+    // The attackers are other clients: they run on threads of their own, so that their work
+    // in this process does not delay the quiet client's tasks before the server sees them.
+    let attackers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("the attackers' runtime");
+    let on = attackers.handle();
     let mut attacks = JoinSet::new();
-    attacks.spawn(idle_connections(attacked.clone(), stop.clone()));
+    if attacking("idle") {
+        attacks.spawn_on(idle_connections(attacked.clone(), stop.clone()), on);
+    }
     for _ in 0..20 {
-        attacks.spawn(slowloris(attacked.clone(), stop.clone()));
+        if attacking("slowloris") {
+            attacks.spawn_on(slowloris(attacked.clone(), stop.clone()), on);
+        }
     }
     for _ in 0..2 {
-        attacks.spawn(bad_bodies(attacked.clone(), answers.clone(), stop.clone()));
-        attacks.spawn(patch_bombs(attacked.clone(), answers.clone(), stop.clone()));
+        if attacking("bodies") {
+            attacks.spawn_on(
+                bad_bodies(attacked.clone(), answers.clone(), stop.clone()),
+                on,
+            );
+        }
+        if attacking("bombs") {
+            attacks.spawn_on(
+                patch_bombs(attacked.clone(), answers.clone(), stop.clone()),
+                on,
+            );
+        }
     }
-    attacks.spawn(stalled_streams(
-        attacked.clone(),
-        answers.clone(),
-        stop.clone(),
-    ));
+    if attacking("streams") {
+        attacks.spawn_on(
+            stalled_streams(attacked.clone(), answers.clone(), stop.clone()),
+            on,
+        );
+    }
     // Let the attacks take hold before measuring.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let attacked_phase = workload(&quiet, "attacked", phase()).await;
     stop.store(true, Ordering::Relaxed);
     while attacks.join_next().await.is_some() {}
+    attackers.shutdown_background();
     let peak = rss.await.expect("rss sampler");
 
     println!(
         "soak: quiet tenant alone: {} operations, p50 {:?}, p99 {:?}; while the other is attacked: \
-         {} operations, p50 {:?}, p99 {:?} ({:.2}x); {} attack answers; peak RSS {peak} MiB",
+         {} operations, p50 {:?}, p99 {:?} ({:.2}x), slowest {:?}; {} attack answers; peak RSS {peak} MiB",
         alone.latencies.len(),
         alone.percentile(0.5),
         alone.percentile(0.99),
@@ -422,6 +457,7 @@ async fn a_tenant_is_served_while_another_is_attacked() {
         attacked_phase.percentile(0.5),
         attacked_phase.percentile(0.99),
         attacked_phase.percentile(0.99).as_secs_f64() / alone.percentile(0.99).as_secs_f64(),
+        attacked_phase.percentile(1.0),
         answers.answered.load(Ordering::Relaxed),
     );
     assert!(alone.errors.is_empty(), "errors alone: {:?}", alone.errors);
@@ -441,8 +477,9 @@ async fn a_tenant_is_served_while_another_is_attacked() {
         "attacks got server errors: {:?}",
         &server_errors[..server_errors.len().min(10)]
     );
+    let answering = ["bodies", "bombs", "streams"].into_iter().any(attacking);
     assert!(
-        answers.answered.load(Ordering::Relaxed) > 0,
+        !answering || answers.answered.load(Ordering::Relaxed) > 0,
         "no attack was answered at all"
     );
     assert!(

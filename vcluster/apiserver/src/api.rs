@@ -11,7 +11,7 @@ use vcluster_core::registry::ResourceType;
 use vcluster_core::status::{ApiError, Reason};
 
 use crate::http::{Body, BodyError, BoxError, RequestBody, error, full, ok};
-use crate::inflight::{Admission, Gate, Held};
+use crate::inflight::{Admission, Asking, Gate, Held};
 use crate::metrics::{OPENMETRICS, PROMETHEUS_TEXT, TenantRequests, Tracker};
 use crate::router::{Route, route};
 use crate::tenant::{Tenant, Tenants};
@@ -103,6 +103,8 @@ where
     let mut tracker = tenants.metrics().track(req.method(), req.uri());
     let mut admission = Admission::default();
     let response = dispatch(tenants, conn, gate, req, &mut tracker, &mut admission).await;
+    // Counted as answered: a response refused for the unsent-bytes budget is a 429.
+    let response = admission.reserve(response);
     admission.hold(tracker.finish(response))
 }
 
@@ -167,7 +169,13 @@ async fn dispatch(
     tracing::debug!(user = %user.name, "authenticated");
     // As upstream, the in-flight limit applies to the impersonated user, before
     // authorization.
-    *admission = match gate.admit(tracker.labels.in_flight_kind(), &user.name, &user.groups) {
+    let asking = Asking {
+        tenant: &tenant.name,
+        platform: tenants.is_default(&tenant.name),
+        user: &user.name,
+        groups: &user.groups,
+    };
+    *admission = match gate.admit(tracker.labels.in_flight_kind(), &asking) {
         Ok(admitted) => admitted,
         Err(refused) => return refused.response(),
     };

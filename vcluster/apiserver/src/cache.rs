@@ -1,23 +1,36 @@
-//! The watch cache: one per tenant and resource, created when first watched, fed by one
-//! store watch. Every client watch of that resource is served from it, so a thousand
-//! watchers cost one store watch.
+//! The watch cache: one per tenant and resource, created when first watched or listed, fed
+//! by one store watch. Every client watch of that resource is served from it, so a thousand
+//! watchers cost one store watch, and so is every list that any recent state will do or
+//! that must be current (upstream's consistent reads from the cache).
 //!
 //! It holds the current objects and a bounded window of recent events. A client watch
 //! from a revision inside the window gets every event after it; from before the window it
 //! gets 410 Expired (in the stream, as kube-apiserver sends it) and re-lists.
+//!
+//! [`Progress`] tells how far the store's changes have been read, which a cache alone
+//! cannot (it sees only its own resource's changes): what etcd's progress notifications
+//! tell upstream's watch cache.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use vcluster_core::object::with_resource_version;
-use vcluster_store::{EventKind, RangeRequest, Store};
+use vcluster_core::registry;
+use vcluster_store::{Backend, EventKind, RangeRequest, Store};
 
 use crate::stored;
+
+/// How long a read waits for a watch cache to reach the revision it needs before it gives
+/// up (upstream's 3 s): a list then reads the store, or answers "too large resource
+/// version".
+pub(crate) const CACHE_WAIT: Duration = Duration::from_secs(3);
 
 /// Events kept per cache for watchers that start in the past.
 const WINDOW: usize = 4096;
@@ -260,5 +273,127 @@ impl WatchCache {
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.head.subscribe()
+    }
+}
+
+/// How far the store's changes have been read: one store watch over every key, noting per
+/// tenant and resource the revision of its last change. With it a list that must see every
+/// change committed before it (a `resourceVersion` of "") is answered from the watch cache
+/// once the cache has reached its resource's last change up to the store's current
+/// revision, as upstream's are once etcd's progress notification says the cache is current.
+pub(crate) struct Progress {
+    /// The revision up to which every change has been read; 0 while not following.
+    head: watch::Sender<u64>,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// The revision the watch started after: no change before it is in `last`.
+    since: u64,
+    /// Tenant → group → plural → the revision of the resource's last change.
+    last: HashMap<String, HashMap<String, HashMap<String, u64>>>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            head: watch::Sender::new(0),
+            seen: Mutex::default(),
+        }
+    }
+}
+
+impl Progress {
+    /// Follows every change of `backend` until the task is dropped, starting again a
+    /// second after its watch ends (meanwhile lists read the store).
+    pub(crate) async fn follow(self: Arc<Self>, backend: Arc<dyn Backend>) {
+        loop {
+            if let Err(e) = self.follow_once(backend.as_ref()).await {
+                tracing::warn!(error = %e, "watch cache progress: the store watch ended; lists read the store until it is back");
+            }
+            self.head.send_replace(0);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn follow_once(&self, backend: &dyn Backend) -> Result<(), vcluster_store::Error> {
+        let start = backend.current_revision().await?;
+        let mut events = backend.watch(b"/", start).await?;
+        *self.seen.lock().expect("progress lock") = Seen {
+            since: start,
+            last: HashMap::new(),
+        };
+        self.head.send_replace(start);
+        while let Some(event) = events.next().await {
+            let mut revision = self.note(&event?);
+            // The other events of a revision (a lease's keys, revoked at once) are already
+            // waiting: the revision is told once they are read too.
+            while let Some(Some(event)) = events.next().now_or_never() {
+                revision = self.note(&event?);
+            }
+            self.head.send_replace(revision);
+        }
+        Err(vcluster_store::Error::Closed)
+    }
+
+    /// Notes the change `event` made; its revision.
+    fn note(&self, event: &vcluster_store::Event) -> u64 {
+        let revision = event.revision();
+        let parts = vcluster_store::tenant_key(&event.kv.key)
+            .and_then(|(tenant, key)| Some((tenant, registry::parse_storage_key(key)?)));
+        if let Some((tenant, key)) = parts {
+            let mut seen = self.seen.lock().expect("progress lock");
+            let groups = match seen.last.get_mut(tenant) {
+                Some(groups) => groups,
+                None => seen.last.entry(tenant.to_owned()).or_default(),
+            };
+            let plurals = match groups.get_mut(key.group) {
+                Some(plurals) => plurals,
+                None => groups.entry(key.group.to_owned()).or_default(),
+            };
+            match plurals.get_mut(key.plural) {
+                Some(last) => *last = revision,
+                None => {
+                    plurals.insert(key.plural.to_owned(), revision);
+                }
+            }
+        }
+        revision
+    }
+
+    /// The revision a watch cache of `tenant`'s resource (`group`, `plural`) must have
+    /// reached to hold every change up to revision `current`, once the changes have been
+    /// read that far (waited for until `deadline`); `None` if they are not read by then or
+    /// nothing follows the store.
+    pub(crate) async fn needed(
+        &self,
+        tenant: &str,
+        group: &str,
+        plural: &str,
+        current: u64,
+        deadline: Instant,
+    ) -> Option<u64> {
+        let mut head = self.head.subscribe();
+        loop {
+            let read = *head.borrow_and_update();
+            if read == 0 {
+                return None;
+            }
+            if read >= current {
+                break;
+            }
+            tokio::time::timeout_at(deadline, head.changed())
+                .await
+                .ok()?
+                .ok()?;
+        }
+        let seen = self.seen.lock().expect("progress lock");
+        let last = seen
+            .last
+            .get(tenant)
+            .and_then(|groups| groups.get(group))
+            .and_then(|plurals| plurals.get(plural));
+        Some(last.copied().unwrap_or(seen.since))
     }
 }

@@ -19,15 +19,13 @@ use vcluster_core::registry::{self, ResourceType};
 use vcluster_core::status::{ApiError, Reason};
 use vcluster_store::{EventKind, RangeRequest};
 
+use crate::cache::CACHE_WAIT;
 use crate::objects::{DeleteParams, Requester, WriteParams, now, served, store_error};
 use crate::router::Target;
 use crate::tenant::{Tenant, Tenants};
 use crate::tokens::{Claims, KubernetesClaims, MAX_EXPIRATION, ObjectClaim};
 use crate::write::{self, Deleted, Update};
 use crate::{crds, reviews, stored};
-
-/// How long a list waits for a watch cache to catch up before it reads the store instead.
-const CACHE_WAIT: Duration = Duration::from_secs(3);
 
 /// The field manager of the controllers' writes.
 const MANAGER: &str = "kube-controller-manager";

@@ -1,21 +1,25 @@
 //! Requests in flight: kube-apiserver's max-in-flight filter (a 429 past
 //! `--max-requests-inflight` or `--max-mutating-requests-inflight`, watches and streams not
-//! counted, `system:masters` never refused) and its timeout for the other requests
-//! (`--request-timeout`), plus a bound on the response bytes held for clients that have not
-//! read them, which no one is exempt from.
+//! counted) and its timeout for the other requests (`--request-timeout`), plus a bound on
+//! the response bytes held for clients that have not read them, which no one is exempt
+//! from.
 //!
-//! Both are the process's, shared by every tenant: a client that stops reading can make
-//! other tenants' requests wait or get 429s until the request timeout frees what it holds
-//! (and every tenant's admin is `system:masters` of its own tenant). Shares per tenant
-//! (upstream's API Priority and Fairness) are the front door's.
+//! The seats are the process's, shared by every tenant, and each tenant may hold at most a
+//! share of them ([`Limits::max_requests_inflight_per_tenant`]), so that one tenant's
+//! clients that stop reading make that tenant's requests wait or get 429s, not another's.
+//! Upstream never refuses `system:masters`; here every tenant's admin is `system:masters`
+//! of its own tenant, so only the platform's (the default tenant's, whose admin is the
+//! process's) is never refused: the others are held to their tenant's share like anyone.
+//! (Upstream's API Priority and Fairness, with its queues, is the front door's.)
 //!
-//! A request holds its seat until its response body has been sent or dropped, so a
+//! A request holds its seats until its response body has been sent or dropped, so a
 //! client that does not read keeps counting. At the deadline a request that has not
 //! answered gets a 504, and one whose body is still unsent loses it: the body and the
-//! seat are freed at once (hyper does not poll a body while the client's flow-control
+//! seats are freed at once (hyper does not poll a body while the client's flow-control
 //! window is closed, so this cannot wait for the next poll), and the stream is reset
 //! when hyper polls it next.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
@@ -42,8 +46,8 @@ pub(crate) enum Kind {
 /// The seats of both limits, and the request timeout: what [`handle`](crate::handle) admits
 /// requests through (one per server).
 pub struct Gate {
-    read_only: Option<Arc<Semaphore>>,
-    mutating: Option<Arc<Semaphore>>,
+    read_only: Seats,
+    mutating: Seats,
     /// One permit per byte of response bodies not yet sent (see
     /// [`Limits::max_unsent_response_bytes`]).
     unsent: Option<Arc<Semaphore>>,
@@ -59,55 +63,117 @@ static REFUSED: Throttled = Throttled::new();
 static ENDED: Throttled = Throttled::new();
 static UNSENT: Throttled = Throttled::new();
 
+/// The seats of one limit: the process's, and each tenant's share of them.
+struct Seats {
+    all: Option<Arc<Semaphore>>,
+    /// How many of them one tenant may hold (0: no share, only the process's limit).
+    share: usize,
+    /// Each tenant's share, made when the tenant first asks.
+    tenants: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Seats {
+    fn new(all: usize, share: usize) -> Self {
+        Self {
+            all: (all > 0).then(|| Arc::new(Semaphore::new(all))),
+            share,
+            tenants: Mutex::default(),
+        }
+    }
+
+    /// A seat of `tenant`'s share, and one of the process's; `None` if either is full.
+    fn take(&self, tenant: &str) -> Option<Seat> {
+        let share = if self.share > 0 {
+            let share = {
+                let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(share) = tenants.get(tenant) {
+                    share.clone()
+                } else {
+                    let share = Arc::new(Semaphore::new(self.share));
+                    tenants.insert(tenant.to_owned(), share.clone());
+                    share
+                }
+            };
+            Some(share.try_acquire_owned().ok()?)
+        } else {
+            None
+        };
+        let all = match &self.all {
+            Some(all) => Some(all.clone().try_acquire_owned().ok()?),
+            None => None,
+        };
+        Some(Seat {
+            _all: all,
+            _share: share,
+        })
+    }
+}
+
+/// The seats a request holds: one of the process's and one of its tenant's share (each
+/// `None` where there is no such limit).
+#[derive(Debug)]
+struct Seat {
+    _all: Option<OwnedSemaphorePermit>,
+    _share: Option<OwnedSemaphorePermit>,
+}
+
+/// Who asks, as the in-flight limit tells them apart.
+pub(crate) struct Asking<'a> {
+    pub tenant: &'a str,
+    /// Whether `tenant` is the platform's own (the default tenant), whose super-users are
+    /// the process's.
+    pub platform: bool,
+    pub user: &'a str,
+    pub groups: &'a [String],
+}
+
+impl Asking<'_> {
+    /// Never refused, as upstream never refuses `system:masters`: the super-users of the
+    /// platform's tenant only (another tenant's admin is a super-user of that tenant alone).
+    fn exempt(&self) -> bool {
+        self.platform && self.groups.iter().any(|g| g == "system:masters")
+    }
+}
+
 impl Gate {
     pub fn new(limits: &Limits) -> Self {
-        let seats = |n: usize| (n > 0).then(|| Arc::new(Semaphore::new(n)));
         Self {
-            read_only: seats(limits.max_requests_inflight),
-            mutating: seats(limits.max_mutating_requests_inflight),
-            unsent: seats(limits.max_unsent_response_bytes),
+            read_only: Seats::new(
+                limits.max_requests_inflight,
+                limits.max_requests_inflight_per_tenant,
+            ),
+            mutating: Seats::new(
+                limits.max_mutating_requests_inflight,
+                limits.max_mutating_requests_inflight_per_tenant,
+            ),
+            unsent: (limits.max_unsent_response_bytes > 0)
+                .then(|| Arc::new(Semaphore::new(limits.max_unsent_response_bytes))),
             timeout: limits.request_timeout,
         }
     }
 
-    /// Admits a request of `kind` by the user named `user`, of `groups`: its seat and
-    /// deadline, or upstream's 429.
-    pub(crate) fn admit(
-        &self,
-        kind: Kind,
-        user: &str,
-        groups: &[String],
-    ) -> Result<Admission, Refused> {
+    /// Admits a request of `kind` by `asking`: its seats and deadline, or upstream's 429.
+    pub(crate) fn admit(&self, kind: Kind, asking: &Asking<'_>) -> Result<Admission, Refused> {
         let seats = match kind {
             Kind::LongRunning => return Ok(Admission::default()),
             Kind::ReadOnly => &self.read_only,
             Kind::Mutating => &self.mutating,
         };
-        let deadline = Some(Instant::now() + self.timeout);
-        let unsent = self.unsent.clone();
-        let Some(seats) = seats else {
-            return Ok(Admission {
-                seat: None,
-                deadline,
-                unsent,
-            });
+        let admitted = |seat| Admission {
+            seat,
+            deadline: Some(Instant::now() + self.timeout),
+            unsent: self.unsent.clone(),
+            bytes: None,
         };
-        match seats.clone().try_acquire_owned() {
-            Ok(seat) => Ok(Admission {
-                seat: Some(seat),
-                deadline,
-                unsent,
-            }),
-            // As upstream: a super-user always gets an answer.
-            Err(_) if groups.iter().any(|g| g == "system:masters") => Ok(Admission {
-                seat: None,
-                deadline,
-                unsent,
-            }),
-            Err(_) => {
+        match seats.take(asking.tenant) {
+            Some(seat) => Ok(admitted(Some(seat))),
+            // As upstream: the process's super-user always gets an answer.
+            None if asking.exempt() => Ok(admitted(None)),
+            None => {
                 if let Some(unlogged) = REFUSED.check() {
                     tracing::warn!(
-                        user,
+                        tenant = asking.tenant,
+                        user = asking.user,
                         kind = ?kind,
                         unlogged,
                         "too many requests in flight; answering 429"
@@ -137,15 +203,16 @@ impl Refused {
     }
 }
 
-/// A request let in: its seat (none for a long-running request, a super-user's over the
-/// limit, or without a limit), its
-/// deadline and the budget of unsent response bytes it answers within (none for a
-/// long-running request).
+/// A request let in: its seats (none for a long-running request, the process's super-user
+/// past the limit, or without a limit), its deadline, the budget of unsent response bytes
+/// it answers within (none for a long-running request) and, once its response is made, its
+/// bytes in that budget.
 #[derive(Debug, Default)]
 pub(crate) struct Admission {
-    seat: Option<OwnedSemaphorePermit>,
+    seat: Option<Seat>,
     deadline: Option<Instant>,
     unsent: Option<Arc<Semaphore>>,
+    bytes: Option<OwnedSemaphorePermit>,
 }
 
 impl Admission {
@@ -171,35 +238,40 @@ impl Admission {
         }
     }
 
-    /// `response` with its body holding the seat, and its size in the budget of unsent
-    /// response bytes, until it is sent or dropped, and ended at the deadline. A response
-    /// that does not fit in what is left of the budget is not held: the client gets
+    /// Takes `response`'s size from the budget of unsent response bytes, to be held until
+    /// it is sent or dropped; a response that does not fit in what is left is answered
     /// upstream's 429 instead, as past the in-flight limit (the budget is full of
-    /// responses that clients are not reading).
-    pub(crate) fn hold(mut self, response: Response<Body>) -> Response<Held> {
+    /// responses that clients are not reading). The answer to send, and so to count.
+    pub(crate) fn reserve(&mut self, response: Response<Body>) -> Response<Body> {
         let size = hyper::body::Body::size_hint(response.body())
             .exact()
             .unwrap_or(0);
-        let mut bytes = None;
-        if let Some(unsent) = self.unsent.take()
-            && size > PIECE as u64
-        {
-            let permits = u32::try_from(size).unwrap_or(u32::MAX);
-            match unsent.try_acquire_many_owned(permits) {
-                Ok(permit) => bytes = Some(permit),
-                Err(_) => {
-                    if let Some(unlogged) = UNSENT.check() {
-                        tracing::warn!(
-                            size,
-                            unlogged,
-                            "the response bytes held for clients that do not read are at their limit; answering 429"
-                        );
-                    }
-                    return Refused.response().map(|body| Held::new(body, self, None));
+        let Some(unsent) = self.unsent.take().filter(|_| size > PIECE as u64) else {
+            return response;
+        };
+        let permits = u32::try_from(size).unwrap_or(u32::MAX);
+        match unsent.try_acquire_many_owned(permits) {
+            Ok(permit) => {
+                self.bytes = Some(permit);
+                response
+            }
+            Err(_) => {
+                if let Some(unlogged) = UNSENT.check() {
+                    tracing::warn!(
+                        size,
+                        unlogged,
+                        "the response bytes held for clients that do not read are at their limit; answering 429"
+                    );
                 }
+                Refused.response()
             }
         }
-        response.map(|body| Held::new(body, self, bytes))
+    }
+
+    /// `response` with its body holding the seats and the bytes [`Self::reserve`] took
+    /// until it is sent or dropped, and ended at the deadline.
+    pub(crate) fn hold(self, response: Response<Body>) -> Response<Held> {
+        response.map(|body| Held::new(body, self))
     }
 }
 
@@ -215,18 +287,18 @@ struct Sending {
     body: Body,
     /// The rest of a data frame larger than [`PIECE`], still to be handed out.
     rest: Bytes,
-    _seat: Option<OwnedSemaphorePermit>,
+    _seat: Option<Seat>,
     /// The body's bytes in the budget of unsent response bytes.
     _bytes: Option<OwnedSemaphorePermit>,
 }
 
 impl Held {
-    fn new(body: Body, admission: Admission, bytes: Option<OwnedSemaphorePermit>) -> Self {
+    fn new(body: Body, admission: Admission) -> Self {
         let sending = Arc::new(Mutex::new(Some(Sending {
             body,
             rest: Bytes::new(),
             _seat: admission.seat,
-            _bytes: bytes,
+            _bytes: admission.bytes,
         })));
         let reclaim = admission.deadline.map(|deadline| {
             let sending = Arc::downgrade(&sending);

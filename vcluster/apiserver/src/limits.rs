@@ -18,6 +18,14 @@ pub struct Limits {
     /// Mutating requests answered at once; past it a 429
     /// (`--max-mutating-requests-inflight`, 200). `0`: no limit.
     pub max_mutating_requests_inflight: usize,
+    /// How many of [`Self::max_requests_inflight`] one tenant may hold at once; past it a
+    /// 429, so that one tenant's requests (its clients that stop reading, its admin
+    /// included) cannot take the seats of the others (a quarter of them, 100). Not one of
+    /// kube-apiserver's, whose one tenant is the cluster. `0`: no share.
+    pub max_requests_inflight_per_tenant: usize,
+    /// How many of [`Self::max_mutating_requests_inflight`] one tenant may hold at once
+    /// (a quarter of them, 50). `0`: no share.
+    pub max_mutating_requests_inflight_per_tenant: usize,
     /// How long a request other than a watch or a stream may take, sending its response
     /// included, before it is ended: a 504 if nothing was sent yet, else its stream is
     /// reset (`--request-timeout`, 60 s).
@@ -66,6 +74,8 @@ impl Default for Limits {
         Self {
             max_requests_inflight: 400,
             max_mutating_requests_inflight: 200,
+            max_requests_inflight_per_tenant: 100,
+            max_mutating_requests_inflight_per_tenant: 50,
             request_timeout: Duration::from_secs(60),
             read_header_timeout: Duration::from_secs(32),
             idle_timeout: Duration::from_secs(90),

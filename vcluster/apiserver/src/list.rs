@@ -14,6 +14,7 @@ use vcluster_core::selector::{FieldSelector, LabelSelector};
 use vcluster_core::status::ApiError;
 use vcluster_store::RangeRequest;
 
+use crate::cache::{CACHE_WAIT, WatchCache};
 use crate::http::{Body, Shape, ok};
 use crate::objects::{Result, in_version, now, store_error, too_large_resource_version};
 use crate::router::Target;
@@ -268,10 +269,20 @@ pub(crate) async fn list(
                     && requested.is_some_and(|rv| rv > 0));
             if let Some(at_least) = requested.filter(|_| !exact) {
                 // Any state at least as new as `at_least` will do: the watch cache answers,
-                // as kube-apiserver's does (a resourceVersion of "" reads the store). At 0
-                // it answers everything it has, whatever the limit, as upstream's does.
+                // as kube-apiserver's does. At 0 it answers everything it has, whatever the
+                // limit, as upstream's does.
                 let limit = limit.filter(|_| at_least > 0);
                 return list_from_cache(tenant, target, &selectors, &prefix, at_least, limit).await;
+            }
+            // A resourceVersion of "" asks for the current state: the watch cache answers
+            // once it holds every change committed before the list, as upstream's does
+            // (`ConsistentListFromCache`), else the store.
+            if requested.is_none()
+                && matching.is_none_or(str::is_empty)
+                && let Some((cache, current)) =
+                    tenant.consistent_cache(rt).await.map_err(store_error)?
+            {
+                return Ok(cached_page(&cache, &selectors, &prefix, limit, current));
             }
             (None, requested.filter(|rv| exact && *rv > 0))
         }
@@ -339,9 +350,8 @@ fn list_metadata(revision: u64, next: Option<(String, Option<u64>)>) -> Value {
     metadata
 }
 
-/// How long a list waits for the watch cache to reach a resourceVersion it asks for, and
-/// how long its client is told to wait before it tries again (upstream's 3 s and 1 s).
-const CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a client told "too large resource version" is told to wait before it tries
+/// again (upstream's 1 s).
 const CACHE_RETRY_AFTER: u32 = 1;
 
 async fn list_from_cache(
@@ -365,7 +375,20 @@ async fn list_from_cache(
             CACHE_RETRY_AFTER,
         ));
     }
+    Ok(cached_page(&cache, selectors, prefix, limit, at_least))
+}
+
+/// A page of what `cache` holds under `prefix`, at its revision or `at_least` (of which
+/// its objects are the state) if that is later.
+fn cached_page(
+    cache: &WatchCache,
+    selectors: &Selectors,
+    prefix: &str,
+    limit: Option<usize>,
+    at_least: u64,
+) -> Listed {
     let (objects, revision) = cache.snapshot(prefix.as_bytes());
+    let revision = revision.max(at_least);
     let total = objects.len();
     let mut selected = objects
         .into_iter()
@@ -385,9 +408,9 @@ async fn list_from_cache(
         .into_iter()
         .map(|(_, cached)| (cached.object, cached.encoded))
         .unzip();
-    Ok(Listed {
+    Listed {
         items,
         encoded: Some(encoded),
         metadata: list_metadata(revision, next),
-    })
+    }
 }

@@ -62,6 +62,7 @@ pub async fn serve_until(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let controllers = AbortOnDrop(tokio::spawn(crate::feed::run(tenants.clone())));
+    let _progress = AbortOnDrop(tokio::spawn(tenants.follow_progress()));
     let config = crate::tls::server_config(tenants.clone()).map_err(std::io::Error::other)?;
     let server = Arc::new(Server {
         acceptor: TlsAcceptor::from(Arc::new(config)),

@@ -11,7 +11,7 @@ use vcluster_core::object::{Fresh, prepare_create};
 use vcluster_core::registry::{self, ResourceType};
 use vcluster_store::{Backend, Scoped, Store};
 
-use crate::cache::WatchCache;
+use crate::cache::{CACHE_WAIT, Progress, WatchCache};
 use crate::identity::{self, Identity, StoredIdentity};
 use crate::metrics::Metrics;
 use crate::metrics::store::Metered;
@@ -48,6 +48,8 @@ pub struct Tenant {
     policy: RwLock<Option<(Vec<u64>, Arc<vcluster_core::rbac::Policy>)>>,
     /// Held while a cache is being started, so that each is started once.
     starting: Mutex<()>,
+    /// How far the process has read the store's changes (every tenant's).
+    progress: Arc<Progress>,
     /// Held while a Service is given addresses and stored (`services.rs`).
     pub(crate) allocating: Mutex<()>,
     /// The process's shutdown, which this tenant's watches end at.
@@ -119,6 +121,33 @@ impl Tenant {
 
     /// The watch cache of a resource, created on first use starting at `start` (the
     /// revision the first watcher asks for, so it is served without a gap).
+    /// This tenant's watch cache of `rt` once it holds every change committed before the
+    /// call (upstream's consistent read from the cache), with the store's revision at the
+    /// call, which the cache's objects are the state of; `None` if it does not within
+    /// [`CACHE_WAIT`] (or nothing follows the store's changes): the store is to be
+    /// read instead, as upstream falls back to etcd.
+    pub(crate) async fn consistent_cache(
+        &self,
+        rt: &ResourceType,
+    ) -> Result<Option<(Arc<WatchCache>, u64)>, vcluster_store::Error> {
+        let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+        let current = self.store.current_revision().await?;
+        let needed = self
+            .progress
+            .needed(&self.name, &rt.group, &rt.plural, current, deadline)
+            .await;
+        let Some(needed) = needed else {
+            return Ok(None);
+        };
+        let cache = self.cache(rt, 0).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        Ok(cache
+            .wait_for(needed, left)
+            .await
+            .is_ok()
+            .then_some((cache, current)))
+    }
+
     pub async fn cache(
         &self,
         rt: &ResourceType,
@@ -168,6 +197,8 @@ pub struct Tenants {
     drain: Arc<Drain>,
     /// What `/metrics` serves: the whole process's.
     metrics: Arc<Metrics>,
+    /// How far the store's changes have been read, for every tenant's consistent lists.
+    progress: Arc<Progress>,
 }
 
 /// Whether the process is shutting down, for everything that must then let go: readiness
@@ -230,11 +261,17 @@ impl Tenants {
             opened: tokio::sync::broadcast::channel(256).0,
             drain: Arc::new(Drain::new()),
             metrics: Arc::default(),
+            progress: Arc::default(),
         }
     }
 
     pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Follows the store's changes for every tenant's consistent lists, until dropped.
+    pub(crate) fn follow_progress(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.progress.clone().follow(self.backend.clone())
     }
 
     /// Marks the process as shutting down: `/readyz` fails and every watch ends from now on.
@@ -287,6 +324,12 @@ impl Tenants {
     pub fn default_tenant(&self) -> Option<Arc<Tenant>> {
         let name = self.default.read().expect("default lock").clone()?;
         self.get(&name)
+    }
+
+    /// Whether `name` is the default tenant: the platform's own, whose admin is the
+    /// process's.
+    pub(crate) fn is_default(&self, name: &str) -> bool {
+        self.default.read().expect("default lock").as_deref() == Some(name)
     }
 
     /// The tenant served to connections that name none (no SNI, no path prefix).
@@ -351,6 +394,7 @@ impl Tenants {
             identity,
             caches: RwLock::new(HashMap::new()),
             starting: Mutex::new(()),
+            progress: self.progress.clone(),
             allocating: Mutex::new(()),
             event_lease: std::sync::Mutex::new(None),
             types: RwLock::new(Arc::default()),

@@ -449,7 +449,16 @@ pub(crate) fn apply_patch(
             json_patch::merge(doc, patch);
             Ok(())
         }
-        "application/json-patch+json" => vcluster_core::jsonpatch::apply(doc, patch),
+        // Up to the copy limit of work (a copy bomb's 3 MiB): the runtime's other tasks are
+        // handed to another thread meanwhile, so that it delays no other request.
+        "application/json-patch+json" => {
+            let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+            if matches!(flavor, Ok(tokio::runtime::RuntimeFlavor::MultiThread)) {
+                tokio::task::block_in_place(|| vcluster_core::jsonpatch::apply(doc, patch))
+            } else {
+                vcluster_core::jsonpatch::apply(doc, patch)
+            }
+        }
         "application/strategic-merge-patch+json" => {
             *doc = vcluster_core::patch::strategic_merge(doc, patch, api_version, kind).map_err(
                 |e| {

@@ -306,11 +306,13 @@ fn bind_cluster_admin(k: &Kubectl, user: &str) {
     ]);
 }
 
-/// A server of one tenant within `limits`: raw connections to it, its admin's kubectl,
-/// and bob, a cluster-admin who is not a super-user.
+/// A server of one tenant within `limits`, the platform's (the default tenant, whose admin
+/// is the process's super-user): raw connections to it, its admin's kubectl, and bob, a
+/// cluster-admin who is not a super-user.
 fn start_with_bob(limits: Limits) -> (Served, Arc<Tenant>, Raw, Kubectl) {
     let (served, mut opened) = Served::start_limited(&["t"], limits);
     let tenant = opened.remove(0);
+    served.tenants.set_default(&tenant.name);
     let raw = Raw::new(&served, &tenant);
     let k = Kubectl::new("v36", served.admin_kubeconfig(&tenant));
     bind_cluster_admin(&k, "bob");
@@ -356,7 +358,7 @@ fn requests_past_the_in_flight_limit_get_429_while_watches_and_super_users_pass(
             .expect("a response");
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(refused.headers()["retry-after"], "1");
-        // A super-user is answered all the same.
+        // The platform's super-user is answered all the same.
         let admin = send("/api/v1/namespaces/default", None)
             .await
             .expect("a response");
@@ -368,6 +370,65 @@ fn requests_past_the_in_flight_limit_get_429_while_watches_and_super_users_pass(
         connection.abort();
         let statuses = raw.bob_until_answered(Duration::from_secs(5)).await;
         assert!(statuses.is_some(), "the seats stayed taken");
+    });
+}
+
+/// Sends `n` reads of `path` on `client`, a connection that reads no body: their statuses,
+/// and the responses (holding their seats) to keep.
+async fn stalled_reads(
+    raw: &Raw,
+    client: h2::client::SendRequest<Bytes>,
+    path: &str,
+    n: usize,
+) -> (Vec<StatusCode>, Vec<http::Response<h2::RecvStream>>) {
+    let mut client = client.ready().await.expect("ready");
+    let (mut statuses, mut responses) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let (response, _) = client
+            .send_request(raw.request(path, None), true)
+            .expect("send");
+        let response = response.await.expect("a response");
+        statuses.push(response.status());
+        responses.push(response);
+    }
+    (statuses, responses)
+}
+
+#[test]
+fn a_tenants_stalled_clients_cannot_take_another_tenants_seats() {
+    // Four seats for the process, two for each tenant.
+    let (served, opened) = Served::start_limited(
+        &["platform", "a", "b"],
+        Limits {
+            max_requests_inflight: 4,
+            max_requests_inflight_per_tenant: 2,
+            ..Limits::default()
+        },
+    );
+    served.tenants.set_default("platform");
+    let [platform, a, b] = [0, 1, 2].map(|i| Raw::new(&served, &opened[i]));
+    on_tokio(async {
+        // Tenant a's admin, a super-user of a alone, asks four times and reads nothing: two
+        // seats are its tenant's share, the rest are refused.
+        let (client, connection) = a.stalled_h2(ATTACKER).await;
+        let (statuses, _held) = stalled_reads(&a, client, "/api/v1/namespaces", 4).await;
+        let too_many = StatusCode::TOO_MANY_REQUESTS;
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::OK, too_many, too_many],
+            "a tenant's admin is held to its tenant's share"
+        );
+        // Tenant b still has the seats a could not take: its admin takes them.
+        let (client, b_connection) = b.stalled_h2(Ipv4Addr::LOCALHOST).await;
+        let (statuses, _b_held) = stalled_reads(&b, client, "/api/v1/namespaces", 2).await;
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::OK]);
+        // Every seat is taken now, and the platform's admin is answered all the same.
+        let (client, platform_connection) = platform.stalled_h2(Ipv4Addr::LOCALHOST).await;
+        let (statuses, _) = stalled_reads(&platform, client, "/api/v1/namespaces", 1).await;
+        assert_eq!(statuses, [StatusCode::OK]);
+        for connection in [connection, b_connection, platform_connection] {
+            connection.abort();
+        }
     });
 }
 
@@ -457,6 +518,15 @@ fn responses_past_the_unsent_bytes_budget_get_429_until_their_clients_read() {
             ]
         );
         assert_eq!(stalled[2].headers()["retry-after"], "1");
+        // Counted as the 429 it was.
+        let metrics = k.ok(&["get", "--raw", "/metrics"]);
+        let refused = metrics.lines().any(|line| {
+            line.starts_with("apiserver_request_total{")
+                && line.contains(r#"verb="LIST""#)
+                && line.contains(r#"resource="configmaps""#)
+                && line.contains(r#"code="429""#)
+        });
+        assert!(refused, "no LIST of configmaps counted as a 429");
         // The client goes: its bytes are free again.
         drop((stalled, client));
         connection.abort();

@@ -463,3 +463,33 @@ fn thirty_tenants_make_at_most_eleven_tenant_series() {
         );
     }
 }
+
+#[test]
+fn lists_of_the_current_state_see_every_write_and_are_answered_from_the_watch_cache() {
+    let (served, opened) = Served::start(&["tenant-a"]);
+    let k = admin(&served, &opened[0], "admin");
+    let store_lists = |k: &Kubectl| {
+        let with = [
+            ("operation", "list"),
+            ("group", ""),
+            ("resource", "configmaps"),
+        ];
+        total(&scrape(k), "etcd_request_duration_seconds_count", &with)
+    };
+    k.ok(&["create", "configmap", "first"]);
+    let before = store_lists(&k);
+    // Each list, with no resourceVersion (kubectl's), must see the write just before it.
+    for i in 0..10 {
+        let name = format!("m{i}");
+        k.ok(&["create", "configmap", &name]);
+        let listed = k.ok(&["get", "--raw", "/api/v1/namespaces/default/configmaps"]);
+        assert!(
+            listed.contains(&format!(r#""name":"{name}""#)),
+            "a list did not see the write before it: {listed}"
+        );
+    }
+    // The watch cache answered them: at most its own load read the store (every one of
+    // them did before).
+    let read = store_lists(&k) - before;
+    assert!(read <= 1.0, "{read} of 10 lists read the store");
+}

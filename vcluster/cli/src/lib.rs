@@ -84,6 +84,15 @@ pub struct ServeArgs {
     /// kube-apiserver's flag.
     #[arg(long, default_value_t = 200)]
     pub max_mutating_requests_inflight: usize,
+    /// The most of `--max-requests-inflight` one tenant may hold at once; past it a 429,
+    /// its admin included (0: no share). Only the default tenant's admin, the platform's,
+    /// is never refused.
+    #[arg(long, default_value_t = 100)]
+    pub max_requests_inflight_per_tenant: usize,
+    /// The most of `--max-mutating-requests-inflight` one tenant may hold at once (0: no
+    /// share).
+    #[arg(long, default_value_t = 50)]
+    pub max_mutating_requests_inflight_per_tenant: usize,
     /// How long a request other than a watch or a stream may take, sending its answer
     /// included (`60s`, `1m`). As kube-apiserver's flag.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -178,6 +187,9 @@ impl ServeArgs {
         vcluster_apiserver::Limits {
             max_requests_inflight: self.max_requests_inflight,
             max_mutating_requests_inflight: self.max_mutating_requests_inflight,
+            max_requests_inflight_per_tenant: self.max_requests_inflight_per_tenant,
+            max_mutating_requests_inflight_per_tenant: self
+                .max_mutating_requests_inflight_per_tenant,
             request_timeout: self.request_timeout,
             http2_max_streams_per_connection: match self.http2_max_streams_per_connection {
                 0 => defaults.http2_max_streams_per_connection,
