@@ -213,7 +213,8 @@ async fn reconcile<K: Copied>(object: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
         });
     let host_namespace = ctx.scope.host_namespace(&namespace);
     let copies: Api<K> = Api::namespaced(ctx.host.clone(), &host_namespace);
-    // An unused object's copy can only be in a host namespace the syncer made.
+    // An unused object's copy can only be in a host namespace of this tenant's (which the
+    // namespace controller has seen, after a restart too).
     let existing = if wanted_down
         || ctx
             .namespaces

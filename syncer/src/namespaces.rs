@@ -118,6 +118,12 @@ async fn reconcile(host: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error>
         t.uid().as_deref() == Some(origin.uid.as_str()) && t.metadata.deletion_timestamp.is_none()
     });
     if live {
+        // Known from here on (after a restart too), so that the copies of objects no pod
+        // uses any more are looked for in it.
+        ctx.namespaces
+            .lock()
+            .expect("namespaces")
+            .insert(host.name_any());
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
     tracing::info!(tenant = %ctx.scope.tenant, namespace = %origin.name, host_namespace = %host.name_any(), "syncer: the tenant namespace is going; deleting its host namespace");
