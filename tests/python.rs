@@ -72,9 +72,15 @@ v1.create_namespaced_pod_binding("p1", ns, binding, _preload_content=False)
 assert v1.read_namespaced_pod("p1", ns).spec.node_name == "node-1"
 eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name="p1", namespace=ns))
 v1.create_namespaced_pod_eviction("p1", ns, eviction, _preload_content=False)
+# Bound to a node, it is deleted gracefully: Terminating for its 30 s, or until its
+# kubelet (none runs for node-1 here) or a grace of 0 ends it.
+evicted = v1.read_namespaced_pod("p1", ns)
+assert evicted.metadata.deletion_timestamp is not None, evicted.metadata
+assert evicted.metadata.deletion_grace_period_seconds == 30, evicted.metadata
+v1.delete_namespaced_pod("p1", ns, grace_period_seconds=0)
 try:
     v1.read_namespaced_pod("p1", ns)
-    raise SystemExit("the evicted pod is still there")
+    raise SystemExit("the pod deleted with a grace of 0 is still there")
 except ApiException as e:
     assert e.status == 404, e.status
 # Custom objects: a CRD, then CRUD and a watch through CustomObjectsApi.

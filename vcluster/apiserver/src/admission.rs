@@ -173,7 +173,7 @@ async fn stored(tenant: &Tenant, plural: &str, namespace: &str) -> Result<Vec<Ar
         .collect())
 }
 
-fn is_pod(rt: &ResourceType) -> bool {
+pub(crate) fn is_pod(rt: &ResourceType) -> bool {
     rt.gk() == ("", "Pod")
 }
 

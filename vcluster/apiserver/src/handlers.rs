@@ -463,6 +463,12 @@ fn delete_options(
         if let Some(d) = params.get("dryRun") {
             options["dryRun"] = json!([d]);
         }
+        if let Some(g) = params.get("gracePeriodSeconds") {
+            let grace: i64 = g.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}: not an integer"))
+            })?;
+            options["gracePeriodSeconds"] = json!(grace);
+        }
         return DeleteParams::from_options(&options);
     }
     DeleteParams::from_options(&decode_body(headers, body)?)

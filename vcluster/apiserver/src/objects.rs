@@ -80,6 +80,9 @@ pub(crate) struct DeleteParams {
     pub uid: Option<String>,
     /// ... and this resourceVersion.
     pub resource_version: Option<String>,
+    /// `gracePeriodSeconds`: how long a pod being deleted is given to stop (its own
+    /// `terminationGracePeriodSeconds` when not given).
+    pub grace_period: Option<i64>,
 }
 
 impl DeleteParams {
@@ -116,6 +119,7 @@ impl DeleteParams {
             propagation,
             uid: text("/preconditions/uid"),
             resource_version: text("/preconditions/resourceVersion"),
+            grace_period: options["gracePeriodSeconds"].as_i64(),
         })
     }
 }

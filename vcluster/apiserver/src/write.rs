@@ -10,6 +10,7 @@
 
 use serde_json::{Value, json};
 use vcluster_core::apply;
+use vcluster_core::deletion::{self, Deletion};
 use vcluster_core::object::{self, UpdateScope, meta_str, with_resource_version};
 use vcluster_core::protobuf;
 use vcluster_core::registry::ResourceType;
@@ -612,7 +613,30 @@ async fn delete_unreadable(
     }
 }
 
-/// Deletes the object a named target names: at once, or (held by finalizers) by marking it.
+/// Writes `marked`, the object of a named target read at `revision` and marked for
+/// deletion: the object held, or none if it changed meanwhile (to be read again).
+async fn write_mark(
+    tenant: &Tenant,
+    target: &Target,
+    marked: Value,
+    revision: u64,
+) -> Result<Option<Deleted>> {
+    let name = target.name.as_deref().expect("a named target");
+    let write = tenant
+        .store
+        .update(key(target, name), encode(&marked)?, Some(revision), None);
+    match write.await {
+        Ok(kv) => Ok(Some(Deleted::Held {
+            object: with_resource_version(marked, kv.mod_revision),
+            revision: kv.mod_revision,
+        })),
+        Err(vcluster_store::Error::Conflict { .. }) => Ok(None),
+        Err(e) => Err(store_error(e)),
+    }
+}
+
+/// Deletes the object a named target names: at once, or by marking it, when finalizers hold
+/// it or it is a pod given a grace period to stop (`vcluster_core::deletion`).
 pub(crate) async fn delete(
     tenant: &Tenant,
     target: &Target,
@@ -667,6 +691,43 @@ pub(crate) async fn delete(
             object::add_finalizer(&mut current, finalizer);
         }
         let revision = kv.mod_revision;
+        let deletion = if admission::is_pod(rt) {
+            deletion::of_pod(&current, params.grace_period, jiff::Timestamp::now())
+        } else {
+            Deletion::Now
+        };
+        match deletion {
+            Deletion::Pending => {
+                return Ok(Deleted::Held {
+                    object: current,
+                    revision,
+                });
+            }
+            Deletion::Mark { grace: 0, .. } if !object::has_finalizers(rt, &current) => {}
+            Deletion::Mark { timestamp, grace } => {
+                // A graceful deletion: the object stays, marked, for its grace.
+                let mut marked = current.clone();
+                if !object::is_deleting(&current)
+                    && let Some(generation) = marked["metadata"]["generation"].as_i64()
+                    && generation > 0
+                {
+                    marked["metadata"]["generation"] = json!(generation + 1);
+                }
+                marked["metadata"]["deletionTimestamp"] = json!(timestamp);
+                marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                if params.dry_run {
+                    return Ok(Deleted::Held {
+                        object: marked,
+                        revision,
+                    });
+                }
+                match write_mark(tenant, target, marked, revision).await? {
+                    Some(held) => return Ok(held),
+                    None => continue,
+                }
+            }
+            Deletion::Now => {}
+        }
         if object::has_finalizers(rt, &current) {
             // Deletion waits for the finalizers' owners; the object is marked.
             if object::is_deleting(&current) || params.dry_run {
@@ -681,19 +742,9 @@ pub(crate) async fn delete(
             if rt.group.is_empty() && rt.kind == "Namespace" {
                 marked["status"]["phase"] = json!("Terminating");
             }
-            let write =
-                tenant
-                    .store
-                    .update(key(target, name), encode(&marked)?, Some(revision), None);
-            match write.await {
-                Ok(kv) => {
-                    return Ok(Deleted::Held {
-                        object: with_resource_version(marked, kv.mod_revision),
-                        revision: kv.mod_revision,
-                    });
-                }
-                Err(vcluster_store::Error::Conflict { .. }) => continue,
-                Err(e) => return Err(store_error(e)),
+            match write_mark(tenant, target, marked, revision).await? {
+                Some(held) => return Ok(held),
+                None => continue,
             }
         }
         if params.dry_run {

@@ -163,6 +163,17 @@ fn the_simulator_records_upstreams_events() {
         ],
         |out| out == "Stopping container again",
     );
+    // Its kubelet then finishes it: the pod is gone, its grace not waited out.
+    k.eventually(
+        &[
+            "get",
+            "pods",
+            "--field-selector=metadata.name=again",
+            "-o",
+            "name",
+        ],
+        |out| out.trim().is_empty(),
+    );
 
     for version in KUBECTL_VERSIONS {
         described(

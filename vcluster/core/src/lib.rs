@@ -5,6 +5,7 @@
 //! - [`names`]: DNS labels and subdomains, the name rules of every kind.
 //! - [`events`]: client-go's event correlation (repeats counted, a burst per speaker).
 //! - [`object`]: what create and update do to an object's metadata.
+//! - [`deletion`]: graceful deletion (how long a deleted pod lives on, marked).
 //! - [`defaults`]: the fields kube-apiserver fills in for built-in kinds.
 //! - [`selector`]: label and field selectors.
 //! - [`patch`]: strategic merge patch for built-in types.
@@ -18,6 +19,7 @@
 pub mod apply;
 pub mod crd;
 pub mod defaults;
+pub mod deletion;
 pub mod events;
 pub mod jsonpatch;
 pub mod limitrange;

@@ -13,7 +13,12 @@
 //!
 //! Pods can ask for other behaviour through annotations:
 //! - `nodesim.vcluster.io/ready: "false"`: running but never ready (a failing probe);
-//! - `nodesim.vcluster.io/exit-code: "<n>"`: a Job's pod exits with `n` (non-zero: Failed).
+//! - `nodesim.vcluster.io/exit-code: "<n>"`: a Job's pod exits with `n` (non-zero: Failed);
+//! - `nodesim.vcluster.io/stop-seconds: "<n>"`: its containers take `n` seconds to stop
+//!   when it is deleted (at most its grace period), so it stays `Terminating` that long.
+//!
+//! A pod deleted gracefully is finished as its kubelet finishes it: once its containers
+//! have stopped, it is deleted with no grace left (its uid as precondition).
 
 mod events;
 mod kubelet;
@@ -27,7 +32,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -39,6 +44,7 @@ pub use schedule::Capacity;
 const MANAGER: &str = "vcluster-nodesim";
 const READY_ANNOTATION: &str = "nodesim.vcluster.io/ready";
 const EXIT_ANNOTATION: &str = "nodesim.vcluster.io/exit-code";
+const STOP_ANNOTATION: &str = "nodesim.vcluster.io/stop-seconds";
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -70,6 +76,8 @@ impl Default for Options {
     }
 }
 
+/// How often a kubelet tries to finish a deleted pod, a second apart.
+const FINISH_TRIES: usize = 30;
 /// How many API calls for pods run at once.
 const CONCURRENCY: usize = 32;
 /// How often unschedulable pods are tried again even if nothing changed: upstream's
@@ -341,6 +349,10 @@ impl Simulator {
         if pod.metadata.deletion_timestamp.is_some() {
             if self.pods.lock().expect("pods").stopped.insert(uid(&pod)) {
                 self.stop(&pod);
+                let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
+                if grace > 0 && self.runs_here(&pod) {
+                    tokio::spawn(async move { self.finish(pod, grace).await });
+                }
             }
             return;
         }
@@ -441,6 +453,14 @@ impl Simulator {
         }
     }
 
+    /// Whether the pod is bound to one of our nodes.
+    fn runs_here(&self, pod: &Pod) -> bool {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|node| self.nodes.lock().expect("nodes").is_ours(node))
+    }
+
     /// The kubelet stops a pod's containers, if it runs on one of our nodes.
     fn stop(&self, pod: &Pod) {
         let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
@@ -450,10 +470,48 @@ impl Simulator {
             .status
             .as_ref()
             .is_some_and(|s| s.phase.as_deref() == Some("Running"));
-        if running && self.nodes.lock().expect("nodes").is_ours(node) {
+        if running && self.runs_here(pod) {
             self.recorder
                 .record_all(kubelet::containers_stopped(pod, node));
         }
+    }
+
+    /// The kubelet's last word on a pod deleted with `grace` seconds: once its containers
+    /// have stopped (at once, or after the seconds it asks for, within its grace), the pod
+    /// is deleted with no grace left, if it is still the same pod. A grace shortened
+    /// meanwhile is not looked at again.
+    async fn finish(&self, pod: Pod, grace: i64) {
+        let stopping = pod
+            .annotations()
+            .get(STOP_ANNOTATION)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+            .min(grace.unsigned_abs());
+        tokio::time::sleep(Duration::from_secs(stopping)).await;
+        let _permit = self.permits.acquire().await.expect("never closed");
+        let name = pod.name_any();
+        let namespace = pod.namespace().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: pod.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        for _ in 0..FINISH_TRIES {
+            match pods.delete(&name, &params).await {
+                // Gone already, or another pod of that name now: nothing of ours to finish.
+                Ok(_) => return,
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => return,
+                Err(e) => {
+                    tracing::debug!(pod = %name, %namespace, error = %e, "node simulator: a deleted pod could not be finished; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        tracing::warn!(pod = %name, %namespace, "node simulator: a deleted pod could not be finished");
     }
 
     async fn bind(&self, pod: Pod, choice: Result<String, String>) {
