@@ -567,22 +567,8 @@ fn service_account_tokens(tenant: &Tenant, version: &str) {
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
 
     // A kubeconfig with nothing but the token: a least-privilege credential.
-    let scratch = tempfile::tempdir().expect("a directory for the kubeconfig");
-    let config = scratch.path().join("token");
-    std::fs::copy(tenant.kubeconfig(), &config).expect("copy the kubeconfig");
-    let with_token = Kubectl::new(version, &config);
-    with_token.ok(&[
-        "config",
-        "set-credentials",
-        &sa,
-        &format!("--token={token}"),
-    ]);
-    with_token.ok(&[
-        "config",
-        "set-context",
-        "--current",
-        &format!("--user={sa}"),
-    ]);
+    let (_scratch, with_token) =
+        vcluster_tests::kubectl_with_token(version, tenant.kubeconfig(), &token);
     let user = format!("system:serviceaccount:default:{sa}");
     assert!(with_token.ok(&["auth", "whoami"]).contains(&user));
     let forbidden = with_token.fails(&["get", "namespaces"]);

@@ -18,6 +18,8 @@ vcluster_tests::scenarios! {
     with_each_kubectl: [a_deployment_runs_on_the_host],
     directly: [
         a_host_pod_deleted_behind_the_syncers_back_is_replaced,
+        a_deleted_pod_stops_within_its_grace_on_both_sides,
+        a_host_pod_holds_the_tenants_token_and_no_host_credential,
         a_pod_the_host_may_not_run_stays_in_the_tenant,
         a_deleted_namespace_leaves_nothing_on_the_host,
         configmaps_and_secrets_go_down_while_a_pod_uses_them,
@@ -212,6 +214,167 @@ fn a_host_pod_deleted_behind_the_syncers_back_is_replaced(tenant: &Tenant) {
     });
 }
 
+/// A tenant pod deleted with a grace period is `Terminating` in the tenant and on the host
+/// while its host pod stops (the simulated kubelet takes the 3 s the pod asks for), and
+/// both are gone once the host's kubelet has finished it.
+fn a_deleted_pod_stops_within_its_grace_on_both_sides(tenant: &Tenant) {
+    let k = tenant.kubectl("v36");
+    let h = tenant.host_kubectl("v36");
+    let on_host_args = host_pods_of(tenant, "default");
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"slow","labels":{"app":"slow"},
+        "annotations":{"nodesim.vcluster.io/stop-seconds":"3"}},
+        "spec":{"terminationGracePeriodSeconds":45,"containers":[{"name":"c","image":"nginx"}]}}"#;
+    let created = k.run_with(&["create", "-f", "-"], Some(pod));
+    assert!(created.ok, "{}", created.stderr);
+    k.eventually(
+        &["get", "pod", "slow", "-o", "jsonpath={.status.phase}"],
+        |p| p == "Running",
+    );
+    k.ok(&["delete", "pod", "slow", "--grace-period=20", "--wait=false"]);
+    let marked: Value =
+        serde_json::from_str(&k.ok(&["get", "pod", "slow", "-o", "json"])).expect("json");
+    assert_eq!(
+        marked["metadata"]["deletionGracePeriodSeconds"], 20,
+        "{marked:#}"
+    );
+    // The host pod is deleted with the tenant's grace, and stops within it.
+    let host = h.eventually(&with(&on_host_args, &["-o", "json"]), |out| {
+        items(out)
+            .first()
+            .is_some_and(|p| p["metadata"]["deletionGracePeriodSeconds"] == 20)
+    });
+    assert_eq!(items(&host).len(), 1, "{host}");
+    // While it stops there, the tenant pod waits for it.
+    let waiting: Value =
+        serde_json::from_str(&k.ok(&["get", "pod", "slow", "-o", "json"])).expect("json");
+    assert_eq!(waiting["metadata"]["uid"], marked["metadata"]["uid"]);
+    h.eventually(&with(&on_host_args, &["-o", "name"]), |out| {
+        out.trim().is_empty()
+    });
+    let gone = k.eventually(&["get", "pods", "-l", "app=slow", "-o", "name"], |out| {
+        out.trim().is_empty()
+    });
+    assert!(gone.trim().is_empty());
+}
+
+/// A host pod's projected token is the tenant's: its token Secret, owned by the host pod,
+/// holds a token that the tenant API takes as the tenant pod's service account and the
+/// host API refuses, with the tenant's CA and namespace. It goes with the pod, and the
+/// token stops working.
+fn a_host_pod_holds_the_tenants_token_and_no_host_credential(tenant: &Tenant) {
+    let k = tenant.kubectl("v36");
+    let h = tenant.host_kubectl("v36");
+    k.ok(&["create", "serviceaccount", "robot"]);
+    k.ok(&[
+        "run",
+        "agent",
+        "--image=nginx",
+        r#"--overrides={"spec":{"serviceAccountName":"robot"}}"#,
+    ]);
+    k.eventually(
+        &["get", "pod", "agent", "-o", "jsonpath={.status.phase}"],
+        |p| p == "Running",
+    );
+    let tenant_pod = vcluster_tests::json(&k.ok(&["get", "pod", "agent", "-o", "json"]));
+    let host_pod = items(&h.ok(&with(&host_pods_of(tenant, "default"), &["-o", "json"])))
+        .into_iter()
+        .find(|p| p["metadata"]["name"] == "agent")
+        .expect("the host pod");
+    let host_ns = host_pod["metadata"]["namespace"]
+        .as_str()
+        .expect("a namespace");
+    let spec = host_pod["spec"].to_string();
+    assert!(
+        !spec.contains("serviceAccountToken"),
+        "a host token: {spec}"
+    );
+    let volume = tenant_pod["spec"]["volumes"][0]["name"]
+        .as_str()
+        .expect("the tenant's token volume");
+    assert!(volume.starts_with("kube-api-access-"), "{volume}");
+    assert_eq!(
+        host_pod["spec"]["volumes"][0]["projected"]["sources"][0]["secret"]["name"],
+        "agent-sa-token"
+    );
+
+    let secret = vcluster_tests::json(&h.eventually(
+        &[
+            "get",
+            "secret",
+            "agent-sa-token",
+            "-n",
+            host_ns,
+            "-o",
+            "json",
+        ],
+        |_| true,
+    ));
+    assert_eq!(
+        secret["metadata"]["labels"]["vcluster.io/tenant"],
+        tenant.name.as_str()
+    );
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["uid"], host_pod["metadata"]["uid"],
+        "owned by the host pod: {secret:#}"
+    );
+    let value = |key: &str| -> String {
+        use base64::Engine;
+        let encoded = secret["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key}: {secret:#}"));
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .expect("base64");
+        String::from_utf8(decoded).expect("text")
+    };
+    let token = value(&format!("{volume}.token.0"));
+    let ca = k.ok(&[
+        "get",
+        "configmap",
+        "kube-root-ca.crt",
+        "-o",
+        "jsonpath={.data.ca\\.crt}",
+    ]);
+    assert_eq!(value("ca.crt").trim(), ca.trim(), "the tenant's CA");
+    assert_eq!(value("namespace"), "default", "the tenant's namespace");
+
+    let (_tenant_scratch, as_pod) =
+        vcluster_tests::kubectl_with_token("v36", tenant.kubeconfig(), &token);
+    assert!(
+        as_pod
+            .ok(&["auth", "whoami"])
+            .contains("system:serviceaccount:default:robot"),
+        "the tenant takes the token as the pod's account"
+    );
+    let (_host_scratch, on_host) =
+        vcluster_tests::kubectl_with_token("v36", tenant.host_kubeconfig(), &token);
+    let refused = on_host.fails(&["auth", "whoami"]);
+    assert!(
+        refused.contains("Unauthorized"),
+        "the host took it: {refused}"
+    );
+
+    // Gone with the pod, on both sides.
+    k.ok(&["delete", "pod", "agent"]);
+    h.eventually(
+        &[
+            "get",
+            "secrets",
+            "-n",
+            host_ns,
+            "--field-selector=metadata.name=agent-sa-token",
+            "-o",
+            "name",
+        ],
+        |out| out.trim().is_empty(),
+    );
+    let expired = as_pod.fails(&["auth", "whoami"]);
+    assert!(
+        expired.contains("Unauthorized"),
+        "the token outlived its pod: {expired}"
+    );
+}
+
 fn a_pod_the_host_may_not_run_stays_in_the_tenant(tenant: &Tenant) {
     let k = tenant.kubectl("v36");
     let h = tenant.host_kubectl("v36");
@@ -357,8 +520,9 @@ fn configmaps_and_secrets_go_down_while_a_pod_uses_them(tenant: &Tenant) {
     let config_maps = copies("configmaps");
     assert_eq!(names(&config_maps), ["conf"]);
     assert_eq!(config_maps[0]["data"]["greeting"], "hello");
+    // Beside the copy, the pod's token Secret (the syncer's own, not a copy).
     let secrets = copies("secrets");
-    assert_eq!(names(&secrets), ["creds"]);
+    assert_eq!(names(&secrets), ["creds", "user-sa-token"]);
     let tenant_secret: Value =
         serde_json::from_str(&k.ok(&["get", "secret", "creds", "-o", "json"])).expect("json");
     assert_eq!(secrets[0]["data"], tenant_secret["data"]);

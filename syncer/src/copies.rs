@@ -49,6 +49,9 @@ pub(crate) trait Copied:
 {
     /// Whether an object goes down only while a pod of its namespace names it.
     const WHILE_USED: bool;
+    /// What its copies say they were made from (`translate::OBJECT_KIND`): host objects
+    /// of this kind made from anything else (a pod's token Secret) are not copies.
+    const KIND: &'static str;
     /// The objects of this kind a pod names (for [`Copied::WHILE_USED`] kinds).
     fn named(_refs: References) -> BTreeSet<String> {
         BTreeSet::new()
@@ -76,6 +79,7 @@ pub(crate) trait Copied:
 
 impl Copied for ConfigMap {
     const WHILE_USED: bool = true;
+    const KIND: &'static str = translate::CONFIG_MAP_KIND;
     fn named(refs: References) -> BTreeSet<String> {
         refs.config_maps
     }
@@ -95,6 +99,7 @@ impl Copied for ConfigMap {
 
 impl Copied for Secret {
     const WHILE_USED: bool = true;
+    const KIND: &'static str = translate::SECRET_KIND;
     fn named(refs: References) -> BTreeSet<String> {
         refs.secrets
     }
@@ -114,6 +119,7 @@ impl Copied for Secret {
 
 impl Copied for Service {
     const WHILE_USED: bool = false;
+    const KIND: &'static str = translate::SERVICE_KIND;
     fn kept(tenant: &Self) -> bool {
         // The tenant's own API: reached another way (the front door), never a host Service.
         tenant.metadata.namespace.as_deref() == Some("default")
@@ -140,14 +146,15 @@ impl Copied for Service {
     }
 }
 
-/// What a pod names of kind `K`, as it goes down (after the translation drops what the
-/// host must not get, such as the tenant's token volume and its `kube-root-ca.crt`).
+/// What a pod names of kind `K`, as it goes down (after the translation turned the
+/// tenant's token volume and its `kube-root-ca.crt` into the pod's token Secret).
 fn named_by<K: Copied>(scope: &Scope, pod: &Pod) -> BTreeSet<String> {
     let host = scope.pod_to_host(pod);
-    host.spec
-        .as_ref()
-        .map(|spec| K::named(References::of(spec)))
-        .unwrap_or_default()
+    let mut refs = host.spec.as_ref().map(References::of).unwrap_or_default();
+    // Its token Secret is the syncer's own (`tokens.rs`), not a copy.
+    refs.secrets
+        .remove(&translate::token_secret(&pod.name_any()));
+    K::named(refs)
 }
 
 /// Both controllers of kind `K` for one tenant on one host.
@@ -227,7 +234,7 @@ async fn reconcile<K: Copied>(object: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
         None
     };
     if let Some(copy) = &existing
-        && !ctx.scope.owns(copy.meta())
+        && (!ctx.scope.owns(copy.meta()) || !is_copy::<K>(copy))
     {
         return Err(Error::NotOurs(format!("{host_namespace}/{name}")));
     }
@@ -291,6 +298,12 @@ async fn reconcile<K: Copied>(object: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
     Ok(Action::requeue(PATROL))
 }
 
+/// Whether a host object of kind `K` is a copy of a tenant object of that kind (and not,
+/// say, a pod's token Secret), as the kind it says it was made from (`OBJECT_KIND`) tells.
+fn is_copy<K: Copied>(host: &K) -> bool {
+    translate::origin(host.meta()).is_some_and(|o| o.kind.as_deref() == Some(K::KIND))
+}
+
 /// Creates a copy, with the kind's second try if the host finds the first invalid: the
 /// copy, or none if one of that name appeared meanwhile.
 async fn create<K: Copied>(copies: &Api<K>, wanted: &K) -> Result<Option<K>, Error> {
@@ -328,7 +341,8 @@ async fn delete<K: Copied>(copies: &Api<K>, copy: &K) -> Result<(), Error> {
 
 /// A host copy whose tenant object is gone (or is another of that name) is deleted.
 async fn collect_one<K: Copied>(copy: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let Some(origin) = translate::origin(copy.meta()).filter(|_| ctx.scope.owns(copy.meta()))
+    let Some(origin) = translate::origin(copy.meta())
+        .filter(|_| ctx.scope.owns(copy.meta()) && is_copy::<K>(&copy))
     else {
         return Ok(Action::await_change());
     };

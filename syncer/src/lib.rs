@@ -16,17 +16,22 @@
 //!   their namespace uses them; every Service, with the host's addresses coming back;
 //!   copies deleted when unused or their tenant object is gone;
 //! - `nodes`: a tenant Node for each host node that runs the tenant's pods, kept up to
-//!   date, deleted when none runs there any more.
+//!   date, deleted when none runs there any more;
+//! - `tokens` (part of the pod reconcile): each host pod's token Secret, holding tokens the
+//!   tenant issued for its tenant pod in place of the projected service-account token,
+//!   issued again at 80% of their life.
 //!
 //! Only host objects carrying this tenant's markers (`translate::Scope::owns`) are ever
 //! changed or deleted. Not built yet (issue 13's next steps): several host clusters and
-//! placement, endpoints of selector-less Services, tokens, DNS, failover, fair queuing across
+//! placement, endpoints of selector-less Services, the API's address in host pods, DNS,
+//! failover, fair queuing across
 //! tenants (today one set of controllers per tenant).
 
 mod copies;
 mod namespaces;
 mod nodes;
 mod pods;
+mod tokens;
 pub mod translate;
 
 use std::collections::HashSet;
@@ -66,6 +71,8 @@ pub enum Error {
     Host(#[source] kube::Error),
     #[error("{0} exists on the host and is not this tenant's: it is not touched")]
     NotOurs(String),
+    #[error("an unexpected answer: {0}")]
+    Unexpected(&'static str),
 }
 
 /// The field manager of the syncer's writes, on both sides.

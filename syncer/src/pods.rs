@@ -96,7 +96,8 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             .create(&PostParams::default(), &ctx.scope.pod_to_host(&pod))
             .await
         {
-            Ok(_) => {}
+            // Its token Secret at once, so that its kubelet waits for it as little as can be.
+            Ok(created) => return Ok(requeue(crate::tokens::ensure(&ctx, &pod, &created).await?)),
             Err(e) if conflict(&e) => return Ok(Action::requeue(Duration::from_secs(1))),
             Err(e) => {
                 // Its namespace may have gone (or be going) behind the syncer's back: made
@@ -105,7 +106,6 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 return Err(Error::Host(e));
             }
         }
-        return Ok(Action::await_change());
     };
 
     if host.metadata.deletion_timestamp.is_some() {
@@ -138,7 +138,15 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 .map_err(Error::Tenant)?;
         }
     }
-    Ok(Action::requeue(PATROL))
+    if host.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::requeue(PATROL));
+    }
+    Ok(requeue(crate::tokens::ensure(&ctx, &pod, &host).await?))
+}
+
+/// Looked at again at the patrol, or sooner when its tokens are due.
+fn requeue(tokens_due: Option<Duration>) -> Action {
+    Action::requeue(tokens_due.map_or(PATROL, |due| due.min(PATROL)))
 }
 
 /// Whether the tenant pod was bound to a node of this host (so its host pod existed).

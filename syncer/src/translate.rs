@@ -31,6 +31,10 @@ pub const OBJECT_NAME: &str = "vcluster.io/object-name";
 pub const OBJECT_NAMESPACE: &str = "vcluster.io/object-namespace";
 pub const OBJECT_UID: &str = "vcluster.io/object-uid";
 pub const OBJECT_KIND: &str = "vcluster.io/object-kind";
+/// The [`OBJECT_KIND`] of the copied kinds.
+pub const CONFIG_MAP_KIND: &str = "v1/ConfigMap";
+pub const SECRET_KIND: &str = "v1/Secret";
+pub const SERVICE_KIND: &str = "v1/Service";
 /// Labels of a tenant Node mirrored from a host node.
 pub const HOST_CLUSTER: &str = "vcluster.io/host-cluster";
 pub const HOST_NODE: &str = "vcluster.io/host-node";
@@ -78,6 +82,8 @@ pub struct Origin {
     pub namespace: Option<String>,
     pub name: String,
     pub uid: String,
+    /// Its `apiVersion/Kind` (none: not said).
+    pub kind: Option<String>,
 }
 
 /// Why a pod may not run on a host, in words for the tenant's event and condition.
@@ -183,15 +189,18 @@ impl Scope {
     }
 
     /// The host pod of a tenant pod: same name, in the host namespace of its namespace,
-    /// marked; running as [`WORKLOAD_ACCOUNT`] with no token mounted; without what names
-    /// things only the tenant has (its node, priority class, scheduler, the tenant's
-    /// service-account token volume); service links off (the tenant's Services are not the
-    /// host's).
+    /// marked; running as [`WORKLOAD_ACCOUNT`] with no host token mounted; without what
+    /// names things only the tenant has (its node, priority class, scheduler); service
+    /// links off (the tenant's Services are not the host's).
     ///
-    /// The ConfigMaps and Secrets it names go down beside it (`configs.rs`), under the same
-    /// names. Not yet translated (the syncer issue's next steps): the tenant's
-    /// service-account token (the projected volume is dropped, so in-cluster clients have
-    /// no credential yet), DNS.
+    /// The tenant's own credential reaches it instead (the design note's D9): every
+    /// projected volume holding a service-account token reads it, with the tenant's CA and
+    /// namespace, from the pod's token Secret ([`token_secret`], see [`Projections`]), which
+    /// the syncer fills with tokens the tenant issues for the tenant pod. The namespace the
+    /// downward API gives (`metadata.namespace`) is the tenant's: a literal value in `env`.
+    ///
+    /// The ConfigMaps and Secrets it names go down beside it (`copies.rs`), under the same
+    /// names. Not yet translated (the syncer issue's next steps): DNS, the API's address.
     pub fn pod_to_host(&self, pod: &Pod) -> Pod {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let metadata = self.metadata(
@@ -213,7 +222,9 @@ impl Scope {
         spec.priority = None;
         spec.preemption_policy = None;
         spec.scheduler_name = None;
-        drop_token_volumes(&mut spec);
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        project_tokens(&mut spec, &token_secret(name));
+        literal_namespace(&mut spec, &namespace);
         Pod {
             metadata,
             spec: Some(spec),
@@ -350,7 +361,7 @@ impl Scope {
         ConfigMap {
             metadata: self.metadata(
                 &tenant.metadata,
-                "v1/ConfigMap",
+                CONFIG_MAP_KIND,
                 Some(self.host_namespace(namespace)),
             ),
             data: tenant.data.clone(),
@@ -371,7 +382,7 @@ impl Scope {
         Secret {
             metadata: self.metadata(
                 &tenant.metadata,
-                "v1/Secret",
+                SECRET_KIND,
                 Some(self.host_namespace(namespace)),
             ),
             data: tenant.data.clone(),
@@ -393,7 +404,7 @@ impl Scope {
         let namespace = tenant.metadata.namespace.as_deref().unwrap_or_default();
         let mut metadata = self.metadata(
             &tenant.metadata,
-            "v1/Service",
+            SERVICE_KIND,
             Some(self.host_namespace(namespace)),
         );
         if let Some(annotations) = metadata.annotations.as_mut() {
@@ -464,6 +475,7 @@ pub fn origin(host: &ObjectMeta) -> Option<Origin> {
         namespace: annotations.get(OBJECT_NAMESPACE).cloned(),
         name: annotations.get(OBJECT_NAME)?.clone(),
         uid: annotations.get(OBJECT_UID)?.clone(),
+        kind: annotations.get(OBJECT_KIND).cloned(),
     })
 }
 
@@ -549,9 +561,12 @@ pub fn status_up(tenant: &Pod, host: &PodStatus) -> PodStatus {
 
 /// A tenant label or annotation key as it is on the host: keys in our own domain
 /// (`vcluster.io/`, `*.vcluster.io/`) get a `t.` prefix, so that a tenant cannot forge the
-/// markers; everything else unchanged.
+/// markers; everything else unchanged. The node simulator's keys (`nodesim.vcluster.io/`)
+/// say how the simulated workload behaves (when it exits, how long it takes to stop), so
+/// they go down as they are, to the host's simulated kubelets.
 pub fn escape_key(key: &str) -> String {
     match key.split_once('/') {
+        Some(("nodesim.vcluster.io", _)) => key.to_owned(),
         Some((prefix, _)) if prefix == "vcluster.io" || prefix.ends_with(".vcluster.io") => {
             format!("t.{key}")
         }
@@ -574,38 +589,233 @@ fn mirrored_label(key: &str) -> bool {
         )
 }
 
-/// Removes the projected volumes holding a service-account token, and their mounts: a
-/// token there would be the host's (see [`Scope::pod_to_host`]).
-fn drop_token_volumes(spec: &mut PodSpec) {
-    let Some(volumes) = spec.volumes.as_mut() else {
-        return;
-    };
-    let mut dropped = Vec::new();
-    volumes.retain(|v| {
-        let token = v.projected.as_ref().is_some_and(|p| {
-            p.sources
-                .iter()
-                .flatten()
-                .any(|s| s.service_account_token.is_some())
-        });
-        if token {
-            dropped.push(v.name.clone());
-        }
-        !token
-    });
-    if dropped.is_empty() {
-        return;
+/// The name of a host pod's token Secret, beside it in its host namespace.
+pub fn token_secret(pod: &str) -> String {
+    shorten(&format!("{pod}-sa-token"), SUBDOMAIN_MAX)
+}
+
+/// The key of the token Secret that holds the tenant's CA (what its `kube-root-ca.crt`
+/// ConfigMap holds as `ca.crt`).
+pub const TOKEN_SECRET_CA: &str = "ca.crt";
+/// The key of the token Secret that holds the tenant namespace's name.
+pub const TOKEN_SECRET_NAMESPACE: &str = "namespace";
+/// Annotation on a token Secret: when its tokens are due to be issued again.
+pub const TOKEN_REFRESH: &str = "vcluster.io/token-refresh";
+/// The life of a projected token whose projection names none (upstream's default).
+const PROJECTED_TOKEN_SECONDS: i64 = 3600;
+
+/// What a host pod's token Secret must hold for its projected volumes, as
+/// [`Scope::pod_to_host`] rewrote them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Projections {
+    /// One token per projected `serviceAccountToken` source.
+    pub tokens: Vec<Projection>,
+    /// Whether the tenant's CA goes in, under [`TOKEN_SECRET_CA`].
+    pub ca: bool,
+    /// Whether the tenant namespace's name goes in, under [`TOKEN_SECRET_NAMESPACE`].
+    pub namespace: bool,
+}
+
+impl Projections {
+    /// The token Secret's content, as the host pod's volumes read it, for the tenant pod
+    /// `pod`.
+    pub fn of(pod: &Pod) -> Self {
+        let mut spec = pod.spec.clone().unwrap_or_default();
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        project_tokens(&mut spec, &token_secret(name))
     }
+
+    /// Whether the pod needs no token Secret.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty() && !self.ca && !self.namespace
+    }
+}
+
+/// A token the tenant issues for a pod, as one projected source asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Projection {
+    /// Its key in the token Secret.
+    pub key: String,
+    /// The audience it is for (none: the tenant API's own).
+    pub audience: Option<String>,
+    /// Its life.
+    pub expiration_seconds: i64,
+}
+
+/// Rewrites every projected volume that holds a service-account token so that it reads
+/// the token, the tenant's CA (its `kube-root-ca.crt` source) and the tenant namespace
+/// (a downward `metadata.namespace` item) from the token Secret `secret`; what the Secret
+/// must hold.
+fn project_tokens(spec: &mut PodSpec, secret: &str) -> Projections {
+    use k8s_openapi::api::core::v1::{KeyToPath, SecretProjection, VolumeProjection};
+    let mut wanted = Projections::default();
+    for volume in spec.volumes.iter_mut().flatten() {
+        let Some(projected) = volume.projected.as_mut() else {
+            continue;
+        };
+        let sources = projected.sources.take().unwrap_or_default();
+        if !sources.iter().any(|s| s.service_account_token.is_some()) {
+            projected.sources = Some(sources);
+            continue;
+        }
+        let mut items = Vec::new();
+        let mut kept = Vec::new();
+        for (i, mut source) in sources.into_iter().enumerate() {
+            if let Some(token) = &source.service_account_token {
+                let key = format!("{}.token.{i}", volume.name);
+                items.push(KeyToPath {
+                    key: key.clone(),
+                    path: token.path.clone(),
+                    mode: None,
+                });
+                wanted.tokens.push(Projection {
+                    key,
+                    audience: token.audience.clone().filter(|a| !a.is_empty()),
+                    expiration_seconds: token.expiration_seconds.unwrap_or(PROJECTED_TOKEN_SECONDS),
+                });
+                continue;
+            }
+            if let Some(ca) = source
+                .config_map
+                .as_ref()
+                .filter(|c| c.name == "kube-root-ca.crt")
+            {
+                let paths: Vec<KeyToPath> = match &ca.items {
+                    Some(given) => given
+                        .iter()
+                        .filter(|item| item.key == TOKEN_SECRET_CA)
+                        .cloned()
+                        .collect(),
+                    None => vec![KeyToPath {
+                        key: TOKEN_SECRET_CA.into(),
+                        path: TOKEN_SECRET_CA.into(),
+                        mode: None,
+                    }],
+                };
+                wanted.ca |= !paths.is_empty();
+                items.extend(paths);
+                continue;
+            }
+            if let Some(downward) = source.downward_api.as_mut() {
+                let (namespace, others): (Vec<_>, Vec<_>) = downward
+                    .items
+                    .take()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .partition(|item| {
+                        item.field_ref
+                            .as_ref()
+                            .is_some_and(|f| f.field_path == "metadata.namespace")
+                    });
+                for item in namespace {
+                    wanted.namespace = true;
+                    items.push(KeyToPath {
+                        key: TOKEN_SECRET_NAMESPACE.into(),
+                        path: item.path,
+                        mode: item.mode,
+                    });
+                }
+                if others.is_empty() {
+                    continue;
+                }
+                downward.items = Some(others);
+            }
+            kept.push(source);
+        }
+        kept.push(VolumeProjection {
+            secret: Some(SecretProjection {
+                name: secret.to_owned(),
+                items: Some(items),
+                optional: None,
+            }),
+            ..VolumeProjection::default()
+        });
+        projected.sources = Some(kept);
+    }
+    wanted
+}
+
+/// Gives every container a tenant namespace's name where it asked the downward API for
+/// `metadata.namespace` (on the host, that would be the host namespace).
+fn literal_namespace(spec: &mut PodSpec, namespace: &str) {
     let containers = spec
         .init_containers
         .iter_mut()
         .flatten()
         .chain(spec.containers.iter_mut());
-    for container in containers {
-        if let Some(mounts) = container.volume_mounts.as_mut() {
-            mounts.retain(|m| !dropped.contains(&m.name));
+    for env in containers.flat_map(|c| c.env.iter_mut().flatten()) {
+        let asks = env
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .is_some_and(|f| f.field_path == "metadata.namespace");
+        if asks {
+            env.value_from = None;
+            env.value = Some(namespace.to_owned());
         }
     }
+}
+
+/// When a token issued at `issued` to expire at `expires` is issued again: at 80% of its
+/// life, as the kubelet renews projected tokens.
+pub fn token_refresh(issued: jiff::Timestamp, expires: jiff::Timestamp) -> jiff::Timestamp {
+    let life = expires.duration_since(issued);
+    issued + life * 4 / 5
+}
+
+impl Scope {
+    /// The token Secret of host pod `host`, made for the tenant pod `pod`: marked as made
+    /// from it (kind `v1/Pod`, so the Secret copier never takes it for a copy), owned by
+    /// the host pod (the host's garbage collector deletes it with the pod), holding `data`,
+    /// due to be issued again at `refresh`.
+    pub fn token_secret_to_host(
+        &self,
+        pod: &Pod,
+        host: &Pod,
+        data: BTreeMap<String, k8s_openapi::ByteString>,
+        refresh: jiff::Timestamp,
+    ) -> Secret {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let bare = ObjectMeta {
+            name: pod.metadata.name.clone(),
+            namespace: pod.metadata.namespace.clone(),
+            uid: pod.metadata.uid.clone(),
+            ..ObjectMeta::default()
+        };
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let mut metadata = self.metadata(&bare, "v1/Pod", Some(self.host_namespace(namespace)));
+        metadata.name = Some(token_secret(bare.name.as_deref().unwrap_or_default()));
+        if let Some(annotations) = metadata.annotations.as_mut() {
+            annotations.insert(
+                TOKEN_REFRESH.into(),
+                refresh.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            );
+        }
+        metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: host.metadata.name.clone().unwrap_or_default(),
+            uid: host.metadata.uid.clone().unwrap_or_default(),
+            ..OwnerReference::default()
+        }]);
+        Secret {
+            metadata,
+            data: Some(data),
+            type_: Some("Opaque".into()),
+            ..Secret::default()
+        }
+    }
+}
+
+/// When a token Secret is due to be issued again (none: never said, so now).
+pub fn token_refresh_of(secret: &Secret) -> Option<jiff::Timestamp> {
+    secret
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(TOKEN_REFRESH)?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -671,8 +881,8 @@ mod tests {
     fn a_pod_goes_down_marked_without_the_tenants_credentials_or_names() {
         let tenant = pod(json!({
             "metadata": {"name": "web-1", "namespace": "web", "uid": "u-1",
-                "labels": {"app": "web", "vcluster.io/tenant": "forged"},
-                "annotations": {"note": "kept"}, "finalizers": ["x"],
+                "labels": {"app": "web", "vcluster.io/tenant": "forged", "sync.vcluster.io/x": "forged too"},
+                "annotations": {"note": "kept", "nodesim.vcluster.io/exit-code": "3"}, "finalizers": ["x"],
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
                     "name": "web", "uid": "rs"}]},
             "spec": {
@@ -698,6 +908,12 @@ mod tests {
         assert_eq!(labels["app"], "web");
         assert_eq!(labels[TENANT], "acme", "the tenant cannot forge a marker");
         assert_eq!(labels["t.vcluster.io/tenant"], "forged");
+        assert_eq!(labels["t.sync.vcluster.io/x"], "forged too");
+        assert_eq!(
+            meta.annotations.as_ref().expect("annotations")["nodesim.vcluster.io/exit-code"],
+            "3",
+            "how the simulated workload behaves goes down as it is"
+        );
         assert_eq!(labels[NAMESPACE], "web");
         assert_eq!(labels[MANAGED_BY], "vcluster");
         let annotations = meta.annotations.as_ref().expect("annotations");
@@ -711,7 +927,8 @@ mod tests {
             Some(Origin {
                 namespace: Some("web".into()),
                 name: "web-1".into(),
-                uid: "u-1".into()
+                uid: "u-1".into(),
+                kind: Some("v1/Pod".into()),
             })
         );
         let spec = host.spec.as_ref().expect("spec");
@@ -722,15 +939,119 @@ mod tests {
         assert!(spec.priority_class_name.is_none() && spec.priority.is_none());
         assert!(spec.scheduler_name.is_none());
         let volumes: Vec<_> = spec.volumes.iter().flatten().map(|v| &v.name).collect();
-        assert_eq!(volumes, ["data"]);
-        let mounts: Vec<_> = spec.containers[0]
-            .volume_mounts
-            .iter()
-            .flatten()
-            .map(|m| &m.name)
-            .collect();
-        assert_eq!(mounts, ["data"]);
+        assert_eq!(volumes, ["kube-api-access-x", "data"]);
+        let sources = serde_json::to_value(&spec.volumes.as_ref().expect("volumes")[0])
+            .expect("json")["projected"]["sources"]
+            .clone();
+        assert_eq!(
+            sources,
+            json!([{"secret": {"name": "web-1-sa-token", "items": [
+                {"key": "kube-api-access-x.token.0", "path": "token"},
+                {"key": "ca.crt", "path": "ca.crt"}]}}]),
+            "no host token: the tenant's, from the pod's token Secret"
+        );
         assert!(host.status.is_none());
+    }
+
+    /// The volume the ServiceAccount admission plugin adds, and one a pod asks for itself:
+    /// each token, the tenant's CA and namespace come from the token Secret; what else the
+    /// volumes project stays as it is.
+    #[test]
+    fn projected_tokens_come_from_the_pods_token_secret() {
+        let tenant = pod(json!({
+            "metadata": {"name": "api", "namespace": "web", "uid": "u-2"},
+            "spec": {
+                "containers": [{"name": "app", "image": "nginx", "env": [
+                    {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                    {"name": "NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}],
+                "volumes": [
+                    {"name": "kube-api-access-q", "projected": {"defaultMode": 420, "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}},
+                    {"name": "vault", "projected": {"sources": [
+                        {"downwardAPI": {"items": [
+                            {"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}},
+                            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                        {"configMap": {"name": "settings"}},
+                        {"serviceAccountToken": {"audience": "vault", "expirationSeconds": 7200, "path": "vault-token"}}]}},
+                    {"name": "plain", "projected": {"sources": [{"configMap": {"name": "kube-root-ca.crt"}}]}}]
+            }
+        }));
+        let host = scope().pod_to_host(&tenant);
+        let spec = serde_json::to_value(host.spec.expect("spec")).expect("json");
+        assert_eq!(
+            spec["volumes"],
+            json!([
+                {"name": "kube-api-access-q", "projected": {"defaultMode": 420, "sources": [
+                    {"secret": {"name": "api-sa-token", "items": [
+                        {"key": "kube-api-access-q.token.0", "path": "token"},
+                        {"key": "ca.crt", "path": "ca.crt"},
+                        {"key": "namespace", "path": "namespace"}]}}]}},
+                {"name": "vault", "projected": {"sources": [
+                    {"downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                    {"configMap": {"name": "settings"}},
+                    {"secret": {"name": "api-sa-token", "items": [
+                        {"key": "namespace", "path": "ns"},
+                        {"key": "vault.token.2", "path": "vault-token"}]}}]}},
+                {"name": "plain", "projected": {"sources": [{"configMap": {"name": "kube-root-ca.crt"}}]}}
+            ]),
+            "{spec:#}"
+        );
+        assert_eq!(
+            spec["containers"][0]["env"],
+            json!([{"name": "NS", "value": "web"},
+                   {"name": "NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]),
+            "the tenant's namespace, not the host's"
+        );
+        assert_eq!(
+            Projections::of(&tenant),
+            Projections {
+                tokens: vec![
+                    Projection {
+                        key: "kube-api-access-q.token.0".into(),
+                        audience: None,
+                        expiration_seconds: 3607
+                    },
+                    Projection {
+                        key: "vault.token.2".into(),
+                        audience: Some("vault".into()),
+                        expiration_seconds: 7200
+                    },
+                ],
+                ca: true,
+                namespace: true,
+            }
+        );
+        let none = pod(json!({"metadata": {"name": "p", "namespace": "web"},
+            "spec": {"containers": [], "volumes": [{"name": "plain", "projected": {"sources": [{"configMap": {"name": "kube-root-ca.crt"}}]}}]}}));
+        assert!(Projections::of(&none).is_empty(), "no token, no Secret");
+
+        // The Secret: the syncer's, made from the pod (so never taken for a copy), owned
+        // by the host pod, due again at 80% of the tokens' life.
+        let issued: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
+        let expires: jiff::Timestamp = "2026-01-01T01:00:00Z".parse().expect("time");
+        let due = token_refresh(issued, expires);
+        assert_eq!(due.to_string(), "2026-01-01T00:48:00Z");
+        let host =
+            pod(json!({"metadata": {"name": "api", "namespace": "vc-acme--web", "uid": "h-2"}}));
+        let secret = scope().token_secret_to_host(&tenant, &host, BTreeMap::new(), due);
+        let meta = &secret.metadata;
+        assert_eq!(meta.name.as_deref(), Some("api-sa-token"));
+        assert_eq!(meta.namespace.as_deref(), Some("vc-acme--web"));
+        assert!(scope().owns(meta));
+        let made_from = origin(meta).expect("an origin");
+        assert_eq!(
+            (made_from.uid.as_str(), made_from.kind.as_deref()),
+            ("u-2", Some("v1/Pod"))
+        );
+        let owners = meta.owner_references.as_ref().expect("owned");
+        assert_eq!(
+            (owners[0].kind.as_str(), owners[0].uid.as_str()),
+            ("Pod", "h-2")
+        );
+        assert_eq!(token_refresh_of(&secret), Some(due));
+        assert_eq!(secret.type_.as_deref(), Some("Opaque"));
     }
 
     #[test]

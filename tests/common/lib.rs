@@ -20,6 +20,28 @@ pub fn json(out: &str) -> Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("the output is not JSON ({e}): {out}"))
 }
 
+/// A kubectl of `version` for the cluster `kubeconfig` reaches, authenticating with
+/// nothing but the bearer `token` (the kubeconfig copied into the directory returned, which
+/// must outlive the kubectl, its current user replaced).
+pub fn kubectl_with_token(
+    version: &str,
+    kubeconfig: &std::path::Path,
+    token: &str,
+) -> (tempfile::TempDir, vcluster_testkit::clients::Kubectl) {
+    let scratch = tempfile::tempdir().expect("a directory for the kubeconfig");
+    let config = scratch.path().join("token");
+    std::fs::copy(kubeconfig, &config).expect("copy the kubeconfig");
+    let k = vcluster_testkit::clients::Kubectl::new(version, &config);
+    k.ok(&[
+        "config",
+        "set-credentials",
+        "bearer",
+        &format!("--token={token}"),
+    ]);
+    k.ok(&["config", "set-context", "--current", "--user=bearer"]);
+    (scratch, k)
+}
+
 /// The `items` of a list in a client's output (none if it has none).
 pub fn items(out: &str) -> Vec<Value> {
     json(out)["items"].as_array().cloned().unwrap_or_default()

@@ -308,13 +308,15 @@ impl Tenant {
         Kubectl::new(version, &self.kubeconfig)
     }
 
-    /// A kubectl of one version for the admin of the host cluster its pods run in
-    /// ([`Up::start_on_host`]).
-    pub fn host_kubectl(&self, version: &str) -> Kubectl {
-        let kubeconfig = self
-            .host_kubeconfig
+    /// The admin kubeconfig of the host cluster its pods run in ([`Up::start_on_host`]).
+    pub fn host_kubeconfig(&self) -> &Path {
+        self.host_kubeconfig
             .as_ref()
-            .expect("a tenant of a server with a host cluster");
-        Kubectl::new(version, kubeconfig)
+            .expect("a tenant of a server with a host cluster")
+    }
+
+    /// A kubectl of one version for the admin of the host cluster its pods run in.
+    pub fn host_kubectl(&self, version: &str) -> Kubectl {
+        Kubectl::new(version, self.host_kubeconfig())
     }
 }
