@@ -697,3 +697,55 @@ fn the_syncer_runs_on_its_own() {
     let status = syncer.wait().expect("the syncer ends");
     assert!(status.success(), "vcluster syncer exited with {status}");
 }
+
+/// `vcluster up` as the README runs it (no `--host`): its pods run in the embedded host
+/// cluster `local`, another API server of the same process with its own store and
+/// kubeconfig (`<data-dir>/hosts/local/kubeconfig`) and the simulated nodes; the tenant has
+/// none of its own, only the nodes mirrored from the host.
+#[test]
+fn vcluster_up_runs_pods_in_its_embedded_host_cluster() {
+    let up = Up::start_embedded(StoreKind::Embedded, &["newcomer"], 2);
+    let tenant = up.tenant("newcomer");
+    let k = tenant.kubectl("v36");
+    let h = tenant.host_kubectl("v36");
+    let host_nodes = h.ok(&["get", "nodes", "-o", "name"]);
+    assert_eq!(host_nodes.lines().count(), 2, "{host_nodes}");
+    assert_eq!(
+        k.ok(&["get", "nodes", "-o", "name"]).trim(),
+        "",
+        "no tenant nodes"
+    );
+
+    k.ok(&[
+        "create",
+        "deployment",
+        "hello",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
+    k.ok(&["rollout", "status", "deployment/hello", "--timeout=60s"]);
+    for pod in pods(&k, "default", "hello") {
+        let node = pod["spec"]["nodeName"].as_str().expect("bound");
+        assert!(
+            node.ends_with(".local"),
+            "not a node of the embedded host: {node}"
+        );
+    }
+    let on_host = h.ok(&[
+        "get",
+        "pods",
+        "-n",
+        "vc-newcomer--default",
+        "-l",
+        "app=hello",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(on_host.lines().count(), 2, "{on_host}");
+    // The host is a cluster apart: the tenant's objects are not in it, nor its own in the
+    // tenant.
+    let deployments = h.ok(&["get", "deployments", "-A", "-o", "name"]);
+    assert!(deployments.trim().is_empty(), "{deployments}");
+    let namespaces = k.ok(&["get", "namespaces", "-o", "name"]);
+    assert!(!namespaces.contains("vc-newcomer"), "{namespaces}");
+}

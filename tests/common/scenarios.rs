@@ -6,8 +6,9 @@ use crate::Tenant;
 
 /// Makes, for each listed scenario, one test per store: `<scenario>::on_etcd` and
 /// `<scenario>::on_the_embedded_store`. Each scenario runs in a tenant of its own, named
-/// after it, of the store's one `vcluster up` (started with `--simulated-nodes` as given and
-/// a `--tenant` for every scenario), which the first of the store's tests to run starts and
+/// after it, of the store's one `vcluster up` (started with `--no-host
+/// --tenant-simulated-nodes` as given, so the tenants run their own pods, and a `--tenant`
+/// for every scenario), which the first of the store's tests to run starts and
 /// which is killed when the test process exits. A scenario may therefore assume the tenant
 /// is its own: only its objects, only its nodes.
 ///

@@ -34,10 +34,24 @@ pub struct Up {
     /// An etcd member of its own, so that the tenants of different test binaries and runs,
     /// which have the same names, never meet.
     _etcd: Option<EtcdCluster>,
-    /// Set when the process is `vcluster host --name <this>` rather than `vcluster up`.
-    host_name: Option<String>,
+    /// What the process is, and so where its pods run.
+    role: Role,
     /// The host cluster this one's pods run in (`--host`), when it has one of its own.
     host_cluster: Option<Box<Up>>,
+}
+
+/// What a server process is, and so where its pods run.
+#[derive(Clone, Debug)]
+enum Role {
+    /// `vcluster up --no-host --tenant-simulated-nodes N`: the tenants' own simulated nodes
+    /// run their pods (none with N = 0).
+    InTenants,
+    /// `vcluster up --host ...` (the host given with the options): a host cluster runs them.
+    OnHost,
+    /// `vcluster up --simulated-nodes N`: its embedded host cluster `local` runs them.
+    OnEmbeddedHost,
+    /// `vcluster host --name <name> --simulated-nodes N`: a stand-in host cluster.
+    Host(String),
 }
 
 /// The tenant a scenario runs in: its name with `-` for `_` (tenant names are DNS labels).
@@ -47,7 +61,8 @@ fn tenant_name(scenario: &str) -> String {
 
 impl Up {
     /// Serves `tenants` (named after scenarios: see [`Up::tenant`]; none: only `default`),
-    /// with `simulated_nodes` nodes in each; returns once every tenant answers and has its
+    /// with no host cluster and `simulated_nodes` nodes in each tenant, which run its pods
+    /// (`--no-host --tenant-simulated-nodes`); returns once every tenant answers and has its
     /// nodes.
     pub fn start(store: StoreKind, tenants: &[&str], simulated_nodes: usize) -> Self {
         Self::start_with(store, tenants, simulated_nodes, &[])
@@ -59,6 +74,22 @@ impl Up {
         tenants: &[&str],
         simulated_nodes: usize,
         options: &[&str],
+    ) -> Self {
+        Self::launch(store, tenants, simulated_nodes, options, Role::InTenants)
+    }
+
+    /// `vcluster up` as a newcomer runs it: no `--host`, so its pods run in the embedded
+    /// host cluster `local`, with `host_nodes` nodes there and none in the tenants.
+    pub fn start_embedded(store: StoreKind, tenants: &[&str], host_nodes: usize) -> Self {
+        Self::launch(store, tenants, host_nodes, &[], Role::OnEmbeddedHost)
+    }
+
+    fn launch(
+        store: StoreKind,
+        tenants: &[&str],
+        simulated_nodes: usize,
+        options: &[&str],
+        role: Role,
     ) -> Self {
         let etcd = match store {
             StoreKind::Embedded => None,
@@ -74,7 +105,7 @@ impl Up {
             ],
         };
         store_args.extend(options.iter().map(|o| (*o).to_owned()));
-        let mut up = Self::unstarted("vcluster-up-", simulated_nodes);
+        let mut up = Self::unstarted("vcluster-up-", simulated_nodes, role);
         up.tenants = tenants.iter().map(|t| tenant_name(t)).collect();
         up.store_args = store_args;
         up._etcd = etcd;
@@ -83,7 +114,7 @@ impl Up {
     }
 
     /// A server not started yet, on an embedded store in a new data directory.
-    fn unstarted(prefix: &str, simulated_nodes: usize) -> Self {
+    fn unstarted(prefix: &str, simulated_nodes: usize, role: Role) -> Self {
         Self {
             process: None,
             dir: tempfile::Builder::new()
@@ -96,7 +127,7 @@ impl Up {
             store_args: Vec::new(),
             open_files: None,
             _etcd: None,
-            host_name: None,
+            role,
             host_cluster: None,
         }
     }
@@ -105,8 +136,11 @@ impl Up {
     /// (embedded store); returns once it answers and lists its nodes. Its admin kubeconfig
     /// is [`Up::kubeconfig`].
     pub fn host(name: &str, simulated_nodes: usize) -> Self {
-        let mut host = Self::unstarted("vcluster-host-", simulated_nodes);
-        host.host_name = Some(name.to_owned());
+        let mut host = Self::unstarted(
+            "vcluster-host-",
+            simulated_nodes,
+            Role::Host(name.to_owned()),
+        );
         host.spawn();
         host
     }
@@ -117,7 +151,7 @@ impl Up {
     pub fn start_on_host(store: StoreKind, tenants: &[&str], host_nodes: usize) -> Self {
         let host = Self::host("local", host_nodes);
         let option = format!("local={}", host.kubeconfig().display());
-        let mut up = Self::start_with(store, tenants, 0, &["--host", &option]);
+        let mut up = Self::launch(store, tenants, 0, &["--host", &option], Role::OnHost);
         up.host_cluster = Some(Box::new(host));
         up
     }
@@ -162,16 +196,20 @@ impl Up {
                 command
             }
         };
-        match &self.host_name {
-            None => command.arg("up"),
-            Some(name) => command.args(["host", "--name", name]),
+        let nodes = self.simulated_nodes.to_string();
+        match &self.role {
+            Role::InTenants => {
+                command.args(["up", "--no-host", "--tenant-simulated-nodes", &nodes])
+            }
+            Role::OnHost => command.arg("up"),
+            Role::OnEmbeddedHost => command.args(["up", "--simulated-nodes", &nodes]),
+            Role::Host(name) => command.args(["host", "--name", name, "--simulated-nodes", &nodes]),
         };
         command
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .arg("--data-dir")
             .arg(self.dir.path())
             .args(&self.store_args)
-            .args(["--simulated-nodes", &self.simulated_nodes.to_string()])
             .args(self.tenants.iter().flat_map(|t| ["--tenant", t.as_str()]))
             .env("VCLUSTER_LOG", "warn")
             .stdout(Stdio::null())
@@ -211,8 +249,26 @@ impl Up {
                 .join(&name)
                 .join("kubeconfig"),
             name,
-            host_kubeconfig: self.host_cluster.as_ref().map(|h| h.kubeconfig()),
+            host_kubeconfig: self.host_kubeconfig(),
         }
+    }
+
+    /// The admin kubeconfig of the host cluster its pods run in, if they run in one.
+    fn host_kubeconfig(&self) -> Option<PathBuf> {
+        match self.role {
+            Role::OnHost => self.host_cluster.as_ref().map(|h| h.kubeconfig()),
+            Role::OnEmbeddedHost => Some(self.embedded_host_kubeconfig()),
+            Role::InTenants | Role::Host(_) => None,
+        }
+    }
+
+    /// `<data-dir>/hosts/local/kubeconfig`: the embedded host cluster's admin.
+    pub fn embedded_host_kubeconfig(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join("hosts")
+            .join("local")
+            .join("kubeconfig")
     }
 
     /// Each tenant's admin kubeconfig (only `default`'s: `<data-dir>/kubeconfig`, when no
@@ -279,13 +335,20 @@ impl Up {
                 "{} was not written",
                 kubeconfig.display()
             );
-            if self.simulated_nodes > 0 {
-                Kubectl::new("v36", kubeconfig)
-                    .eventually(&["get", "nodes", "-o", "name"], |out| {
-                        out.lines().count() >= self.simulated_nodes
-                    });
+            if self.simulated_nodes > 0 && matches!(self.role, Role::InTenants | Role::Host(_)) {
+                self.wait_for_nodes(kubeconfig);
             }
         }
+        if self.simulated_nodes > 0 && matches!(self.role, Role::OnEmbeddedHost) {
+            self.wait_for_nodes(&self.embedded_host_kubeconfig());
+        }
+    }
+
+    /// Until the cluster of `kubeconfig` lists the simulated nodes.
+    fn wait_for_nodes(&self, kubeconfig: &Path) {
+        Kubectl::new("v36", kubeconfig).eventually(&["get", "nodes", "-o", "name"], |out| {
+            out.lines().count() >= self.simulated_nodes
+        });
     }
 }
 

@@ -27,7 +27,8 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the control plane in the foreground, serving the tenants of --tenant (`default`
-    /// unless told otherwise).
+    /// unless told otherwise). Their pods run in the host clusters of --host or, without
+    /// one, in an embedded host cluster `local` with --simulated-nodes nodes.
     Up(UpArgs),
     /// Run a stand-in host cluster in the foreground: the API server serving one cluster
     /// (named --name) with --simulated-nodes nodes, its admin kubeconfig at
@@ -50,7 +51,7 @@ pub enum StoreKind {
 
 /// What `vcluster up` and `vcluster host` both take: where the data goes, where to serve,
 /// the store, simulated nodes and the server's limits.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct ServeArgs {
     /// Where the embedded store and the kubeconfig go.
     #[arg(long, env = "VCLUSTER_DATA_DIR", default_value = ".vcluster")]
@@ -63,8 +64,9 @@ pub struct ServeArgs {
     /// Comma-separated etcd client URLs, for --store etcd.
     #[arg(long, env = "VCLUSTER_ETCD_ENDPOINTS", value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
-    /// Register this many simulated nodes in each tenant and play their scheduler and
-    /// kubelet (pods are bound, then Running and Ready; Jobs' pods complete).
+    /// Register this many simulated nodes in the host cluster pods run in (the embedded
+    /// `local` of `vcluster up`, the cluster `vcluster host` serves) and play their scheduler
+    /// and kubelet: pods are bound, then Running and Ready; Jobs' pods complete.
     #[arg(long, env = "VCLUSTER_SIMULATED_NODES", default_value_t = 0)]
     pub simulated_nodes: usize,
     /// An extra DNS name or IP address for the serving certificate, for clients that reach
@@ -124,9 +126,23 @@ pub struct UpArgs {
     /// A host cluster the tenants' pods run in, as `NAME=KUBECONFIG` (the admin
     /// kubeconfig of any Kubernetes cluster, e.g. one `vcluster host` serves). One host for
     /// now; several come with placement.
+    /// Without --host, the tenants' pods run in an embedded host cluster named `local`:
+    /// another API server in this process, on its own embedded store under
+    /// `<data-dir>/hosts/local/` (its admin kubeconfig there), with --simulated-nodes nodes.
     #[arg(long = "host", value_name = "NAME=KUBECONFIG", value_parser = parse_host)]
     pub hosts: Vec<(String, PathBuf)>,
+    /// No host cluster and no syncer: the tenants' APIs alone. Their pods run only where
+    /// something plays the kubelet in the tenant itself (--tenant-simulated-nodes).
+    #[arg(long, conflicts_with = "hosts")]
+    pub no_host: bool,
+    /// Register this many simulated nodes in each tenant itself, which then schedule and run
+    /// its pods there (with --no-host: two schedulers would fight over them).
+    #[arg(long, env = "VCLUSTER_TENANT_SIMULATED_NODES", default_value_t = 0)]
+    pub tenant_simulated_nodes: usize,
 }
+
+/// The name of the host cluster `vcluster up` embeds when given no --host.
+const EMBEDDED_HOST: &str = "local";
 
 /// `vcluster syncer`'s arguments.
 #[derive(clap::Args)]
@@ -269,6 +285,17 @@ fn check_tenant_names(names: &[String]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Pods run in the tenants (their own simulated nodes) or on host clusters, never both: two
+/// schedulers would fight over them.
+fn check_where_pods_run(args: &UpArgs) -> Result<(), ConfigError> {
+    if args.tenant_simulated_nodes > 0 && !args.no_host {
+        return Err(ConfigError(
+            "--tenant-simulated-nodes runs pods in the tenants: give --no-host too (a host cluster would run them as well)".into(),
+        ));
+    }
+    Ok(())
+}
+
 async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Backend>> {
     Ok(match args.store {
         StoreKind::Embedded => {
@@ -295,8 +322,28 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Backend>> {
 
 /// `vcluster up`: serves until interrupted (Ctrl-C) or the server fails.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    serve(args, None).await
+}
+
+/// Serves the tenants of `args` until interrupted or the server fails; `ready` is told
+/// once every kubeconfig is written (for the embedded host, which says nothing itself).
+async fn serve(
+    args: UpArgs,
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
+) -> anyhow::Result<()> {
     check_tenant_names(&args.tenants)?;
-    let host_cluster = match args.hosts.as_slice() {
+    check_where_pods_run(&args)?;
+    if args.serve.simulated_nodes > 0 && (args.no_host || !args.hosts.is_empty()) {
+        tracing::warn!(
+            "--simulated-nodes are the embedded host cluster's nodes: with --host or --no-host there is none"
+        );
+    }
+    let hosts = if args.no_host || !args.hosts.is_empty() {
+        args.hosts.clone()
+    } else {
+        vec![(EMBEDDED_HOST.to_owned(), embedded_host(&args.serve).await?)]
+    };
+    let host_cluster = match hosts.as_slice() {
         [] => None,
         [host] => Some(host),
         _ => bail!(ConfigError(
@@ -368,11 +415,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             &kubeconfig,
             &tenant.admin_kubeconfig(&tenants, &server, true)?,
         )?;
-        if serve.simulated_nodes > 0 {
+        if args.tenant_simulated_nodes > 0 {
             tokio::spawn(simulate_nodes(
                 tenant.name.clone(),
                 kubeconfig,
-                serve.simulated_nodes,
+                args.tenant_simulated_nodes,
             ));
         }
     }
@@ -406,16 +453,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         &kubeconfig,
         &served[0].admin_kubeconfig(&tenants, &server, false)?,
     )?;
-    tracing::info!(%server, kubeconfig = %kubeconfig.display(), tenants = ?args.tenants, "vcluster is up");
-    eprintln!(
-        "vcluster is up at {server}\n  kubectl --kubeconfig {} get namespaces",
-        kubeconfig.display()
-    );
-    if served.len() > 1 {
-        eprintln!(
-            "  every tenant's kubeconfig: {}/tenants/<name>/kubeconfig",
-            serve.data_dir.display()
-        );
+    match ready {
+        Some(ready) => {
+            tracing::info!(%server, kubeconfig = %kubeconfig.display(), "the embedded host cluster is up");
+            let _ = ready.send(());
+        }
+        None => said_up(&args, &server, &kubeconfig, host_cluster),
     }
     let shutdown = shutdown_signal()?;
     vcluster_apiserver::serve_until(listener, tenants, limits, shutdown)
@@ -423,6 +466,74 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .context("the server stopped")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What `vcluster up` tells whoever started it: where the API is, and where the pods run.
+fn said_up(
+    args: &UpArgs,
+    server: &str,
+    kubeconfig: &std::path::Path,
+    host: Option<&(String, PathBuf)>,
+) {
+    tracing::info!(%server, kubeconfig = %kubeconfig.display(), tenants = ?args.tenants, "vcluster is up");
+    eprintln!(
+        "vcluster is up at {server}\n  kubectl --kubeconfig {} get namespaces",
+        kubeconfig.display()
+    );
+    if args.tenants.len() > 1 {
+        eprintln!(
+            "  every tenant's kubeconfig: {}/tenants/<name>/kubeconfig",
+            args.serve.data_dir.display()
+        );
+    }
+    if let Some((name, host)) = host {
+        eprintln!(
+            "  pods run in host cluster {name}: kubectl --kubeconfig {} get pods -A",
+            host.display()
+        );
+    }
+}
+
+/// Starts the embedded host cluster: a server of its own in this process, serving one
+/// cluster named [`EMBEDDED_HOST`] from an embedded store under `<data-dir>/hosts/local/`,
+/// on a loopback port of the system's choosing, with `--simulated-nodes` nodes. Its admin
+/// kubeconfig, once it serves. (A boxed future: it runs `serve`, which calls it.)
+fn embedded_host(
+    serve: &ServeArgs,
+) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<PathBuf>> + Send + 'static>> {
+    let dir = serve.data_dir.join("hosts").join(EMBEDDED_HOST);
+    let args = UpArgs {
+        serve: ServeArgs {
+            data_dir: dir.clone(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            store: StoreKind::Embedded,
+            etcd_endpoints: Vec::new(),
+            simulated_nodes: 0,
+            tls_san: Vec::new(),
+            ..serve.clone()
+        },
+        tenants: vec![EMBEDDED_HOST.to_owned()],
+        hosts: Vec::new(),
+        no_host: true,
+        tenant_simulated_nodes: serve.simulated_nodes,
+    };
+    Box::pin(async move {
+        let (ready, started) = tokio::sync::oneshot::channel();
+        tokio::spawn(serve_host(args, ready));
+        started.await.map_err(|_| {
+            anyhow::anyhow!("the embedded host cluster did not start (its error is logged above)")
+        })?;
+        Ok(dir.join("kubeconfig"))
+    })
+}
+
+/// Runs the embedded host cluster to its end, logging why it ended early.
+async fn serve_host(args: UpArgs, ready: tokio::sync::oneshot::Sender<()>) -> anyhow::Result<()> {
+    let result = serve(args, Some(ready)).await;
+    if let Err(e) = &result {
+        tracing::error!(error = %format!("{e:#}"), "the embedded host cluster stopped");
+    }
+    result
 }
 
 /// What ends a foreground command: Ctrl-C, or SIGTERM (what process managers and
@@ -479,9 +590,14 @@ pub async fn syncer(args: SyncerArgs) -> anyhow::Result<()> {
 /// after the host) until interrupted.
 pub async fn host(args: HostArgs) -> anyhow::Result<()> {
     up(UpArgs {
-        serve: args.serve,
+        tenant_simulated_nodes: args.serve.simulated_nodes,
+        serve: ServeArgs {
+            simulated_nodes: 0,
+            ..args.serve
+        },
         tenants: vec![args.name],
         hosts: Vec::new(),
+        no_host: true,
     })
     .await
 }
@@ -551,6 +667,25 @@ mod tests {
         let args = up_args(&["--tenant", "b", "--tenant", "a"]);
         assert_eq!(args.tenants, ["b", "a"]);
         check_tenant_names(&args.tenants).expect("valid names");
+    }
+
+    #[test]
+    fn pods_run_in_the_tenants_or_on_hosts_never_both() {
+        assert!(
+            check_where_pods_run(&up_args(&[])).is_ok(),
+            "the embedded host"
+        );
+        assert!(
+            check_where_pods_run(&up_args(&["--no-host", "--tenant-simulated-nodes", "3"])).is_ok()
+        );
+        let ConfigError(message) =
+            check_where_pods_run(&up_args(&["--tenant-simulated-nodes", "3"]))
+                .expect_err("refused");
+        assert!(message.contains("--no-host"), "{message}");
+        assert!(
+            Cli::try_parse_from(["vcluster", "up", "--no-host", "--host", "h=/k"]).is_err(),
+            "no host, and a host"
+        );
     }
 
     #[test]
