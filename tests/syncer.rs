@@ -20,6 +20,7 @@ vcluster_tests::scenarios! {
         a_host_pod_deleted_behind_the_syncers_back_is_replaced,
         a_deleted_pod_stops_within_its_grace_on_both_sides,
         a_host_pod_holds_the_tenants_token_and_no_host_credential,
+        host_namespaces_admit_only_the_tenants_pods_and_keep_its_limits,
         a_pod_the_host_may_not_run_stays_in_the_tenant,
         a_deleted_namespace_leaves_nothing_on_the_host,
         configmaps_and_secrets_go_down_while_a_pod_uses_them,
@@ -372,6 +373,143 @@ fn a_host_pod_holds_the_tenants_token_and_no_host_credential(tenant: &Tenant) {
     assert!(
         expired.contains("Unauthorized"),
         "the token outlived its pod: {expired}"
+    );
+}
+
+/// A host namespace admits traffic only from the same tenant's host namespaces (its
+/// NetworkPolicy, for the host's network plugin to enforce), and the tenant's quotas and
+/// limit ranges hold there too: copied down, kept equal, gone with the tenant's.
+fn host_namespaces_admit_only_the_tenants_pods_and_keep_its_limits(tenant: &Tenant) {
+    let k = tenant.kubectl("v36");
+    let h = tenant.host_kubectl("v36");
+    let ns = "fenced";
+    k.ok(&["create", "namespace", ns]);
+    k.ok(&[
+        "create",
+        "quota",
+        "small",
+        "-n",
+        ns,
+        "--hard=pods=5,requests.cpu=2",
+    ]);
+    let limits = r#"{"apiVersion":"v1","kind":"LimitRange","metadata":{"name":"defaults"},
+        "spec":{"limits":[{"type":"Container","default":{"cpu":"200m"},"defaultRequest":{"cpu":"100m"}}]}}"#;
+    let created = k.run_with(&["create", "-n", ns, "-f", "-"], Some(limits));
+    assert!(created.ok, "{}", created.stderr);
+    k.ok(&["run", "guarded", "-n", ns, "--image=nginx"]);
+    k.ok(&[
+        "wait",
+        "pod/guarded",
+        "-n",
+        ns,
+        "--for=condition=Ready",
+        "--timeout=60s",
+    ]);
+
+    // Found by its markers: its name is shortened past 63 characters.
+    let host_ns = h.ok(&[
+        "get",
+        "namespaces",
+        "-l",
+        &format!(
+            "vcluster.io/tenant={},vcluster.io/namespace={ns}",
+            tenant.name
+        ),
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let policy = vcluster_tests::json(&h.ok(&[
+        "get",
+        "networkpolicy",
+        "vc-tenant-isolation",
+        "-n",
+        &host_ns,
+        "-o",
+        "json",
+    ]));
+    assert_eq!(
+        policy["spec"]["podSelector"],
+        serde_json::json!({}),
+        "{policy:#}"
+    );
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"])
+    );
+    assert_eq!(
+        policy["spec"]["ingress"],
+        serde_json::json!([{"from": [{"namespaceSelector": {"matchLabels": {
+            "vcluster.io/managed-by": "vcluster", "vcluster.io/tenant": tenant.name}}}]}]),
+        "{policy:#}"
+    );
+    // The selector selects this tenant's host namespaces, and only those.
+    let selected = h.ok(&[
+        "get",
+        "namespaces",
+        "-l",
+        &format!(
+            "vcluster.io/managed-by=vcluster,vcluster.io/tenant={}",
+            tenant.name
+        ),
+        "-o",
+        "name",
+    ]);
+    assert!(
+        selected.contains(&format!("namespace/{host_ns}")),
+        "{selected}"
+    );
+    assert!(!selected.contains("kube-system"), "{selected}");
+
+    let copied = |kind: &str, name: &str| -> Value {
+        let args = ["get", kind, name, "-n", &host_ns, "-o", "json"];
+        vcluster_tests::json(&h.eventually(&args, |_| true))
+    };
+    let quota = copied("resourcequota", "small");
+    assert_eq!(quota["spec"]["hard"]["pods"], "5", "{quota:#}");
+    assert_eq!(
+        quota["metadata"]["labels"]["vcluster.io/tenant"],
+        tenant.name.as_str()
+    );
+    let range = copied("limitrange", "defaults");
+    assert_eq!(
+        range["spec"]["limits"][0]["default"]["cpu"], "200m",
+        "{range:#}"
+    );
+
+    k.ok(&[
+        "patch",
+        "quota",
+        "small",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"hard":{"pods":"7"}}}"#,
+    ]);
+    h.eventually(
+        &[
+            "get",
+            "resourcequota",
+            "small",
+            "-n",
+            &host_ns,
+            "-o",
+            "jsonpath={.spec.hard.pods}",
+        ],
+        |out| out == "7",
+    );
+    k.ok(&["delete", "quota", "small", "-n", ns]);
+    k.ok(&["delete", "limitrange", "defaults", "-n", ns]);
+    h.eventually(
+        &[
+            "get",
+            "resourcequotas,limitranges",
+            "-n",
+            &host_ns,
+            "-o",
+            "name",
+        ],
+        |out| out.trim().is_empty(),
     );
 }
 

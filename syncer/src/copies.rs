@@ -7,6 +7,8 @@
 //!   design note's "used only"; `translate::References`): pod changes map to the objects
 //!   they name; a copy is made when a pod starts to use its object, kept equal while used,
 //!   and deleted when no pod uses it any more.
+//! - ResourceQuotas and LimitRanges always go down, so that a tenant's limits hold on the
+//!   host too.
 //! - Services always go down. A new copy asks the host for the tenant's cluster IP and
 //!   node ports, so that they are the same on both sides where the host can give them
 //!   (several tenants share a host's service network, so it cannot always: then the host
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Pod, ResourceQuota, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -114,6 +116,28 @@ impl Copied for Secret {
             self.type_,
             self.immutable
         ])
+    }
+}
+
+impl Copied for ResourceQuota {
+    const WHILE_USED: bool = false;
+    const KIND: &'static str = translate::QUOTA_KIND;
+    fn to_host(&self, scope: &Scope, _existing: Option<&Self>) -> Self {
+        scope.quota_to_host(self)
+    }
+    fn content(&self) -> Value {
+        json!([self.metadata.labels, self.metadata.annotations, self.spec])
+    }
+}
+
+impl Copied for LimitRange {
+    const WHILE_USED: bool = false;
+    const KIND: &'static str = translate::LIMIT_RANGE_KIND;
+    fn to_host(&self, scope: &Scope, _existing: Option<&Self>) -> Self {
+        scope.limit_range_to_host(self)
+    }
+    fn content(&self) -> Value {
+        json!([self.metadata.labels, self.metadata.annotations, self.spec])
     }
 }
 

@@ -10,10 +10,12 @@
 //!   finished in the tenant once the host pod is gone (the syncer is the tenant's kubelet);
 //! - `pods::collect`: a host pod of this tenant whose tenant pod is gone (or was made
 //!   again with another uid) is deleted;
-//! - `namespaces`: a host namespace whose tenant namespace is gone or terminating is
-//!   deleted, with everything in it;
+//! - `namespaces`: host namespaces made on first use, each with the workload account and a
+//!   NetworkPolicy admitting only the same tenant's pods; one whose tenant namespace is gone
+//!   or terminating is deleted, with everything in it;
 //! - `copies`: the ConfigMaps and Secrets a pod names, copied beside it while a pod of
-//!   their namespace uses them; every Service, with the host's addresses coming back;
+//!   their namespace uses them; every Service, with the host's addresses coming back; every
+//!   ResourceQuota and LimitRange;
 //!   copies deleted when unused or their tenant object is gone;
 //! - `nodes`: a tenant Node for each host node that runs the tenant's pods, kept up to
 //!   date, deleted when none runs there any more;
@@ -128,6 +130,8 @@ pub async fn run(tenant: Cluster, host: Cluster, options: Options) {
         copies::run::<k8s_openapi::api::core::v1::ConfigMap>(ctx.clone()),
         copies::run::<k8s_openapi::api::core::v1::Secret>(ctx.clone()),
         copies::run::<k8s_openapi::api::core::v1::Service>(ctx.clone()),
+        copies::run::<k8s_openapi::api::core::v1::ResourceQuota>(ctx.clone()),
+        copies::run::<k8s_openapi::api::core::v1::LimitRange>(ctx.clone()),
     );
 }
 

@@ -1,11 +1,13 @@
 //! Host namespaces: made when the first object of a tenant namespace goes down
-//! ([`ensure`]), with the service account host pods run as; deleted, with everything in
+//! ([`ensure`]), with the service account host pods run as and the NetworkPolicy that
+//! keeps other tenants' pods out; deleted, with everything in
 //! them, when their tenant namespace is gone or terminating ([`run`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
@@ -48,22 +50,26 @@ pub(crate) async fn ensure(ctx: &Ctx, namespace: &str) -> Result<(), Error> {
         Err(e) => return Err(Error::Host(e)),
     }
     let accounts: Api<ServiceAccount> = Api::namespaced(ctx.host.clone(), &host_namespace);
-    match accounts
-        .create(
-            &PostParams::default(),
-            &ctx.scope.workload_account(namespace),
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if conflict(&e) => {}
-        Err(e) => return Err(Error::Host(e)),
-    }
+    made_once(&accounts, &ctx.scope.workload_account(namespace)).await?;
+    let policies: Api<NetworkPolicy> = Api::namespaced(ctx.host.clone(), &host_namespace);
+    made_once(&policies, &ctx.scope.isolation_policy(namespace)).await?;
     ctx.namespaces
         .lock()
         .expect("namespaces")
         .insert(host_namespace);
     Ok(())
+}
+
+/// Creates a host object that, once made, stays as it is (one already there is kept).
+async fn made_once<K>(api: &Api<K>, object: &K) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(()),
+        Err(e) if conflict(&e) => Ok(()),
+        Err(e) => Err(Error::Host(e)),
+    }
 }
 
 /// Forgets that the host namespace of `namespace` exists (a create in it failed).

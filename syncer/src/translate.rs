@@ -13,10 +13,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus, Secret, Service,
-    ServiceAccount,
+    ConfigMap, LimitRange, Namespace, Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus,
+    ResourceQuota, Secret, Service, ServiceAccount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use sha2::{Digest, Sha256};
 
 /// Label: which platform's syncer made a host object (two platforms sharing a host never
@@ -35,6 +38,10 @@ pub const OBJECT_KIND: &str = "vcluster.io/object-kind";
 pub const CONFIG_MAP_KIND: &str = "v1/ConfigMap";
 pub const SECRET_KIND: &str = "v1/Secret";
 pub const SERVICE_KIND: &str = "v1/Service";
+pub const QUOTA_KIND: &str = "v1/ResourceQuota";
+pub const LIMIT_RANGE_KIND: &str = "v1/LimitRange";
+/// The NetworkPolicy of every host namespace (see [`Scope::isolation_policy`]).
+pub const ISOLATION_POLICY: &str = "vc-tenant-isolation";
 /// Labels of a tenant Node mirrored from a host node.
 pub const HOST_CLUSTER: &str = "vcluster.io/host-cluster";
 pub const HOST_NODE: &str = "vcluster.io/host-node";
@@ -170,21 +177,85 @@ impl Scope {
         }
     }
 
-    /// The service account host pods of `namespace` run as.
-    pub fn workload_account(&self, namespace: &str) -> ServiceAccount {
+    /// The metadata of an object the syncer keeps in the host namespace of `namespace` for
+    /// the namespace itself (no tenant object is its origin): named `name`, with the
+    /// tenant's labels.
+    fn namespace_object(&self, namespace: &str, name: &str) -> ObjectMeta {
         let mut labels = BTreeMap::new();
         labels.insert(MANAGED_BY.to_owned(), label_value(&self.platform));
         labels.insert(TENANT.to_owned(), self.tenant.clone());
         labels.insert(NAMESPACE.to_owned(), namespace.to_owned());
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(self.host_namespace(namespace)),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// The service account host pods of `namespace` run as.
+    pub fn workload_account(&self, namespace: &str) -> ServiceAccount {
         ServiceAccount {
-            metadata: ObjectMeta {
-                name: Some(WORKLOAD_ACCOUNT.into()),
-                namespace: Some(self.host_namespace(namespace)),
-                labels: Some(labels),
-                ..ObjectMeta::default()
-            },
+            metadata: self.namespace_object(namespace, WORKLOAD_ACCOUNT),
             automount_service_account_token: Some(false),
             ..ServiceAccount::default()
+        }
+    }
+
+    /// The NetworkPolicy of the host namespace of `namespace`: its pods admit traffic only
+    /// from pods in the host namespaces of the same tenant (on this platform), so that no
+    /// other tenant's pods (nor any other pod of the host) reach them. Every host
+    /// namespace has one, so the same holds the other way. What leaves them (DNS, the
+    /// tenant's API) is not restricted. Enforced by the host's network plugin.
+    pub fn isolation_policy(&self, namespace: &str) -> NetworkPolicy {
+        let mut tenant = BTreeMap::new();
+        tenant.insert(MANAGED_BY.to_owned(), label_value(&self.platform));
+        tenant.insert(TENANT.to_owned(), self.tenant.clone());
+        NetworkPolicy {
+            metadata: self.namespace_object(namespace, ISOLATION_POLICY),
+            spec: Some(NetworkPolicySpec {
+                pod_selector: Some(LabelSelector::default()),
+                policy_types: Some(vec!["Ingress".into()]),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    from: Some(vec![NetworkPolicyPeer {
+                        namespace_selector: Some(LabelSelector {
+                            match_labels: Some(tenant),
+                            ..LabelSelector::default()
+                        }),
+                        ..NetworkPolicyPeer::default()
+                    }]),
+                    ..NetworkPolicyIngressRule::default()
+                }]),
+                ..NetworkPolicySpec::default()
+            }),
+        }
+    }
+
+    /// The host copy of a tenant ResourceQuota: its limits hold on the host namespace too,
+    /// so that a tenant cannot take more of a host than its quota says.
+    pub fn quota_to_host(&self, tenant: &ResourceQuota) -> ResourceQuota {
+        let namespace = tenant.metadata.namespace.as_deref().unwrap_or_default();
+        ResourceQuota {
+            metadata: self.metadata(
+                &tenant.metadata,
+                QUOTA_KIND,
+                Some(self.host_namespace(namespace)),
+            ),
+            spec: tenant.spec.clone(),
+            status: None,
+        }
+    }
+
+    /// The host copy of a tenant LimitRange: the same defaults and bounds on the host.
+    pub fn limit_range_to_host(&self, tenant: &LimitRange) -> LimitRange {
+        let namespace = tenant.metadata.namespace.as_deref().unwrap_or_default();
+        LimitRange {
+            metadata: self.metadata(
+                &tenant.metadata,
+                LIMIT_RANGE_KIND,
+                Some(self.host_namespace(namespace)),
+            ),
+            spec: tenant.spec.clone(),
         }
     }
 
