@@ -773,6 +773,32 @@ fn services_go_down_with_the_tenants_addresses_where_free(tenant: &Tenant) {
         },
     );
 
+    // A pod made now gets the Service's variables with its address on the host, as a
+    // kubelet gives them (the host's own Services' are off: `enableServiceLinks: false`).
+    k.ok(&["run", "client", "--image=busybox"]);
+    k.ok(&[
+        "wait",
+        "pod/client",
+        "--for=condition=Ready",
+        "--timeout=60s",
+    ]);
+    let client =
+        vcluster_tests::json(&h.ok(&["get", "pod", "client", "-n", host_ns, "-o", "json"]));
+    assert_eq!(client["spec"]["enableServiceLinks"], false);
+    let env = &client["spec"]["containers"][0]["env"];
+    let var = |name: &str| {
+        env.as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+            .unwrap_or_else(|| panic!("no {name}: {env:#}"))
+    };
+    let host_ip = copy["spec"]["clusterIP"].as_str().expect("an IP");
+    assert_eq!(var("WEB_SERVICE_HOST"), host_ip);
+    assert_eq!(var("WEB_SERVICE_PORT"), "80");
+    assert_eq!(var("WEB_PORT"), format!("tcp://{host_ip}:80").as_str());
+
     // A change reaches the copy; a deleted Service takes it along.
     k.ok(&["label", "service", "web", "tier=front"]);
     h.eventually(

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod, PodCondition};
-use kube::api::{Api, DeleteParams, Patch, PostParams, Preconditions};
+use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod, PodCondition, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
@@ -92,10 +92,20 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
         crate::namespaces::ensure(&ctx, &namespace).await?;
-        match host_pods
-            .create(&PostParams::default(), &ctx.scope.pod_to_host(&pod))
-            .await
-        {
+        let mut wanted = ctx.scope.pod_to_host(&pod);
+        let links = pod.spec.as_ref().and_then(|s| s.enable_service_links);
+        if links != Some(false) {
+            let services: Api<Service> = Api::namespaced(ctx.tenant.clone(), &namespace);
+            let services = services
+                .list(&ListParams::default())
+                .await
+                .map_err(Error::Tenant)?;
+            translate::add_env(
+                &mut wanted,
+                &translate::service_env(&services.items, &ctx.scope.host),
+            );
+        }
+        match host_pods.create(&PostParams::default(), &wanted).await {
             // Its token Secret at once, so that its kubelet waits for it as little as can be.
             Ok(created) => return Ok(requeue(crate::tokens::ensure(&ctx, &pod, &created).await?)),
             Err(e) if conflict(&e) => return Ok(Action::requeue(Duration::from_secs(1))),

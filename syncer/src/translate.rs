@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, LimitRange, Namespace, Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus,
+    ConfigMap, EnvVar, LimitRange, Namespace, Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus,
     ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{
@@ -262,7 +262,8 @@ impl Scope {
     /// The host pod of a tenant pod: same name, in the host namespace of its namespace,
     /// marked; running as [`WORKLOAD_ACCOUNT`] with no host token mounted; without what
     /// names things only the tenant has (its node, priority class, scheduler); service
-    /// links off (the tenant's Services are not the host's).
+    /// links off (the host's Services are not the tenant's: the syncer gives the tenant's
+    /// instead, [`service_env`]).
     ///
     /// The tenant's own credential reaches it instead (the design note's D9): every
     /// projected volume holding a service-account token reads it, with the tenant's CA and
@@ -537,6 +538,115 @@ pub fn host_cluster_ips(copy: &Service, host: &str) -> Option<String> {
         .and_then(|s| s.cluster_ip.as_deref())
         .filter(|ip| !ip.is_empty() && *ip != "None")
         .map(|ip| format!("{host}={ip}"))
+}
+
+/// A tenant Service's cluster IP on `host`, as its [`HOST_CLUSTER_IPS`] annotation says
+/// (`<host>=<ip>`, comma-separated over hosts): none until its copy has one.
+pub fn cluster_ip_on(service: &Service, host: &str) -> Option<String> {
+    let ips = service
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(HOST_CLUSTER_IPS)?;
+    ips.split(',')
+        .filter_map(|entry| entry.trim().split_once('='))
+        .find(|(name, _)| *name == host)
+        .map(|(_, ip)| ip.to_owned())
+}
+
+/// The service environment variables a kubelet gives a container
+/// (`<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT[_<PORT>]` and the Docker-link `<NAME>_PORT*`
+/// ones) for the tenant Services of its namespace, with their addresses on `host` (the
+/// host pod has `enableServiceLinks: false`, since the host's own Services are not the
+/// tenant's). Services without an address there yet (a copy not made yet, headless,
+/// ExternalName) give none, as upstream's give none for a Service made after the pod.
+/// In name order.
+pub fn service_env(services: &[Service], host: &str) -> Vec<EnvVar> {
+    let var = |name: String, value: String| EnvVar {
+        name,
+        value: Some(value),
+        value_from: None,
+    };
+    let mut sorted: Vec<&Service> = services.iter().collect();
+    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut env = Vec::new();
+    for service in sorted {
+        let Some(ip) = cluster_ip_on(service, host) else {
+            continue;
+        };
+        let ports = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.clone())
+            .unwrap_or_default();
+        let Some(first) = ports.first() else {
+            continue;
+        };
+        let prefix = env_name(service.metadata.name.as_deref().unwrap_or_default());
+        env.push(var(format!("{prefix}_SERVICE_HOST"), ip.clone()));
+        env.push(var(
+            format!("{prefix}_SERVICE_PORT"),
+            first.port.to_string(),
+        ));
+        for port in &ports {
+            if let Some(name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+                let key = format!("{prefix}_SERVICE_PORT_{}", env_name(name));
+                env.push(var(key, port.port.to_string()));
+            }
+        }
+        for (i, port) in ports.iter().enumerate() {
+            let protocol = port.protocol.as_deref().unwrap_or("TCP").to_uppercase();
+            let scheme = protocol.to_lowercase();
+            let address = if ip.contains(':') {
+                format!("[{ip}]:{}", port.port)
+            } else {
+                format!("{ip}:{}", port.port)
+            };
+            if i == 0 {
+                env.push(var(
+                    format!("{prefix}_PORT"),
+                    format!("{scheme}://{address}"),
+                ));
+            }
+            let link = format!("{prefix}_PORT_{}_{protocol}", port.port);
+            env.push(var(link.clone(), format!("{scheme}://{address}")));
+            env.push(var(format!("{link}_PROTO"), scheme));
+            env.push(var(format!("{link}_PORT"), port.port.to_string()));
+            env.push(var(format!("{link}_ADDR"), ip.clone()));
+        }
+    }
+    env
+}
+
+/// A name as an environment variable's: upper case, `-` as `_`.
+fn env_name(name: &str) -> String {
+    name.to_uppercase().replace('-', "_")
+}
+
+/// Gives every container of a host pod the variables of `env` it does not set itself (its
+/// own win, as the kubelet lets them), ahead of its own.
+pub fn add_env(pod: &mut Pod, env: &[EnvVar]) {
+    if env.is_empty() {
+        return;
+    }
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    let containers = spec
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .chain(spec.containers.iter_mut());
+    for container in containers {
+        let own = container.env.take().unwrap_or_default();
+        let mut all: Vec<EnvVar> = env
+            .iter()
+            .filter(|e| !own.iter().any(|o| o.name == e.name))
+            .cloned()
+            .collect();
+        all.extend(own);
+        container.env = Some(all);
+    }
 }
 
 /// The tenant object a host object was made from (none: not made by a syncer).
@@ -1022,6 +1132,78 @@ mod tests {
             "no host token: the tenant's, from the pod's token Secret"
         );
         assert!(host.status.is_none());
+    }
+
+    /// The variables a kubelet derives from Services, with the host's addresses: a
+    /// Service without one on this host (no copy yet, headless) gives none, and a
+    /// container's own variable wins.
+    #[test]
+    fn service_variables_carry_the_hosts_addresses() {
+        let service = |name: &str, ips: Option<&str>, ports: serde_json::Value| -> Service {
+            let mut s =
+                json!({"metadata": {"name": name, "namespace": "web"}, "spec": {"ports": ports}});
+            if let Some(ips) = ips {
+                s["metadata"]["annotations"] = json!({HOST_CLUSTER_IPS: ips});
+            }
+            serde_json::from_value(s).expect("a service")
+        };
+        let services = [
+            service(
+                "redis-main",
+                Some("us-1=10.0.0.1,eu-1=10.96.5.6"),
+                json!([{"name": "client", "port": 6379, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]),
+            ),
+            service("api", Some("eu-1=10.96.0.9"), json!([{"port": 80}])),
+            service("pending", None, json!([{"port": 80}])),
+            service("elsewhere", Some("us-1=10.0.0.2"), json!([{"port": 80}])),
+        ];
+        let env = service_env(&services, "eu-1");
+        let pairs: Vec<(&str, &str)> = env
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_deref().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("API_SERVICE_HOST", "10.96.0.9"),
+                ("API_SERVICE_PORT", "80"),
+                ("API_PORT", "tcp://10.96.0.9:80"),
+                ("API_PORT_80_TCP", "tcp://10.96.0.9:80"),
+                ("API_PORT_80_TCP_PROTO", "tcp"),
+                ("API_PORT_80_TCP_PORT", "80"),
+                ("API_PORT_80_TCP_ADDR", "10.96.0.9"),
+                ("REDIS_MAIN_SERVICE_HOST", "10.96.5.6"),
+                ("REDIS_MAIN_SERVICE_PORT", "6379"),
+                ("REDIS_MAIN_SERVICE_PORT_CLIENT", "6379"),
+                ("REDIS_MAIN_PORT", "tcp://10.96.5.6:6379"),
+                ("REDIS_MAIN_PORT_6379_TCP", "tcp://10.96.5.6:6379"),
+                ("REDIS_MAIN_PORT_6379_TCP_PROTO", "tcp"),
+                ("REDIS_MAIN_PORT_6379_TCP_PORT", "6379"),
+                ("REDIS_MAIN_PORT_6379_TCP_ADDR", "10.96.5.6"),
+                ("REDIS_MAIN_PORT_53_UDP", "udp://10.96.5.6:53"),
+                ("REDIS_MAIN_PORT_53_UDP_PROTO", "udp"),
+                ("REDIS_MAIN_PORT_53_UDP_PORT", "53"),
+                ("REDIS_MAIN_PORT_53_UDP_ADDR", "10.96.5.6"),
+            ]
+        );
+        let mut host = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [
+            {"name": "app", "image": "x", "env": [{"name": "API_SERVICE_HOST", "value": "mine"}]}]}}));
+        add_env(&mut host, &env);
+        let vars = host.spec.expect("spec").containers[0]
+            .env
+            .clone()
+            .expect("env");
+        assert_eq!(vars.len(), env.len());
+        let own: Vec<_> = vars
+            .iter()
+            .filter(|v| v.name == "API_SERVICE_HOST")
+            .collect();
+        assert_eq!(own.len(), 1);
+        assert_eq!(
+            own[0].value.as_deref(),
+            Some("mine"),
+            "the container's own wins"
+        );
     }
 
     /// The volume the ServiceAccount admission plugin adds, and one a pod asks for itself:
