@@ -131,6 +131,36 @@ fn a_deployment_runs_on_the_host(tenant: &Tenant, version: &str) {
         assert!(pod["status"]["podIP"].is_string(), "{pod:#}");
     }
 
+    // What the host's scheduler and kubelet said of a host pod, the tenant's kubectl tells
+    // of the tenant pod, in the tenant's names.
+    let first = &in_tenant[0];
+    let name = first["metadata"]["name"].as_str().expect("a name");
+    let node = first["spec"]["nodeName"].as_str().expect("bound");
+    let scheduled = k.eventually(
+        &[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector",
+            &format!("involvedObject.name={name},reason=Scheduled"),
+            "-o",
+            "json",
+        ],
+        |out| !items(out).is_empty(),
+    );
+    let scheduled = &items(&scheduled)[0];
+    assert_eq!(
+        scheduled["message"],
+        format!("Successfully assigned {ns}/{name} to {node}").as_str(),
+        "{scheduled:#}"
+    );
+    assert_eq!(scheduled["involvedObject"]["uid"], first["metadata"]["uid"]);
+    let described = k.eventually(&["describe", "pod", name, "-n", &ns], |out| {
+        out.contains("Started container nginx")
+    });
+    assert!(described.contains("kubelet"), "{described}");
+
     // The nodes the tenant sees are the host nodes its pods run on.
     let nodes = items(&k.ok(&[
         "get",

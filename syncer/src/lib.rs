@@ -17,6 +17,8 @@
 //!   their namespace uses them; every Service, with the host's addresses coming back; every
 //!   ResourceQuota and LimitRange;
 //!   copies deleted when unused or their tenant object is gone;
+//! - `events`: what the host's scheduler and kubelets record about a host pod, copied to
+//!   the tenant as Events about the tenant pod, in the tenant's names;
 //! - `nodes`: a tenant Node for each host node that runs the tenant's pods, kept up to
 //!   date, deleted when none runs there any more;
 //! - `tokens` (part of the pod reconcile): each host pod's token Secret, holding tokens the
@@ -30,6 +32,7 @@
 //! tenants (today one set of controllers per tenant).
 
 mod copies;
+mod events;
 mod namespaces;
 mod nodes;
 mod pods;
@@ -127,6 +130,7 @@ pub async fn run(tenant: Cluster, host: Cluster, options: Options) {
         pods::collect(ctx.clone()),
         namespaces::run(ctx.clone()),
         nodes::run(ctx.clone()),
+        events::run(ctx.clone()),
         copies::run::<k8s_openapi::api::core::v1::ConfigMap>(ctx.clone()),
         copies::run::<k8s_openapi::api::core::v1::Secret>(ctx.clone()),
         copies::run::<k8s_openapi::api::core::v1::Service>(ctx.clone()),

@@ -13,8 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, EnvVar, LimitRange, Namespace, Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus,
-    ResourceQuota, Secret, Service, ServiceAccount,
+    ConfigMap, EnvVar, Event, EventSource, LimitRange, Namespace, Node, NodeSpec, NodeStatus,
+    ObjectReference, Pod, PodSpec, PodStatus, ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
@@ -649,6 +649,65 @@ pub fn add_env(pod: &mut Pod, env: &[EnvVar]) {
     }
 }
 
+impl Scope {
+    /// The tenant's copy of a host Event about the host pod of `pod` (its tenant pod): the
+    /// same name, reason, type, counts and times, about the tenant pod, in the tenant's
+    /// words: the host namespace `host_namespace` is the tenant pod's namespace and host
+    /// node names are their mirrored names (the scheduler's "Successfully assigned
+    /// vc-t--web/api to sim-0" reads "... web/api to sim-0.<host>", the kubelet's source
+    /// host is the mirrored node).
+    pub fn event_to_tenant(&self, host: &Event, pod: &Pod, host_namespace: &str) -> Event {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let node = |name: &str| self.mirrored_node(name);
+        let mut message = host.message.clone().unwrap_or_default();
+        message = message.replace(&format!("{host_namespace}/"), &format!("{namespace}/"));
+        let source = host.source.as_ref().map(|s| EventSource {
+            component: s.component.clone(),
+            host: s.host.as_deref().map(node),
+        });
+        // The scheduler's `Scheduled` names the node last.
+        if host.reason.as_deref() == Some("Scheduled")
+            && let Some((start, host_node)) = message.rsplit_once(" to ")
+        {
+            message = format!("{start} to {}", node(host_node));
+        }
+        let reporting_instance = match (&host.source, &host.reporting_instance) {
+            (Some(s), Some(instance)) if s.host.as_deref() == Some(instance) => {
+                Some(node(instance))
+            }
+            (_, instance) => instance.clone(),
+        };
+        Event {
+            metadata: ObjectMeta {
+                name: host.metadata.name.clone(),
+                namespace: Some(namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                namespace: Some(namespace),
+                uid: pod.metadata.uid.clone(),
+                field_path: host.involved_object.field_path.clone(),
+                ..ObjectReference::default()
+            },
+            reason: host.reason.clone(),
+            message: Some(message),
+            type_: host.type_.clone(),
+            count: host.count,
+            first_timestamp: host.first_timestamp.clone(),
+            last_timestamp: host.last_timestamp.clone(),
+            event_time: host.event_time.clone(),
+            action: host.action.clone(),
+            reporting_component: host.reporting_component.clone(),
+            reporting_instance,
+            source,
+            ..Event::default()
+        }
+    }
+}
+
 /// The tenant object a host object was made from (none: not made by a syncer).
 pub fn origin(host: &ObjectMeta) -> Option<Origin> {
     let annotations = host.annotations.as_ref()?;
@@ -1204,6 +1263,52 @@ mod tests {
             Some("mine"),
             "the container's own wins"
         );
+    }
+
+    #[test]
+    fn host_events_read_in_the_tenants_names() {
+        let tenant = pod(
+            json!({"metadata": {"name": "api", "namespace": "web", "uid": "u-3"},
+            "spec": {"nodeName": "sim-0.eu-1"}}),
+        );
+        let event = |value: serde_json::Value| -> Event {
+            serde_json::from_value(value).expect("an event")
+        };
+        let scheduled = scope().event_to_tenant(
+            &event(json!({"metadata": {"name": "api.17a", "namespace": "vc-acme--web"},
+                "involvedObject": {"kind": "Pod", "name": "api", "namespace": "vc-acme--web", "uid": "h-3"},
+                "reason": "Scheduled", "type": "Normal", "count": 1,
+                "message": "Successfully assigned vc-acme--web/api to sim-1",
+                "source": {"component": "default-scheduler"}})),
+            &tenant,
+            "vc-acme--web",
+        );
+        assert_eq!(scheduled.metadata.name.as_deref(), Some("api.17a"));
+        assert_eq!(scheduled.metadata.namespace.as_deref(), Some("web"));
+        assert_eq!(scheduled.involved_object.uid.as_deref(), Some("u-3"));
+        assert_eq!(scheduled.involved_object.namespace.as_deref(), Some("web"));
+        assert_eq!(
+            scheduled.message.as_deref(),
+            Some("Successfully assigned web/api to sim-1.eu-1")
+        );
+        let started = scope().event_to_tenant(
+            &event(json!({"metadata": {"name": "api.17b", "namespace": "vc-acme--web"},
+                "involvedObject": {"kind": "Pod", "name": "api", "fieldPath": "spec.containers{app}"},
+                "reason": "Started", "count": 2, "message": "Started container app",
+                "source": {"component": "kubelet", "host": "sim-0"},
+                "reportingComponent": "kubelet", "reportingInstance": "sim-0"})),
+            &tenant,
+            "vc-acme--web",
+        );
+        let source = started.source.expect("a source");
+        assert_eq!(source.host.as_deref(), Some("sim-0.eu-1"));
+        assert_eq!(started.reporting_instance.as_deref(), Some("sim-0.eu-1"));
+        assert_eq!(started.count, Some(2));
+        assert_eq!(
+            started.involved_object.field_path.as_deref(),
+            Some("spec.containers{app}")
+        );
+        assert_eq!(started.message.as_deref(), Some("Started container app"));
     }
 
     /// The volume the ServiceAccount admission plugin adds, and one a pod asks for itself:
