@@ -15,7 +15,7 @@ use kube::api::{
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::Discovery;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config, CustomResource, CustomResourceExt, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -265,7 +265,10 @@ async fn custom_resource(tenant: &Tenant) {
     let gadgets: Api<Gadget> = Api::namespaced(client.clone(), "default");
     let (sizes_tx, mut sizes) = tokio::sync::mpsc::unbounded_channel();
     let follower = tokio::spawn({
-        let stream = watcher(gadgets.clone(), watcher::Config::default());
+        // With backoff: a watch that fails (say, while the new CRD settles) is retried
+        // after a pause, never in a loop that keeps a runtime thread from ever yielding
+        // (which once kept the test's runtime from shutting down).
+        let stream = watcher(gadgets.clone(), watcher::Config::default()).default_backoff();
         async move {
             let mut stream = std::pin::pin!(stream);
             while let Ok(Some(event)) =
