@@ -569,11 +569,16 @@ fn a_pod_the_host_may_not_run_stays_in_the_tenant(tenant: &Tenant) {
         .as_str()
         .unwrap_or_default();
     assert!(message.contains("hostNetwork"), "{message}");
-    k.eventually(&["get", "events.v1.events.k8s.io", "-o", "json"], |out| {
+    // What `kubectl describe pod` shows: a core/v1 Event about it.
+    k.eventually(&["get", "events", "-o", "json"], |out| {
         items(out).iter().any(|e| {
-            e["reason"] == "HostPolicy" && e["regarding"]["name"] == "bad" && e["type"] == "Warning"
+            e["reason"] == "HostPolicy"
+                && e["involvedObject"]["name"] == "bad"
+                && e["type"] == "Warning"
         })
     });
+    let described = k.ok(&["describe", "pod", "bad"]);
+    assert!(described.contains("HostPolicy"), "{described}");
     // A pod that runs shows the syncer has seen everything before it; the refused one never
     // reached the host.
     k.ok(&["run", "good", "--image=busybox"]);

@@ -159,7 +159,7 @@ impl Copied for Service {
         json!([self.metadata.labels, self.metadata.annotations, self.spec])
     }
     fn back(tenant: &Self, copy: &Self, host: &str) -> (Option<Value>, Option<Value>) {
-        let ips = translate::host_cluster_ips(copy, host);
+        let ips = translate::host_cluster_ips(tenant, copy, host);
         let annotations = tenant.metadata.annotations.as_ref();
         let object = (annotations.and_then(|a| a.get(translate::HOST_CLUSTER_IPS)) != ips.as_ref())
             .then(|| json!({"metadata": {"annotations": {translate::HOST_CLUSTER_IPS: ips}}}));
@@ -200,7 +200,9 @@ pub(crate) async fn run<K: Copied>(ctx: Arc<Ctx>) {
             },
         );
     }
-    let down = down.run(reconcile::<K>, retry, ctx.clone());
+    let down =
+        down.reconcile_all_on(ctx.placement.changes())
+            .run(reconcile::<K>, retry, ctx.clone());
     let scope = ctx.scope.clone();
     let selected = watcher::Config::default().labels(&ctx.scope.selector());
     let collect = Controller::new(Api::<K>::all(ctx.host.clone()), selected)
@@ -231,8 +233,17 @@ async fn reconcile<K: Copied>(object: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
     if K::kept(&object) {
         return Ok(Action::await_change());
     }
+    // Only to the hosts its namespace is placed on; nothing before that is decided (a
+    // placement's change looks at every object again).
+    let Some(placed_here) = ctx.placement.wants(&namespace, &ctx.scope.host) else {
+        return Ok(Action::await_change());
+    };
+    if !ctx.reachable() {
+        return Ok(Action::requeue(crate::pods::UNREACHABLE));
+    }
     let name = object.name_any();
-    let wanted_down = object.meta().deletion_timestamp.is_none()
+    let wanted_down = placed_here
+        && object.meta().deletion_timestamp.is_none()
         && (!K::WHILE_USED || {
             let pods: Api<Pod> = Api::namespaced(ctx.tenant.clone(), &namespace);
             pods.list(&ListParams::default())

@@ -11,7 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Event, Namespace, ObjectReference, Pod};
+use kube::Client;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -107,4 +108,44 @@ async fn reconcile(event: Arc<Event>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         Err(e) => return Err(Error::Tenant(e)),
     }
     Ok(Action::await_change())
+}
+
+/// Records an Event in the tenant about one of its objects (`translate::tenant_event`); a
+/// repeat adds to the count of the one already there. A failure is logged, never fatal:
+/// events are what a reconcile tells, not what it does.
+///
+/// Written as core/v1 Events by hand rather than with kube-runtime's `Recorder`, which
+/// writes events.k8s.io/v1: this API server keeps those apart from core/v1 (issue 13's
+/// notes), so `kubectl describe` would not show them; and a kubelet, whose part the syncer
+/// plays, records core/v1 Events too.
+pub(crate) async fn record(
+    tenant: &Client,
+    about: &ObjectReference,
+    type_: &str,
+    reason: &str,
+    message: &str,
+) {
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+    let wanted = translate::tenant_event(about, type_, reason, message, &now);
+    let events: Api<Event> = Api::namespaced(
+        tenant.clone(),
+        wanted.metadata.namespace.as_deref().unwrap_or("default"),
+    );
+    let result = match events.create(&PostParams::default(), &wanted).await {
+        Err(e) if conflict(&e) => match events.get(&wanted.name_any()).await {
+            Ok(mut existing) => {
+                existing.count = Some(existing.count.unwrap_or(1) + 1);
+                existing.last_timestamp = Some(now);
+                events
+                    .replace(&wanted.name_any(), &PostParams::default(), &existing)
+                    .await
+                    .map(drop)
+            }
+            Err(e) => Err(e),
+        },
+        other => other.map(drop),
+    };
+    if let Err(e) = result {
+        tracing::warn!(reason, error = %chain(&e), "syncer: cannot record an event");
+    }
 }

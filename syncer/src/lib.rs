@@ -25,16 +25,24 @@
 //!   tenant issued for its tenant pod in place of the projected service-account token,
 //!   issued again at 80% of their life.
 //!
-//! Only host objects carrying this tenant's markers (`translate::Scope::owns`) are ever
-//! changed or deleted. Not built yet (issue 13's next steps): several host clusters and
-//! placement, endpoints of selector-less Services, the API's address in host pods, DNS,
-//! failover, fair queuing across
-//! tenants (today one set of controllers per tenant).
+//! - `placement` (one per tenant, above the per-host controllers): each tenant namespace
+//!   placed on a host (pinned, spread, or the freest), each pod placed once before its host
+//!   pod is made; the pods of a lost host marked for deletion, and replaced elsewhere by
+//!   their controllers; `hosts`: the hosts' health, probed once for every tenant.
+//!
+//! The controllers above run once per (tenant, host), each acting only on what is placed
+//! on its host. Only host objects carrying this tenant's markers
+//! (`translate::Scope::owns`) are ever changed or deleted. Not built yet (issue 13's next
+//! steps): endpoints of selector-less Services, the API's address in host pods, DNS,
+//! per-host endpoints of spread Services, fair queuing across tenants (today one set of
+//! controllers per tenant and host).
 
 mod copies;
 mod events;
+mod hosts;
 mod namespaces;
 mod nodes;
+mod placement;
 mod pods;
 mod tokens;
 pub mod translate;
@@ -42,8 +50,9 @@ pub mod translate;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+pub use hosts::Hosts;
+
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 
 /// A cluster the syncer talks to: its name and a client of its API.
 #[derive(Clone)]
@@ -96,35 +105,59 @@ struct Ctx {
     scope: translate::Scope,
     tenant: Client,
     host: Client,
-    /// Events in the tenant, as the syncer (the tenant's kubelet and scheduler) reports.
-    recorder: Recorder,
     /// Host namespaces known to exist (with the workload account), so that a pod create
     /// does not read its namespace first.
     namespaces: Mutex<HashSet<String>>,
     /// Host nodes whose mirrored node is known to exist in the tenant.
     nodes: Mutex<HashSet<String>>,
+    /// Where the tenant's namespaces are placed, and the hosts' health.
+    placement: Arc<placement::Placement>,
 }
 
-/// Syncs `tenant`'s workloads to `host` until the end: runs every controller above. One
-/// call per tenant; a tenant that creates nothing costs its watches only.
-pub async fn run(tenant: Cluster, host: Cluster, options: Options) {
-    let reporter = Reporter {
-        controller: MANAGER.into(),
-        instance: None,
-    };
-    let ctx = Arc::new(Ctx {
-        scope: translate::Scope {
-            platform: options.platform,
-            tenant: tenant.name,
-            host: host.name,
-        },
-        recorder: Recorder::new(tenant.client.clone(), reporter),
-        tenant: tenant.client,
-        host: host.client,
-        namespaces: Mutex::default(),
-        nodes: Mutex::default(),
-    });
-    tracing::info!(tenant = %ctx.scope.tenant, host = %ctx.scope.host, "syncer starting");
+impl Ctx {
+    /// Whether this host answers (while it does not, its reconciles wait).
+    fn reachable(&self) -> bool {
+        self.placement.hosts.reachable(&self.scope.host)
+    }
+}
+
+/// Syncs `tenant`'s workloads to `hosts` until the end: the tenant's placement, and every
+/// controller above on each host. One call per tenant, all with the same `hosts` (whose
+/// [`Hosts::probe`] the caller runs once); a tenant that creates nothing costs its watches
+/// only.
+pub async fn run(tenant: Cluster, hosts: Arc<Hosts>, options: Options) {
+    let placement = placement::Placement::new(hosts.clone());
+    let on_hosts: Vec<_> = hosts
+        .clusters()
+        .iter()
+        .map(|host| {
+            on_host(Arc::new(Ctx {
+                scope: translate::Scope {
+                    platform: options.platform.clone(),
+                    tenant: tenant.name.clone(),
+                    host: host.name.clone(),
+                },
+                tenant: tenant.client.clone(),
+                host: host.client.clone(),
+                namespaces: Mutex::default(),
+                nodes: Mutex::default(),
+                placement: placement.clone(),
+            }))
+        })
+        .collect();
+    tracing::info!(tenant = %tenant.name, hosts = %hosts.names(), "syncer starting");
+    tokio::join!(
+        placement::run(
+            tenant.name.clone(),
+            tenant.client.clone(),
+            placement.clone()
+        ),
+        futures::future::join_all(on_hosts),
+    );
+}
+
+/// Every controller of one tenant on one host.
+async fn on_host(ctx: Arc<Ctx>) {
     tokio::join!(
         pods::run(ctx.clone()),
         pods::collect(ctx.clone()),

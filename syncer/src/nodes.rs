@@ -53,9 +53,19 @@ async fn write_status(tenant_nodes: &Api<Node>, mirrored: &Node) -> Result<(), E
 /// Every [`REFRESH`]: the mirrored nodes of this host in the tenant, refreshed from their
 /// host nodes, and deleted when no tenant pod is bound to them.
 pub(crate) async fn run(ctx: Arc<Ctx>) {
+    let mut health = ctx.placement.hosts.changes();
     loop {
-        tokio::time::sleep(REFRESH).await;
-        if let Err(e) = refresh(&ctx).await {
+        // At once when the host's health changes.
+        tokio::select! {
+            () = tokio::time::sleep(REFRESH) => {}
+            _ = health.changed() => {}
+        }
+        let refreshed = if ctx.reachable() {
+            refresh(&ctx).await
+        } else {
+            unreachable(&ctx).await
+        };
+        if let Err(e) = refreshed {
             tracing::warn!(tenant = %ctx.scope.tenant, error = %chain(&e), "syncer: cannot refresh the mirrored nodes");
         }
     }
@@ -92,18 +102,50 @@ fn changed(now: Option<&NodeStatus>, wanted: Option<&NodeStatus>) -> bool {
     conditions(now) != conditions(wanted) || rest(now) != rest(wanted)
 }
 
-async fn refresh(ctx: &Ctx) -> Result<(), Error> {
+/// The mirrored nodes of this host in the tenant.
+async fn mirrored(ctx: &Ctx) -> Result<Vec<Node>, Error> {
     let tenant_nodes: Api<Node> = Api::all(ctx.tenant.clone());
-    let mirrored = tenant_nodes
-        .list(&ListParams::default().labels(&format!(
-            "{}=true,{}={}",
-            translate::MIRRORED_NODE,
-            translate::HOST_CLUSTER,
-            ctx.scope.host
-        )))
+    let selector = format!(
+        "{}=true,{}={}",
+        translate::MIRRORED_NODE,
+        translate::HOST_CLUSTER,
+        ctx.scope.host
+    );
+    let list = tenant_nodes
+        .list(&ListParams::default().labels(&selector))
         .await
         .map_err(Error::Tenant)?;
-    if mirrored.items.is_empty() {
+    Ok(list.items)
+}
+
+/// While the host is unreachable: its mirrored nodes `Unknown` and tainted
+/// (`translate::unreachable_node`).
+async fn unreachable(ctx: &Ctx) -> Result<(), Error> {
+    let tenant_nodes: Api<Node> = Api::all(ctx.tenant.clone());
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+    for node in mirrored(ctx).await? {
+        let Some((conditions, taints)) = translate::unreachable_node(&node, &now) else {
+            continue;
+        };
+        let name = node.name_any();
+        let spec = Patch::Merge(json!({"spec": {"taints": taints}}));
+        let status = Patch::Merge(json!({"status": {"conditions": conditions}}));
+        tenant_nodes
+            .patch(&name, &patch_params(), &spec)
+            .await
+            .map_err(Error::Tenant)?;
+        tenant_nodes
+            .patch_status(&name, &patch_params(), &status)
+            .await
+            .map_err(Error::Tenant)?;
+    }
+    Ok(())
+}
+
+async fn refresh(ctx: &Ctx) -> Result<(), Error> {
+    let tenant_nodes: Api<Node> = Api::all(ctx.tenant.clone());
+    let mirrored = mirrored(ctx).await?;
+    if mirrored.is_empty() {
         return Ok(());
     }
     let pods: Api<Pod> = Api::all(ctx.tenant.clone());
@@ -116,7 +158,7 @@ async fn refresh(ctx: &Ctx) -> Result<(), Error> {
         .filter_map(|p| p.spec.and_then(|s| s.node_name))
         .collect();
     let host_nodes: Api<Node> = Api::all(ctx.host.clone());
-    for node in mirrored.items {
+    for node in mirrored {
         let name = node.name_any();
         let Some(host_node) = ctx.scope.host_node(&name).map(str::to_owned) else {
             continue;
@@ -134,6 +176,13 @@ async fn refresh(ctx: &Ctx) -> Result<(), Error> {
         // controller carries up; its mirror goes once no pod is bound to it.
         if let Some(host) = host_nodes.get_opt(&host_node).await.map_err(Error::Host)? {
             let wanted = ctx.scope.node_to_tenant(&host);
+            if let Some(taints) = translate::reachable_taints(&node) {
+                let patch = Patch::Merge(json!({"spec": {"taints": taints}}));
+                tenant_nodes
+                    .patch(&name, &patch_params(), &patch)
+                    .await
+                    .map_err(Error::Tenant)?;
+            }
             if changed(node.status.as_ref(), wanted.status.as_ref()) {
                 write_status(&tenant_nodes, &wanted).await?;
             }

@@ -13,17 +13,18 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod, PodCondition, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::translate::{self, Refused};
-use crate::{Ctx, Error, chain, conflict, not_found};
+use crate::{Ctx, Error, chain, conflict, not_found, placement};
 
 /// How often an object is looked at again with nothing changed (drift on either side).
 const PATROL: Duration = Duration::from_secs(300);
+/// How soon a pod of an unreachable host is looked at again.
+pub(crate) const UNREACHABLE: Duration = Duration::from_secs(5);
 
 /// The pod controller of one tenant on one host: tenant pods, and the host pods of this
 /// tenant (label-selected) mapped back to their tenant pods.
@@ -49,6 +50,23 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let (Some(namespace), Some(uid)) = (pod.namespace(), pod.uid()) else {
         return Ok(Action::await_change());
     };
+    // This host's pods only: bound to one of its nodes, or placed on it (`placement`).
+    let bound = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some();
+    let here = if bound {
+        bound_here(&pod, &ctx)
+    } else {
+        placement::placed_on(&pod) == Some(ctx.scope.host.as_str())
+    };
+    if !here {
+        return Ok(Action::await_change());
+    }
+    if !ctx.reachable() {
+        return Ok(Action::requeue(UNREACHABLE));
+    }
     let name = pod.name_any();
     let tenant_pods: Api<Pod> = Api::namespaced(ctx.tenant.clone(), &namespace);
     let host_pods: Api<Pod> =
@@ -270,19 +288,9 @@ async fn refuse(
         .patch_status(&pod.name_any(), &crate::patch_params(), &patch)
         .await
         .map_err(Error::Tenant)?;
-    let event = Event {
-        type_: EventType::Warning,
-        reason: REASON.into(),
-        note: Some(format!(
-            "not sent to host cluster {}: {why}",
-            ctx.scope.host
-        )),
-        action: "Sync".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &pod.object_ref(&())).await {
-        tracing::warn!(error = %chain(&e), "syncer: cannot record an event");
-    }
+    let message = format!("not sent to host cluster {}: {why}", ctx.scope.host);
+    let about = pod.object_ref(&());
+    crate::events::record(&ctx.tenant, &about, "Warning", REASON, &message).await;
     Ok(())
 }
 
@@ -318,10 +326,23 @@ async fn collect_one(host: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .get_opt(&origin.name)
         .await
         .map_err(Error::Tenant)?;
-    if tenant.is_none_or(|t| t.uid().as_deref() != Some(origin.uid.as_str())) {
+    let gone = tenant
+        .as_ref()
+        .is_none_or(|t| t.uid().as_deref() != Some(origin.uid.as_str()));
+    // A copy on a host its tenant pod is not on: left from before that host was lost.
+    let elsewhere = tenant
+        .as_ref()
+        .and_then(|t| placement::host_of(t, &ctx.placement.hosts))
+        .is_some_and(|on| on != ctx.scope.host);
+    if gone || elsewhere {
         let host_pods: Api<Pod> =
             Api::namespaced(ctx.host.clone(), &host.namespace().unwrap_or_default());
-        tracing::info!(tenant = %ctx.scope.tenant, pod = %format!("{namespace}/{}", origin.name), "syncer: the tenant pod is gone; deleting its host pod");
+        let why = if gone {
+            "the tenant pod is gone"
+        } else {
+            "the tenant pod is on another host"
+        };
+        tracing::info!(tenant = %ctx.scope.tenant, pod = %format!("{namespace}/{}", origin.name), "syncer: {why}; deleting its host pod");
         delete_host(&host_pods, &host, Some(0)).await?;
         return Ok(Action::await_change());
     }

@@ -13,13 +13,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, EnvVar, Event, EventSource, LimitRange, Namespace, Node, NodeSpec, NodeStatus,
-    ObjectReference, Pod, PodSpec, PodStatus, ResourceQuota, Secret, Service, ServiceAccount,
+    ConfigMap, EnvVar, Event, EventSource, LimitRange, Namespace, Node, NodeCondition, NodeSpec,
+    NodeStatus, ObjectReference, Pod, PodSpec, PodStatus, ResourceQuota, Secret, Service,
+    ServiceAccount, Taint,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use sha2::{Digest, Sha256};
 
 /// Label: which platform's syncer made a host object (two platforms sharing a host never
@@ -42,8 +43,17 @@ pub const QUOTA_KIND: &str = "v1/ResourceQuota";
 pub const LIMIT_RANGE_KIND: &str = "v1/LimitRange";
 /// The NetworkPolicy of every host namespace (see [`Scope::isolation_policy`]).
 pub const ISOLATION_POLICY: &str = "vc-tenant-isolation";
-/// Labels of a tenant Node mirrored from a host node.
+/// Labels of a tenant Node mirrored from a host node. [`HOST_CLUSTER`] is also the
+/// annotation that pins a tenant namespace to a host cluster.
 pub const HOST_CLUSTER: &str = "vcluster.io/host-cluster";
+/// Annotation on a tenant namespace: `spread` spreads it over every healthy host.
+pub const PLACEMENT: &str = "vcluster.io/placement";
+/// The [`PLACEMENT`] value that spreads a namespace.
+pub const SPREAD: &str = "spread";
+/// Annotation on a tenant namespace or pod: the host cluster the syncer placed it on (a
+/// pod's is set once, before its host pod is made, and never changes: one tenant pod, at
+/// most one host pod, ever).
+pub const PLACED_ON: &str = "vcluster.io/placed-on";
 pub const HOST_NODE: &str = "vcluster.io/host-node";
 pub const MIRRORED_NODE: &str = "vcluster.io/mirrored-node";
 /// Annotation on a tenant Service: its cluster IP on each host (`<host>=<ip>`).
@@ -530,14 +540,145 @@ pub fn without_addresses(wanted: &Service) -> Option<Service> {
     Some(second)
 }
 
-/// The value of [`HOST_CLUSTER_IPS`] for a Service whose copy on `host` is `copy`: none for
-/// a headless or ExternalName one.
-pub fn host_cluster_ips(copy: &Service, host: &str) -> Option<String> {
-    copy.spec
+/// An Event the syncer records in a tenant about one of its objects, in core/v1 (what
+/// `kubectl describe` and `kubectl get events` read, and what a kubelet and the scheduler,
+/// whose part the syncer plays, record): named after the object and a hash of what it
+/// says, so that a repeat finds it (and adds to its `count`).
+pub fn tenant_event(
+    about: &ObjectReference,
+    type_: &str,
+    reason: &str,
+    message: &str,
+    now: &Time,
+) -> Event {
+    let digest = Sha256::digest(format!("{:?}/{reason}/{message}", about.uid).as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let object = about.name.as_deref().unwrap_or("object");
+    Event {
+        metadata: ObjectMeta {
+            name: Some(shorten(&format!("{object}.{hex}"), SUBDOMAIN_MAX)),
+            namespace: about.namespace.clone().or_else(|| Some("default".into())),
+            ..ObjectMeta::default()
+        },
+        involved_object: about.clone(),
+        reason: Some(reason.to_owned()),
+        message: Some(message.to_owned()),
+        type_: Some(type_.to_owned()),
+        count: Some(1),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now.clone()),
+        reporting_component: Some(SYNCER.to_owned()),
+        source: Some(EventSource {
+            component: Some(SYNCER.to_owned()),
+            host: None,
+        }),
+        ..Event::default()
+    }
+}
+
+/// The component the syncer's events name.
+const SYNCER: &str = "vcluster-syncer";
+
+/// The taint of a node out of touch, as upstream's node lifecycle controller sets it.
+pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+
+/// What a mirrored node becomes while its host is unreachable, as upstream's node
+/// lifecycle controller makes a node whose kubelet stopped posting its status: every
+/// condition `Unknown` (reason `NodeStatusUnknown`) and the [`UNREACHABLE_TAINT`] with
+/// effects `NoSchedule` and `NoExecute`, added at `now`. None if it is so already.
+pub fn unreachable_node(node: &Node, now: &Time) -> Option<(Vec<NodeCondition>, Vec<Taint>)> {
+    let conditions = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    let unknown = conditions.iter().all(|c| c.status == "Unknown");
+    let tainted = |effect: &str| {
+        taints
+            .iter()
+            .any(|t| t.key == UNREACHABLE_TAINT && t.effect == effect)
+    };
+    if unknown && tainted("NoSchedule") && tainted("NoExecute") {
+        return None;
+    }
+    let conditions = conditions
+        .into_iter()
+        .map(|c| NodeCondition {
+            status: "Unknown".into(),
+            reason: Some("NodeStatusUnknown".into()),
+            message: Some("The host cluster stopped answering.".into()),
+            last_transition_time: if c.status == "Unknown" {
+                c.last_transition_time
+            } else {
+                Some(now.clone())
+            },
+            ..c
+        })
+        .collect();
+    let mut taints: Vec<Taint> = taints
+        .into_iter()
+        .filter(|t| t.key != UNREACHABLE_TAINT)
+        .collect();
+    for effect in ["NoSchedule", "NoExecute"] {
+        taints.push(Taint {
+            key: UNREACHABLE_TAINT.into(),
+            effect: effect.into(),
+            time_added: Some(now.clone()),
+            value: None,
+        });
+    }
+    Some((conditions, taints))
+}
+
+/// A mirrored node's taints without the [`UNREACHABLE_TAINT`], once its host answers
+/// again: none if it has no such taint.
+pub fn reachable_taints(node: &Node) -> Option<Vec<Taint>> {
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref())?;
+    taints.iter().any(|t| t.key == UNREACHABLE_TAINT).then(|| {
+        taints
+            .iter()
+            .filter(|t| t.key != UNREACHABLE_TAINT)
+            .cloned()
+            .collect()
+    })
+}
+
+/// The value of [`HOST_CLUSTER_IPS`] for the tenant Service `tenant` whose copy on `host`
+/// is `copy`: the entries of the other hosts it already has (a spread namespace's Services
+/// have a copy on each host), with `host`'s entry made from the copy's cluster IP (none for
+/// a headless or ExternalName copy), in host order; none if no entry is left.
+pub fn host_cluster_ips(tenant: &Service, copy: &Service, host: &str) -> Option<String> {
+    let mut entries: BTreeMap<String, String> = tenant
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(HOST_CLUSTER_IPS))
+        .into_iter()
+        .flat_map(|ips| ips.split(','))
+        .filter_map(|entry| entry.trim().split_once('='))
+        .filter(|(name, _)| *name != host)
+        .map(|(name, ip)| (name.to_owned(), ip.to_owned()))
+        .collect();
+    if let Some(ip) = copy
+        .spec
         .as_ref()
         .and_then(|s| s.cluster_ip.as_deref())
         .filter(|ip| !ip.is_empty() && *ip != "None")
-        .map(|ip| format!("{host}={ip}"))
+    {
+        entries.insert(host.to_owned(), ip.to_owned());
+    }
+    (!entries.is_empty()).then(|| {
+        entries
+            .iter()
+            .map(|(name, ip)| format!("{name}={ip}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
 }
 
 /// A tenant Service's cluster IP on `host`, as its [`HOST_CLUSTER_IPS`] annotation says
@@ -1650,8 +1791,18 @@ mod tests {
             Some(31000)
         );
         assert_eq!(
-            host_cluster_ips(&host, "eu-1").as_deref(),
+            host_cluster_ips(&tenant, &host, "eu-1").as_deref(),
             Some("eu-1=10.96.7.7")
+        );
+        // Another host's entry is kept; this host's is replaced.
+        let mut annotated = tenant.clone();
+        annotated.metadata.annotations = Some(BTreeMap::from([(
+            HOST_CLUSTER_IPS.to_owned(),
+            "us-1=10.96.1.1,eu-1=10.96.0.9".to_owned(),
+        )]));
+        assert_eq!(
+            host_cluster_ips(&annotated, &host, "eu-1").as_deref(),
+            Some("eu-1=10.96.7.7,us-1=10.96.1.1")
         );
 
         let headless: Service = serde_json::from_value(json!({
@@ -1661,7 +1812,82 @@ mod tests {
         .expect("a service");
         let copy = scope().service_to_host(&headless, None);
         assert!(without_addresses(&copy).is_none());
-        assert_eq!(host_cluster_ips(&copy, "eu-1"), None);
+        assert_eq!(host_cluster_ips(&headless, &copy, "eu-1"), None);
+    }
+
+    #[test]
+    fn the_syncers_events_are_named_by_what_they_say_about_which_object() {
+        let now = Time(jiff::Timestamp::from_second(1_800_000_000).expect("a time"));
+        let namespace = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Namespace".into()),
+            name: Some("web".into()),
+            uid: Some("n-1".into()),
+            ..ObjectReference::default()
+        };
+        let event = tenant_event(&namespace, "Warning", "UnknownHostCluster", "no mars", &now);
+        // A cluster-scoped object's events are in `default`, as upstream's.
+        assert_eq!(event.metadata.namespace.as_deref(), Some("default"));
+        let name = event.metadata.name.clone().expect("a name");
+        assert!(name.starts_with("web."), "{name}");
+        assert_eq!(event.involved_object, namespace);
+        assert_eq!(event.count, Some(1));
+        assert_eq!(event.type_.as_deref(), Some("Warning"));
+        let again = tenant_event(&namespace, "Warning", "UnknownHostCluster", "no mars", &now);
+        assert_eq!(
+            again.metadata.name, event.metadata.name,
+            "a repeat finds it"
+        );
+        let other = tenant_event(
+            &namespace,
+            "Warning",
+            "UnknownHostCluster",
+            "no venus",
+            &now,
+        );
+        assert_ne!(other.metadata.name, event.metadata.name);
+    }
+
+    #[test]
+    fn a_mirrored_node_of_an_unreachable_host_goes_unknown_and_tainted_then_back() {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "sim-0.eu-1"},
+            "spec": {"taints": [{"key": "team", "value": "a", "effect": "NoSchedule"}]},
+            "status": {"conditions": [
+                {"type": "Ready", "status": "True", "reason": "KubeletReady"},
+                {"type": "MemoryPressure", "status": "False"}
+            ]}
+        }))
+        .expect("a node");
+        let now = Time(jiff::Timestamp::from_second(1_800_000_000).expect("a time"));
+        let (conditions, taints) = unreachable_node(&node, &now).expect("it changes");
+        assert!(conditions.iter().all(|c| c.status == "Unknown"
+            && c.reason.as_deref() == Some("NodeStatusUnknown")
+            && c.last_transition_time.as_ref() == Some(&now)));
+        let keys: Vec<(&str, &str)> = taints
+            .iter()
+            .map(|t| (t.key.as_str(), t.effect.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("team", "NoSchedule"),
+                (UNREACHABLE_TAINT, "NoSchedule"),
+                (UNREACHABLE_TAINT, "NoExecute")
+            ]
+        );
+
+        let mut gone = node.clone();
+        gone.status.as_mut().expect("status").conditions = Some(conditions);
+        gone.spec.as_mut().expect("spec").taints = Some(taints);
+        assert!(
+            unreachable_node(&gone, &now).is_none(),
+            "nothing more to write"
+        );
+        let back = reachable_taints(&gone).expect("taints to drop");
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].key, "team");
+        assert!(reachable_taints(&node).is_none(), "no taint of ours");
     }
 
     #[test]

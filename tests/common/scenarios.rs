@@ -34,7 +34,8 @@ use crate::Tenant;
 ///
 /// `host_nodes: N` in place of `simulated_nodes: N` starts each store's server with a host
 /// cluster of its own (`Up::start_on_host`, N simulated nodes on the host, none in the
-/// tenants): the syncer's suites.
+/// tenants): the syncer's suites. `hosts: ["eu", "us"], host_nodes: N` starts it with
+/// several (`Up::start_on_hosts`).
 #[macro_export]
 macro_rules! scenarios {
     (
@@ -42,7 +43,7 @@ macro_rules! scenarios {
         $( $run:ident: [ $($scenario:ident),+ $(,)? ] ),+ $(,)?
     ) => {
         $crate::scenarios! {
-            @shared start, $nodes, [$($once_up)?];
+            @shared |store, tenants| $crate::Up::start(store, tenants, $nodes), [$($once_up)?];
             $( $run: [ $($scenario),+ ] ),+
         }
     };
@@ -51,12 +52,23 @@ macro_rules! scenarios {
         $( $run:ident: [ $($scenario:ident),+ $(,)? ] ),+ $(,)?
     ) => {
         $crate::scenarios! {
-            @shared start_on_host, $nodes, [$($once_up)?];
+            @shared |store, tenants| $crate::Up::start_on_host(store, tenants, $nodes),
+                [$($once_up)?];
             $( $run: [ $($scenario),+ ] ),+
         }
     };
     (
-        @shared $start:ident, $nodes:expr, [$($once_up:ident)?];
+        hosts: [$($host:literal),+ $(,)?], host_nodes: $nodes:expr $(, once_up: $once_up:ident)?;
+        $( $run:ident: [ $($scenario:ident),+ $(,)? ] ),+ $(,)?
+    ) => {
+        $crate::scenarios! {
+            @shared |store, tenants| $crate::Up::start_on_hosts(store, tenants, &[$($host),+], $nodes, &[]),
+                [$($once_up)?];
+            $( $run: [ $($scenario),+ ] ),+
+        }
+    };
+    (
+        @shared $start:expr, [$($once_up:ident)?];
         $( $run:ident: [ $($scenario:ident),+ ] ),+
     ) => {
         /// One tenant per scenario, in each store's server.
@@ -64,13 +76,15 @@ macro_rules! scenarios {
 
         /// Each store's server, shared by its tests.
         static ON_ETCD: ::std::sync::LazyLock<$crate::Up> = ::std::sync::LazyLock::new(|| {
-            let up = $crate::Up::$start($crate::StoreKind::Etcd, TENANTS, $nodes);
+            let start = $start;
+            let up = start($crate::StoreKind::Etcd, TENANTS);
             $($once_up(&up);)?
             up
         });
         static ON_THE_EMBEDDED_STORE: ::std::sync::LazyLock<$crate::Up> =
             ::std::sync::LazyLock::new(|| {
-                let up = $crate::Up::$start($crate::StoreKind::Embedded, TENANTS, $nodes);
+                let start = $start;
+                let up = start($crate::StoreKind::Embedded, TENANTS);
                 $($once_up(&up);)?
                 up
             });

@@ -36,8 +36,8 @@ pub struct Up {
     _etcd: Option<EtcdCluster>,
     /// What the process is, and so where its pods run.
     role: Role,
-    /// The host cluster this one's pods run in (`--host`), when it has one of its own.
-    host_cluster: Option<Box<Up>>,
+    /// The host clusters this one's pods run in (`--host`), when it has some of its own.
+    host_clusters: Vec<(String, Up)>,
 }
 
 /// What a server process is, and so where its pods run.
@@ -128,7 +128,7 @@ impl Up {
             open_files: None,
             _etcd: None,
             role,
-            host_cluster: None,
+            host_clusters: Vec::new(),
         }
     }
 
@@ -149,18 +149,58 @@ impl Up {
     /// --name local` with `host_nodes` nodes, passed as `--host local=<its kubeconfig>`),
     /// which lives as long as it does. The tenants have no nodes of their own.
     pub fn start_on_host(store: StoreKind, tenants: &[&str], host_nodes: usize) -> Self {
-        let host = Self::host("local", host_nodes);
-        let option = format!("local={}", host.kubeconfig().display());
-        let mut up = Self::launch(store, tenants, 0, &["--host", &option], Role::OnHost);
-        up.host_cluster = Some(Box::new(host));
+        Self::start_on_hosts(store, tenants, &["local"], host_nodes, &[])
+    }
+
+    /// [`Up::start_on_host`] with a host cluster of its own for each of `hosts` (each
+    /// `vcluster host` with `host_nodes` nodes, started together), and more options.
+    pub fn start_on_hosts(
+        store: StoreKind,
+        tenants: &[&str],
+        hosts: &[&str],
+        host_nodes: usize,
+        options: &[&str],
+    ) -> Self {
+        let started: Vec<(String, Up)> = std::thread::scope(|scope| {
+            let starting: Vec<_> = hosts
+                .iter()
+                .map(|name| scope.spawn(move || ((*name).to_owned(), Self::host(name, host_nodes))))
+                .collect();
+            starting
+                .into_iter()
+                .map(|h| h.join().expect("a host cluster starts"))
+                .collect()
+        });
+        let host_options: Vec<String> = started
+            .iter()
+            .flat_map(|(name, host)| {
+                [
+                    "--host".to_owned(),
+                    format!("{name}={}", host.kubeconfig().display()),
+                ]
+            })
+            .collect();
+        let mut all: Vec<&str> = host_options.iter().map(String::as_str).collect();
+        all.extend(options);
+        let mut up = Self::launch(store, tenants, 0, &all, Role::OnHost);
+        up.host_clusters = started;
         up
     }
 
-    /// The host cluster of [`Up::start_on_host`].
-    pub fn host_cluster(&self) -> &Up {
-        self.host_cluster
-            .as_deref()
-            .expect("started with a host cluster of its own")
+    /// Host cluster `name` of [`Up::start_on_hosts`], to kill and start again.
+    pub fn host_cluster_mut(&mut self, name: &str) -> &mut Up {
+        &mut self
+            .host_clusters
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no host cluster {name}"))
+            .1
+    }
+
+    /// Kills the server at once (SIGKILL), as a machine lost would; [`Up::restart`] starts
+    /// it again.
+    pub fn kill(&mut self) {
+        self.process.take();
     }
 
     /// The default tenant alone, on an embedded store, in a process that may open at most
@@ -249,16 +289,20 @@ impl Up {
                 .join(&name)
                 .join("kubeconfig"),
             name,
-            host_kubeconfig: self.host_kubeconfig(),
+            host_kubeconfigs: self.host_kubeconfigs(),
         }
     }
 
-    /// The admin kubeconfig of the host cluster its pods run in, if they run in one.
-    fn host_kubeconfig(&self) -> Option<PathBuf> {
+    /// The name and admin kubeconfig of each host cluster its pods run in.
+    fn host_kubeconfigs(&self) -> Vec<(String, PathBuf)> {
         match self.role {
-            Role::OnHost => self.host_cluster.as_ref().map(|h| h.kubeconfig()),
-            Role::OnEmbeddedHost => Some(self.embedded_host_kubeconfig()),
-            Role::InTenants | Role::Host(_) => None,
+            Role::OnHost => self
+                .host_clusters
+                .iter()
+                .map(|(name, h)| (name.clone(), h.kubeconfig()))
+                .collect(),
+            Role::OnEmbeddedHost => vec![("local".to_owned(), self.embedded_host_kubeconfig())],
+            Role::InTenants | Role::Host(_) => Vec::new(),
         }
     }
 
@@ -356,8 +400,8 @@ impl Up {
 pub struct Tenant {
     pub name: String,
     kubeconfig: PathBuf,
-    /// The admin kubeconfig of the host cluster its pods run in, if it has one.
-    host_kubeconfig: Option<PathBuf>,
+    /// The name and admin kubeconfig of each host cluster its pods run in.
+    host_kubeconfigs: Vec<(String, PathBuf)>,
 }
 
 impl Tenant {
@@ -371,15 +415,29 @@ impl Tenant {
         Kubectl::new(version, &self.kubeconfig)
     }
 
-    /// The admin kubeconfig of the host cluster its pods run in ([`Up::start_on_host`]).
+    /// The admin kubeconfig of the (first) host cluster its pods run in
+    /// ([`Up::start_on_host`]).
     pub fn host_kubeconfig(&self) -> &Path {
-        self.host_kubeconfig
-            .as_ref()
+        &self
+            .host_kubeconfigs
+            .first()
             .expect("a tenant of a server with a host cluster")
+            .1
     }
 
-    /// A kubectl of one version for the admin of the host cluster its pods run in.
+    /// A kubectl of one version for the admin of the (first) host cluster its pods run in.
     pub fn host_kubectl(&self, version: &str) -> Kubectl {
         Kubectl::new(version, self.host_kubeconfig())
+    }
+
+    /// A kubectl of one version for the admin of host cluster `name`
+    /// ([`Up::start_on_hosts`]).
+    pub fn kubectl_of_host(&self, name: &str, version: &str) -> Kubectl {
+        let (_, kubeconfig) = self
+            .host_kubeconfigs
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no host cluster {name}"));
+        Kubectl::new(version, kubeconfig)
     }
 }

@@ -124,13 +124,16 @@ pub struct UpArgs {
     )]
     pub tenants: Vec<String>,
     /// A host cluster the tenants' pods run in, as `NAME=KUBECONFIG` (the admin
-    /// kubeconfig of any Kubernetes cluster, e.g. one `vcluster host` serves). One host for
-    /// now; several come with placement.
-    /// Without --host, the tenants' pods run in an embedded host cluster named `local`:
+    /// kubeconfig of any Kubernetes cluster, e.g. one `vcluster host` serves); repeatable.
+    /// Each tenant namespace goes to one of them: the one its annotation
+    /// `vcluster.io/host-cluster` names, every one with `vcluster.io/placement: spread`, or
+    /// the one with the most free pod slots. Without --host, the tenants' pods run in an embedded host cluster named `local`:
     /// another API server in this process, on its own embedded store under
     /// `<data-dir>/hosts/local/` (its admin kubeconfig there), with --simulated-nodes nodes.
     #[arg(long = "host", value_name = "NAME=KUBECONFIG", value_parser = parse_host)]
     pub hosts: Vec<(String, PathBuf)>,
+    #[command(flatten)]
+    pub failover: FailoverArgs,
     /// No host cluster and no syncer: the tenants' APIs alone. Their pods run only where
     /// something plays the kubelet in the tenant itself (--tenant-simulated-nodes).
     #[arg(long, conflicts_with = "hosts")]
@@ -151,9 +154,20 @@ pub struct SyncerArgs {
     /// without `--`, and a kubeconfig of its admin); repeatable.
     #[arg(long = "tenant", value_name = "NAME=KUBECONFIG", value_parser = parse_tenant, required = true)]
     pub tenants: Vec<(String, PathBuf)>,
-    /// The host cluster, as `NAME=KUBECONFIG`.
+    /// A host cluster, as `NAME=KUBECONFIG`; repeatable (placed as `vcluster up --host`).
     #[arg(long = "host", value_name = "NAME=KUBECONFIG", value_parser = parse_host, required = true)]
     pub hosts: Vec<(String, PathBuf)>,
+    #[command(flatten)]
+    pub failover: FailoverArgs,
+}
+
+/// When the syncer gives up on a host cluster.
+#[derive(clap::Args, Clone, Copy)]
+pub struct FailoverArgs {
+    /// How long a host cluster may be unreachable before its pods are marked for deletion
+    /// (their controllers replace them on another host) and its namespaces placed again.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub host_failover_after: Duration,
 }
 
 /// A tenant's `NAME=KUBECONFIG`, its name checked as `vcluster up` checks it.
@@ -343,13 +357,7 @@ async fn serve(
     } else {
         vec![(EMBEDDED_HOST.to_owned(), embedded_host(&args.serve).await?)]
     };
-    let host_cluster = match hosts.as_slice() {
-        [] => None,
-        [host] => Some(host),
-        _ => bail!(ConfigError(
-            "--host is given more than once: one host cluster for now (several come with placement)".into()
-        )),
-    };
+    check_host_names(&hosts)?;
     match vcluster_apiserver::raise_open_files_limit() {
         Ok(files) => tracing::debug!(files, "the open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
@@ -423,13 +431,8 @@ async fn serve(
             ));
         }
     }
-    if let Some((name, kubeconfig)) = host_cluster {
-        let host = vcluster_syncer::Cluster {
-            name: name.clone(),
-            client: client_of(kubeconfig)
-                .await
-                .with_context(|| format!("host cluster {name}: {}", kubeconfig.display()))?,
-        };
+    if !hosts.is_empty() {
+        let hosts = host_clusters(&hosts, args.failover).await?;
         for tenant in &served {
             let kubeconfig = serve
                 .data_dir
@@ -442,7 +445,7 @@ async fn serve(
             };
             tokio::spawn(vcluster_syncer::run(
                 tenant,
-                host.clone(),
+                hosts.clone(),
                 vcluster_syncer::Options::default(),
             ));
         }
@@ -458,7 +461,7 @@ async fn serve(
             tracing::info!(%server, kubeconfig = %kubeconfig.display(), "the embedded host cluster is up");
             let _ = ready.send(());
         }
-        None => said_up(&args, &server, &kubeconfig, host_cluster),
+        None => said_up(&args, &server, &kubeconfig, &hosts),
     }
     let shutdown = shutdown_signal()?;
     vcluster_apiserver::serve_until(listener, tenants, limits, shutdown)
@@ -469,12 +472,7 @@ async fn serve(
 }
 
 /// What `vcluster up` tells whoever started it: where the API is, and where the pods run.
-fn said_up(
-    args: &UpArgs,
-    server: &str,
-    kubeconfig: &std::path::Path,
-    host: Option<&(String, PathBuf)>,
-) {
+fn said_up(args: &UpArgs, server: &str, kubeconfig: &std::path::Path, hosts: &[(String, PathBuf)]) {
     tracing::info!(%server, kubeconfig = %kubeconfig.display(), tenants = ?args.tenants, "vcluster is up");
     eprintln!(
         "vcluster is up at {server}\n  kubectl --kubeconfig {} get namespaces",
@@ -486,7 +484,7 @@ fn said_up(
             args.serve.data_dir.display()
         );
     }
-    if let Some((name, host)) = host {
+    for (name, host) in hosts {
         eprintln!(
             "  pods run in host cluster {name}: kubectl --kubeconfig {} get pods -A",
             host.display()
@@ -514,6 +512,10 @@ fn embedded_host(
         },
         tenants: vec![EMBEDDED_HOST.to_owned()],
         hosts: Vec::new(),
+        // No host: no failover.
+        failover: FailoverArgs {
+            host_failover_after: Duration::MAX,
+        },
         no_host: true,
         tenant_simulated_nodes: serve.simulated_nodes,
     };
@@ -549,24 +551,45 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     })
 }
 
-/// `vcluster syncer`: the syncer alone, for every tenant named, against the host cluster,
+/// No two host clusters of the same name.
+fn check_host_names(hosts: &[(String, PathBuf)]) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    match hosts.iter().find(|(name, _)| !seen.insert(name)) {
+        Some((name, _)) => Err(ConfigError(format!(
+            "--host {name} is given more than once: host cluster names are unique"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Clients of the host clusters, with their health probed (in a task of its own) from now
+/// on.
+async fn host_clusters(
+    hosts: &[(String, PathBuf)],
+    failover: FailoverArgs,
+) -> anyhow::Result<Arc<vcluster_syncer::Hosts>> {
+    let mut clusters = Vec::new();
+    for (name, kubeconfig) in hosts {
+        clusters.push(vcluster_syncer::Cluster {
+            name: name.clone(),
+            client: client_of(kubeconfig)
+                .await
+                .with_context(|| format!("host cluster {name}: {}", kubeconfig.display()))?,
+        });
+    }
+    let hosts = vcluster_syncer::Hosts::new(clusters, failover.host_failover_after);
+    tokio::spawn(hosts.clone().probe());
+    Ok(hosts)
+}
+
+/// `vcluster syncer`: the syncer alone, for every tenant named, against the host clusters,
 /// until interrupted.
 pub async fn syncer(args: SyncerArgs) -> anyhow::Result<()> {
-    let [(name, kubeconfig)] = args.hosts.as_slice() else {
-        bail!(ConfigError(
-            "--host must be given once: one host cluster for now (several come with placement)"
-                .into()
-        ));
-    };
+    check_host_names(&args.hosts)?;
     if args.tenants.is_empty() {
         bail!(ConfigError("--tenant names no tenant".into()));
     }
-    let host = vcluster_syncer::Cluster {
-        name: name.clone(),
-        client: client_of(kubeconfig)
-            .await
-            .with_context(|| format!("host cluster {name}: {}", kubeconfig.display()))?,
-    };
+    let hosts = host_clusters(&args.hosts, args.failover).await?;
     let mut syncers = tokio::task::JoinSet::new();
     for (name, kubeconfig) in &args.tenants {
         let tenant = vcluster_syncer::Cluster {
@@ -577,7 +600,7 @@ pub async fn syncer(args: SyncerArgs) -> anyhow::Result<()> {
         };
         syncers.spawn(vcluster_syncer::run(
             tenant,
-            host.clone(),
+            hosts.clone(),
             vcluster_syncer::Options::default(),
         ));
     }
@@ -597,6 +620,10 @@ pub async fn host(args: HostArgs) -> anyhow::Result<()> {
         },
         tenants: vec![args.name],
         hosts: Vec::new(),
+        // No host: no failover.
+        failover: FailoverArgs {
+            host_failover_after: Duration::MAX,
+        },
         no_host: true,
     })
     .await

@@ -388,7 +388,18 @@ pub mod clients {
         /// Runs kubectl until it succeeds with output `done` accepts (30 s at most);
         /// returns that output.
         pub fn eventually(&self, args: &[&str], done: impl Fn(&str) -> bool) -> String {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            self.eventually_within(std::time::Duration::from_secs(30), args, done)
+        }
+
+        /// [`Kubectl::eventually`] with `limit` in place of 30 s (for what waits on a
+        /// timer of the product's, such as a failover).
+        pub fn eventually_within(
+            &self,
+            limit: std::time::Duration,
+            args: &[&str],
+            done: impl Fn(&str) -> bool,
+        ) -> String {
+            let deadline = std::time::Instant::now() + limit;
             loop {
                 let run = self.run(args);
                 if run.ok && done(&run.stdout) {
