@@ -728,6 +728,29 @@ mod tests {
     }
 
     #[test]
+    fn several_hosts_with_unique_names_and_a_failover_time() {
+        let args = up_args(&[
+            "--host",
+            "eu=/k/eu",
+            "--host",
+            "us=/k/us",
+            "--host-failover-after",
+            "5s",
+        ]);
+        assert_eq!(args.hosts.len(), 2);
+        assert!(check_host_names(&args.hosts).is_ok());
+        assert_eq!(args.failover.host_failover_after, Duration::from_secs(5));
+        assert_eq!(
+            up_args(&[]).failover.host_failover_after,
+            Duration::from_secs(60),
+            "a minute by default"
+        );
+        let twice = up_args(&["--host", "eu=/k/a", "--host", "eu=/k/b"]);
+        let ConfigError(e) = check_host_names(&twice.hosts).expect_err("refused");
+        assert!(e.contains("eu"), "{e}");
+    }
+
+    #[test]
     fn the_syncer_takes_tenants_and_a_host_by_kubeconfig() {
         let cli = Cli::try_parse_from([
             "vcluster", "syncer", "--tenant", "a=/k/a", "--tenant", "b=/k/b", "--host", "h=/k/h",
