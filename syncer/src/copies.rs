@@ -271,6 +271,11 @@ async fn reconcile<K: Copied>(object: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
     if let Some(copy) = &existing
         && (!ctx.scope.owns(copy.meta()) || !is_copy::<K>(copy))
     {
+        // The host's own object of that name (its `kube-root-ca.crt` in every namespace):
+        // in the way only of an object that must go down.
+        if !wanted_down {
+            return Ok(Action::await_change());
+        }
         return Err(Error::NotOurs(format!("{host_namespace}/{name}")));
     }
     let stale = existing
