@@ -10,21 +10,23 @@
 //!   until that host is lost.
 //! - A pod ([`pods`]) is placed once, before anything is made for it on a host: the
 //!   annotation `vcluster.io/placed-on` on the tenant pod names its namespace's host (a
-//!   spread namespace's pod: the reachable host with the most free slots). It never
+//!   spread namespace's pod: the reachable host with the fewest of the namespace's pods,
+//!   the freest on a tie). It never
 //!   changes, so a tenant pod has at most one host pod, ever (the design note's D6): a pod
 //!   whose host is lost is marked for deletion (as upstream's taint-based eviction marks
 //!   it) and stays Terminating until its host confirms the host pod is gone, or an admin
 //!   deletes it with grace 0; its controller makes a replacement, which is placed anew.
 //!   While its host is unreachable, a pod's `Ready` is `False`, so that Services leave it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodCondition};
 use kube::api::{Api, DeleteParams, Patch, Preconditions};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -126,6 +128,11 @@ struct Tenant {
     name: String,
     client: Client,
     placement: Arc<Placement>,
+    /// The pod controller's cache of the tenant's pods (set once it is made).
+    pods: OnceLock<Store<Pod>>,
+    /// Pods of spread namespaces placed, by uid, whose placement the cache may not show
+    /// yet: their host.
+    pending: Mutex<HashMap<String, String>>,
 }
 
 /// Both placement controllers of one tenant, until the end.
@@ -134,6 +141,8 @@ pub(crate) async fn run(name: String, client: Client, placement: Arc<Placement>)
         name,
         client,
         placement,
+        pods: OnceLock::new(),
+        pending: Mutex::default(),
     });
     tokio::join!(namespaces(tenant.clone()), pods(tenant));
 }
@@ -155,10 +164,7 @@ fn retry<K>(_object: Arc<K>, error: &Error, tenant: Arc<Tenant>) -> Action {
 
 /// What a namespace's annotations and the hosts' health decide for it (a placement by free
 /// slots takes one), or why it cannot be placed.
-fn decide(
-    annotations: Option<&std::collections::BTreeMap<String, String>>,
-    hosts: &Hosts,
-) -> Result<Placed, String> {
+fn decide(annotations: Option<&BTreeMap<String, String>>, hosts: &Hosts) -> Result<Placed, String> {
     let annotation = |key: &str| annotations.and_then(|a| a.get(key)).map(String::as_str);
     if let Some(pin) = annotation(HOST_CLUSTER) {
         return if hosts.known(pin) {
@@ -236,10 +242,53 @@ async fn pods(tenant: Arc<Tenant>) {
         tenant.placement.changes(),
         changes_of(tenant.placement.hosts.changes()),
     );
-    let results = Controller::new(api, watcher::Config::default())
+    let controller = Controller::new(api, watcher::Config::default());
+    let _ = tenant.pods.set(controller.store());
+    let results = controller
         .reconcile_all_on(triggers.boxed())
         .run(place_pod, retry, tenant);
     crate::drive(results, "pod placement").await;
+}
+
+/// The host a new pod of spread namespace `namespace` goes to: the reachable host with the
+/// fewest of the namespace's live pods (as upstream's topology spread evens pods out over
+/// zones), the freest of those on a tie; one of its slots taken.
+fn spread_to(tenant: &Tenant, namespace: &str) -> Option<String> {
+    let hosts = &tenant.placement.hosts;
+    let mut counts: BTreeMap<&str, usize> = hosts
+        .clusters()
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|name| hosts.reachable(name))
+        .map(|name| (name, 0))
+        .collect();
+    let mut pending = tenant.pending.lock().expect("pending");
+    let mut unplaced = HashSet::new();
+    for pod in tenant.pods.get().map(Store::state).unwrap_or_default() {
+        let uid = pod.uid().unwrap_or_default();
+        let on = host_of(&pod, hosts);
+        if on.is_none() {
+            unplaced.insert(uid.clone());
+        }
+        if pod.namespace().as_deref() != Some(namespace)
+            || pod.metadata.deletion_timestamp.is_some()
+        {
+            continue;
+        }
+        let on = on.or_else(|| pending.get(&uid).cloned());
+        if let Some(count) = on.and_then(|h| counts.get_mut(h.as_str())) {
+            *count += 1;
+        }
+    }
+    // What the cache shows placed (or gone) is no longer pending.
+    pending.retain(|uid, _| unplaced.contains(uid));
+    let fewest = *counts.values().min()?;
+    hosts.take_slot(
+        counts
+            .iter()
+            .filter(|(_, n)| **n == fewest)
+            .map(|(name, _)| *name),
+    )
 }
 
 /// The host a tenant pod is on: the host of the mirrored node it is bound to, or the one it
@@ -276,7 +325,12 @@ async fn place_pod(pod: Arc<Pod>, tenant: Arc<Tenant>) -> Result<Action, Error> 
         let host = match tenant.placement.of(&namespace) {
             Some(Placed::On(host)) => Some(host),
             Some(Placed::Spread) => {
-                hosts.take_slot(hosts.clusters().iter().map(|c| c.name.as_str()))
+                let host = spread_to(&tenant, &namespace);
+                if let Some(host) = &host {
+                    let mut pending = tenant.pending.lock().expect("pending");
+                    pending.insert(uid.clone(), host.clone());
+                }
+                host
             }
             Some(Placed::Nowhere) | None => None,
         };

@@ -23,6 +23,8 @@ use crate::{Ctx, Error, chain, conflict, not_found, placement};
 
 /// How often an object is looked at again with nothing changed (drift on either side).
 const PATROL: Duration = Duration::from_secs(300);
+/// How soon a deleted pod whose host pod is stopping is looked at again.
+const STOPPING: Duration = Duration::from_secs(2);
 /// How soon a pod of an unreachable host is looked at again.
 pub(crate) const UNREACHABLE: Duration = Duration::from_secs(5);
 
@@ -89,11 +91,16 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 
     if pod.metadata.deletion_timestamp.is_some() {
         match host {
-            Some(host) if host.metadata.deletion_timestamp.is_none() => {
-                let grace = pod.metadata.deletion_grace_period_seconds;
-                delete_host(&host_pods, &host, grace).await?;
+            Some(host) => {
+                if host.metadata.deletion_timestamp.is_none() {
+                    let grace = pod.metadata.deletion_grace_period_seconds;
+                    delete_host(&host_pods, &host, grace).await?;
+                }
+                // Its end comes through the host pod's watch, and is looked for again
+                // soon: a host watch that was down (the host unreachable) starts again
+                // with a list, which says nothing of the pods that went meanwhile.
+                return Ok(Action::requeue(STOPPING));
             }
-            Some(_) => {} // its end comes through the host pod's watch
             None => finish_delete(&tenant_pods, &name, &uid).await?,
         }
         return Ok(Action::await_change());
