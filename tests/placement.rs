@@ -245,6 +245,34 @@ fn a_spread_namespace_runs_on_every_host(tenant: &Tenant) {
         |out| out.contains("eu=") && out.contains("us="),
     );
     assert_eq!(service.split(',').count(), 2, "{service}");
+    // Each host's endpoints of it hold that host's pods only (the replicated model: a pod
+    // reaches the Service through its own host's service network).
+    for host in HOSTS {
+        let here: Vec<&Value> = pods.iter().filter(|p| host_of(p) == host).collect();
+        let h = tenant.kubectl_of_host(host, "v36");
+        let selector = format!(
+            "vcluster.io/tenant={},vcluster.io/namespace=wide",
+            tenant.name
+        );
+        let host_namespace = h.ok(&["get", "namespaces", "-l", &selector, "-o", "name"]);
+        let host_namespace = host_namespace.trim().trim_start_matches("namespace/");
+        let addresses = h.eventually(
+            &[
+                "get",
+                "endpoints",
+                "web",
+                "-n",
+                host_namespace,
+                "-o",
+                "jsonpath={.subsets[*].addresses[*].targetRef.name}",
+            ],
+            |out| out.split_whitespace().count() == here.len(),
+        );
+        for pod in here {
+            let name = pod["metadata"]["name"].as_str().expect("a name");
+            assert!(addresses.contains(name), "{host}: {addresses}");
+        }
+    }
 
     // Deleted, it leaves nothing on any host.
     k.ok(&["delete", "namespace", "wide", "--timeout=60s"]);
